@@ -1,0 +1,112 @@
+"""One exception handler for the whole API: everything becomes API.md's error shape.
+
+{"error": {"type", "code", "message", "param"}}
+"""
+
+import logging
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+from config import errors as domain
+
+logger = logging.getLogger("paydesk.api")
+
+
+class IdempotencyError(domain.DomainError):
+    default_message = "This Idempotency-Key was used with a different request."
+
+
+# Domain error class -> (status, type, code). Subclasses inherit their parent's mapping.
+DOMAIN_ERRORS: dict[type[domain.DomainError], tuple[int, str, str]] = {
+    domain.InvalidRequest: (400, "invalid_request_error", "invalid_request_error"),
+    IdempotencyError: (400, "idempotency_error", "idempotency_error"),
+    domain.InsufficientFunds: (402, "payment_error", "insufficient_funds"),
+    domain.InsufficientCredits: (402, "payment_error", "insufficient_credits"),
+    domain.QuotaExceeded: (402, "payment_error", "quota_exceeded"),
+    domain.PermissionDenied: (403, "permission_error", "permission_error"),
+    domain.NotFound: (404, "not_found", "not_found"),
+    domain.Conflict: (409, "conflict", "conflict"),
+    domain.ProviderError: (502, "provider_error", "provider_error"),
+    domain.ServiceUnavailable: (503, "service_unavailable", "service_unavailable"),
+}
+
+
+def error_body(type_: str, message: str, *, code: str | None = None, param: str | None = None) -> dict:
+    return {"error": {"type": type_, "code": code or type_, "message": message, "param": param}}
+
+
+def error_response(status: int, type_: str, message: str, *, code=None, param=None, headers=None) -> Response:
+    return Response(error_body(type_, message, code=code, param=param), status=status, headers=headers)
+
+
+def _first_validation_error(detail, path: str = "") -> tuple[str | None, str]:
+    """Walk DRF's nested error detail to the first message and its field path."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            if key == "non_field_errors":
+                param, message = _first_validation_error(value, path)
+                return (path or None), message
+            sub = f"{path}.{key}" if path else str(key)
+            if isinstance(value, list) and value and not isinstance(value[0], (dict, list)):
+                return sub, str(value[0])
+            return _first_validation_error(value, sub)
+    if isinstance(detail, list):
+        for index, value in enumerate(detail):
+            if isinstance(value, (dict, list)) and value:
+                return _first_validation_error(value, f"{path}[{index}]")
+            if value:
+                return (path or None), str(value)
+    return (path or None), str(detail)
+
+
+def _domain_mapping(exc: domain.DomainError) -> tuple[int, str, str]:
+    for cls in type(exc).__mro__:
+        if cls in DOMAIN_ERRORS:
+            return DOMAIN_ERRORS[cls]
+    return 400, "invalid_request_error", "invalid_request_error"
+
+
+def exception_handler(exc, context):
+    request = context.get("request") if context else None
+    if isinstance(exc, domain.DomainError):
+        status, type_, code = _domain_mapping(exc)
+        return error_response(status, type_, exc.message, code=code, param=exc.param)
+    if isinstance(exc, drf.ValidationError):
+        param, message = _first_validation_error(exc.detail)
+        if param and message:
+            message = f"{param}: {message}"
+        return error_response(400, "invalid_request_error", message, param=param)
+    if isinstance(exc, DjangoValidationError):
+        if hasattr(exc, "error_dict"):
+            param, messages = next(iter(exc.message_dict.items()))
+            return error_response(400, "invalid_request_error", f"{param}: {messages[0]}", param=param)
+        return error_response(400, "invalid_request_error", exc.messages[0])
+    if isinstance(exc, drf.ParseError):
+        return error_response(400, "invalid_request_error", f"Malformed request body: {exc.detail}")
+    if isinstance(exc, drf.Throttled):
+        wait = int(exc.wait or 1)
+        return error_response(
+            429, "rate_limit_error", f"Too many requests. Retry in {wait} s.", headers={"Retry-After": str(wait)}
+        )
+    if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
+        return error_response(
+            401, "authentication_error", str(exc.detail), headers={"WWW-Authenticate": 'Bearer realm="api"'}
+        )
+    if isinstance(exc, (drf.PermissionDenied, DjangoPermissionDenied)):
+        return error_response(403, "permission_error", str(getattr(exc, "detail", "")) or "Permission denied.")
+    if isinstance(exc, (drf.NotFound, Http404, ObjectDoesNotExist)):
+        return error_response(404, "not_found", "No such object.")
+    if isinstance(exc, drf.MethodNotAllowed):
+        return error_response(405, "invalid_request_error", str(exc.detail))
+    if isinstance(exc, (drf.UnsupportedMediaType, drf.NotAcceptable)):
+        return error_response(exc.status_code, "invalid_request_error", str(exc.detail))
+    if isinstance(exc, drf.APIException):
+        return error_response(exc.status_code, "api_error", str(exc.detail))
+    request_id = getattr(request, "request_id", None) if request is not None else None
+    logger.exception("unhandled API error", extra={"path": getattr(request, "path", None)})
+    return error_response(500, "api_error", f"An unexpected error occurred. Request id: {request_id}.")

@@ -1,0 +1,51 @@
+"""Money fields: integers in minor units only, ISO 4217 currencies with a real list."""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from config.currencies import MAX_AMOUNT, is_valid_currency
+
+
+@extend_schema_field(OpenApiTypes.INT64)
+class MinorUnitsField(serializers.Field):
+    """A JSON integer in the currency's minor unit. Floats, strings and booleans are refused
+    (a float never touches money); so is anything below `min_value` or above 10^12."""
+
+    default_error_messages = {
+        "invalid": "Must be an integer in minor units (e.g. 1000 for 10.00), not {kind}.",
+        "min_value": "Must be at least {min_value}.",
+        "max_value": "Must be at most {max_value}.",
+    }
+
+    def __init__(self, *, min_value: int = 1, max_value: int = MAX_AMOUNT, **kwargs):
+        self.min_value = min_value
+        self.max_value = max_value
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid", kind=type(data).__name__ if data is not None else "null")
+        if data < self.min_value:
+            self.fail("min_value", min_value=self.min_value)
+        if data > self.max_value:
+            self.fail("max_value", max_value=self.max_value)
+        return data
+
+    def to_representation(self, value):
+        return int(value)
+
+
+@extend_schema_field({"type": "string", "pattern": "^[A-Za-z]{3}$", "example": "usd"})
+class CurrencyField(serializers.Field):
+    """An ISO 4217 code, either case on input, lowercase on output (as Stripe)."""
+
+    default_error_messages = {"invalid": "Unknown or malformed ISO 4217 currency code: {value!r}."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not is_valid_currency(data):
+            self.fail("invalid", value=data)
+        return data.lower()
+
+    def to_representation(self, value):
+        return str(value).lower()

@@ -1,0 +1,76 @@
+"""GET /healthz (and /health): 200 when every configured dependency answers, else 503
+naming the failing check. No auth. Database always; cache and broker when configured."""
+
+import logging
+
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.http import require_GET
+
+logger = logging.getLogger("paydesk.health")
+
+_CHECKS = []
+
+
+def check(name: str, *, when=lambda: True):
+    """Register a health check: a function returning None when fine, or raising/returning a problem."""
+
+    def decorator(func):
+        _CHECKS.append((name, when, func))
+        return func
+
+    return decorator
+
+
+@check("database")
+def _database():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+@check("cache", when=lambda: bool(settings.REDIS_URL))
+def _cache():
+    from django.core.cache import cache
+
+    cache.set("paydesk:healthz", "1", 5)
+    if cache.get("paydesk:healthz") != "1":
+        return "cache did not return what was written"
+    return None
+
+
+@check("broker", when=lambda: not settings.CELERY_TASK_ALWAYS_EAGER)
+def _broker():
+    from config.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+
+
+def run_checks() -> tuple[bool, dict]:
+    results, healthy = {}, True
+    for name, when, func in _CHECKS:
+        if not when():
+            continue
+        try:
+            problem = func()
+        except Exception as exc:  # a failing dependency is the answer, not an error
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem:
+            healthy = False
+            results[name] = f"error: {problem}"
+            logger.warning("health check failed", extra={"check": name, "problem": str(problem)})
+        else:
+            results[name] = "ok"
+    return healthy, results
+
+
+@require_GET
+def healthz(request):
+    healthy, results = run_checks()
+    failing = [name for name, value in results.items() if value != "ok"]
+    body = {"status": "ok" if healthy else "error", "checks": results}
+    if failing:
+        body["failing"] = failing
+    return JsonResponse(body, status=200 if healthy else 503)

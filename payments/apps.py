@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+
+
+class PaymentsConfig(AppConfig):
+    name = "payments"
+
+    def ready(self):
+        from config import periodic
+
+        periodic.register(
+            name="Renew merchant subscription quotas",
+            task="payments.tasks.subscriptions_renew_task",
+            every_seconds=3600,
+        )

@@ -1,0 +1,150 @@
+"""DRF authentication: merchant API keys, end-user JWTs, staff sessions.
+
+Every scheme yields a `Caller`, so views ask one object who is calling and for which
+merchant. Failed attempts count against AUTH_FAILURE_THROTTLE_RATE per client address.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from django.conf import settings
+from rest_framework import authentication, exceptions
+
+from config.api.throttling import AuthFailureThrottle
+from config.errors import InvalidRequest, NotFound
+
+from .models import ApiKey, Customer, Merchant
+from .selectors import api_key_get_active, parse_uuid
+from .services import api_key_touch, hash_api_key
+
+MERCHANT_HEADER = "X-Paydesk-Merchant"
+
+
+@dataclass(eq=False)
+class Caller:
+    merchant: Merchant | None = None
+    customer: Customer | None = None
+    api_key: ApiKey | None = None
+    staff_user: Any = None
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+
+    @property
+    def is_staff(self) -> bool:
+        return self.staff_user is not None
+
+    @property
+    def throttle_ident(self) -> str:
+        if self.customer is not None and self.api_key is None:
+            return f"customer:{self.customer.pk}"
+        if self.api_key is not None:
+            return f"merchant:{self.merchant.pk}"
+        return f"staff:{self.staff_user.pk}"
+
+    pk = throttle_ident
+
+    @property
+    def username(self) -> str:
+        return str(self)
+
+    def __str__(self) -> str:
+        if self.staff_user is not None:
+            return f"{self.staff_user.get_username()} (staff{', as ' + self.merchant.name if self.merchant else ''})"
+        if self.api_key is not None:
+            return f"{self.merchant.name} ({self.api_key.prefix}…)"
+        return f"customer {self.customer.pk}"
+
+    def require_merchant(self) -> Merchant:
+        """The merchant a write acts for. Staff name one with the X-Paydesk-Merchant header."""
+        if self.merchant is None:
+            raise InvalidRequest(
+                f"Staff must say which merchant this is for: send the {MERCHANT_HEADER} header or ?merchant=.",
+                param="merchant",
+            )
+        return self.merchant
+
+
+def _bearer(request) -> str | None:
+    header = authentication.get_authorization_header(request).decode("latin-1")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip()
+
+
+class _ThrottledAuthentication(authentication.BaseAuthentication):
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+    def fail(self, request, message: str):
+        AuthFailureThrottle().record_failure(request)
+        raise exceptions.AuthenticationFailed(message)
+
+
+class ApiKeyAuthentication(_ThrottledAuthentication):
+    """`Authorization: Bearer pd_test_...` / `pd_live_...`."""
+
+    def authenticate(self, request):
+        token = _bearer(request)
+        if token is None or not token.startswith(("pd_test_", "pd_live_")):
+            return None
+        AuthFailureThrottle().check(request)
+        api_key = api_key_get_active(key_hash=hash_api_key(token))
+        if api_key is None:
+            self.fail(request, "Invalid or revoked API key.")
+        if not api_key.merchant.is_active:
+            self.fail(request, "This merchant is suspended.")
+        api_key_touch(api_key=api_key)
+        return Caller(merchant=api_key.merchant, api_key=api_key), api_key
+
+
+class CustomerJWTAuthentication(_ThrottledAuthentication):
+    """`Authorization: Bearer <JWT>`: HS256 with JWT_SECRET, `sub` = customer id, `exp` required.
+
+    Only HS256 is accepted, so `alg: none` and algorithm-confusion tokens are refused.
+    """
+
+    def authenticate(self, request):
+        token = _bearer(request)
+        if token is None or token.startswith("pd_"):
+            return None
+        AuthFailureThrottle().check(request)
+        try:
+            claims = jwt.decode(
+                token,
+                settings.JWT_SECRET,
+                algorithms=[settings.JWT_ALGORITHM],
+                options={"require": ["exp", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            self.fail(request, "The token has expired.")
+        except jwt.InvalidTokenError:
+            self.fail(request, "Invalid token.")
+        try:
+            customer = Customer.objects.select_related("merchant").get(pk=parse_uuid(claims["sub"]))
+        except (Customer.DoesNotExist, NotFound):
+            self.fail(request, "The token's subject is not a known customer.")
+        return Caller(merchant=None, customer=customer), claims
+
+
+class StaffSessionAuthentication(authentication.SessionAuthentication):
+    """A logged-in staff user (admin login) for the browsable API. Acts for all merchants
+    when reading; for one merchant when it names it (header or ?merchant=)."""
+
+    def authenticate(self, request):
+        result = super().authenticate(request)
+        if result is None:
+            return None
+        user, _ = result
+        if not user.is_staff:
+            return None
+        merchant = None
+        merchant_id = request.headers.get(MERCHANT_HEADER) or request.query_params.get("merchant")
+        if merchant_id:
+            merchant = Merchant.objects.filter(pk=parse_uuid(merchant_id, what="merchant")).first()
+            if merchant is None:
+                raise NotFound(f"No such merchant: {merchant_id}.", param="merchant")
+        return Caller(merchant=merchant, staff_user=user), None

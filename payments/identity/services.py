@@ -1,0 +1,122 @@
+"""Writes for identity: merchants, API keys, subscriptions, customers."""
+
+import calendar
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from config.errors import Conflict, QuotaExceeded
+
+from .models import ApiKey, Customer, Merchant, Subscription
+
+KEY_PREFIXES = {False: "pd_test_", True: "pd_live_"}
+
+
+def hash_api_key(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def month_period(now: datetime) -> tuple[datetime, datetime]:
+    """The calendar month (UTC) containing `now`, as [start, end)."""
+    now = now.astimezone(UTC)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    days = calendar.monthrange(start.year, start.month)[1]
+    return start, start + timedelta(days=days)
+
+
+@transaction.atomic
+def merchant_create(*, name: str, region=None, category=None, quota: int | None = None) -> Merchant:
+    """Create a merchant on the default plan (DEFAULT_PAYMENT_QUOTA creations a month)."""
+    merchant = Merchant.objects.create(name=name, region=region, category=category)
+    subscription_create(merchant=merchant, quota=quota)
+    return merchant
+
+
+def subscription_create(*, merchant: Merchant, quota: int | None = None, plan: str = "default") -> Subscription:
+    """Start the merchant's plan now with a full quota for the current calendar month."""
+    quota = settings.DEFAULT_PAYMENT_QUOTA if quota is None else quota
+    start, end = month_period(timezone.now())
+    return Subscription.objects.create(
+        merchant=merchant, plan=plan, quota=quota, tokens_remaining=quota, period_start=start, period_end=end
+    )
+
+
+def merchant_get_or_create(*, name: str, **kwargs) -> tuple[Merchant, bool]:
+    merchant = Merchant.objects.filter(name=name).first()
+    if merchant:
+        return merchant, False
+    try:
+        return merchant_create(name=name, **kwargs), True
+    except IntegrityError:  # created concurrently
+        return Merchant.objects.get(name=name), False
+
+
+def api_key_create(
+    *, merchant: Merchant, livemode: bool = False, name: str = "", raw_key: str | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its only plaintext copy. Store nothing but the hash.
+
+    `raw_key` lets `seed` install its deterministic demo key; everything else leaves it None.
+    """
+    raw_key = raw_key or KEY_PREFIXES[livemode] + secrets.token_urlsafe(24)
+    api_key = ApiKey.objects.create(
+        merchant=merchant, name=name, livemode=livemode, prefix=raw_key[:12], key_hash=hash_api_key(raw_key)
+    )
+    return api_key, raw_key
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    api_key.refresh_from_db()
+    return api_key
+
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def api_key_touch(*, api_key: ApiKey, now: datetime | None = None) -> None:
+    """Record use, at most once a minute per key: a write per request would make every
+    read a write on one hot row."""
+    now = now or timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+
+
+def subscription_consume_token(*, merchant: Merchant) -> None:
+    """Take one payment-creation token, atomically, in the caller's transaction.
+
+    One conditional UPDATE: concurrent creates can never take more than the quota.
+    Raises QuotaExceeded when none is left in the current period.
+    """
+    taken = Subscription.objects.filter(
+        merchant=merchant, tokens_remaining__gt=0, period_end__gt=timezone.now()
+    ).update(tokens_remaining=F("tokens_remaining") - 1)
+    if not taken:
+        raise QuotaExceeded()
+
+
+def subscriptions_renew(*, now: datetime | None = None) -> int:
+    """Start a new period, with a full quota, for every subscription whose period ended.
+
+    Safe to run twice or concurrently: the UPDATE only matches ended periods.
+    """
+    now = now or timezone.now()
+    start, end = month_period(now)
+    return Subscription.objects.filter(period_end__lte=now).update(
+        tokens_remaining=F("quota"), period_start=start, period_end=end
+    )
+
+
+def customer_create(*, merchant: Merchant, external_id: str, email: str = "", name: str = "") -> Customer:
+    """Raises Conflict if the merchant already has a customer with this external_id."""
+    try:
+        with transaction.atomic():
+            return Customer.objects.create(merchant=merchant, external_id=external_id, email=email, name=name)
+    except IntegrityError:
+        raise Conflict(f"A customer with external_id {external_id!r} already exists.", param="external_id")
