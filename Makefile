@@ -33,7 +33,7 @@ seed: migrate
 run: seed
 	@echo ""
 	@echo "Paydesk on http://$(HOST):$(PORT)/  ·  admin: /admin/  ·  API docs: http://$(HOST):$(PORT)/api/docs/"
-	@if [ -n "$$REDIS_URL$$CELERY_BROKER_URL" ]; then \
+	@if [ "$$($(BIN)/python manage.py shell -c 'from django.conf import settings; print(int(settings.CELERY_TASK_ALWAYS_EAGER))')" = "0" ]; then \
 	  echo "Broker configured: starting a Celery worker and beat alongside the server."; \
 	  $(BIN)/celery -A config worker -l info & \
 	  $(BIN)/celery -A config beat -l info & \
@@ -52,6 +52,7 @@ beat: install
 
 lint: install-dev
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Uses DATABASE_URL if set, else a local PostgreSQL on 127.0.0.1:5432 if one answers, else SQLite
 # (PostgreSQL-only tests are then skipped and counted at the end).

@@ -6,6 +6,7 @@ class PaymentsConfig(AppConfig):
 
     def ready(self):
         from config import periodic
+        from payments.identity import schema  # noqa: F401  (registers OpenAPI auth extensions)
 
         periodic.register(
             name="Renew merchant subscription quotas",

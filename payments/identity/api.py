@@ -39,6 +39,8 @@ class CustomerListCreateApi(ListAPIView):
         name = serializers.CharField(required=False, default="", max_length=255)
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no caller
+            return Customer.objects.none()
         return customer_list(merchant=self.request.user.merchant).order_by("-created_at", "id")
 
     @extend_schema(responses={200: CustomerOut(many=True), **ERRORS_READ})

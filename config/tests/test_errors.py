@@ -1,0 +1,87 @@
+import pytest
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("config.tests.urls")]
+
+
+def assert_error(response, status, type_, code=None):
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"type", "code", "message", "param"}
+    assert body["error"]["type"] == type_
+    assert body["error"]["code"] == (code or type_)
+    assert body["error"]["message"]
+    return body["error"]
+
+
+@pytest.mark.parametrize(
+    "kind,status,type_,code",
+    [
+        ("insufficient_funds", 402, "payment_error", "insufficient_funds"),
+        ("insufficient_credits", 402, "payment_error", "insufficient_credits"),
+        ("quota_exceeded", 402, "payment_error", "quota_exceeded"),
+        ("conflict", 409, "conflict", None),
+        ("illegal_transition", 409, "conflict", None),
+        ("not_found", 404, "not_found", None),
+        ("permission", 403, "permission_error", None),
+        ("provider", 502, "provider_error", None),
+        ("unavailable", 503, "service_unavailable", None),
+    ],
+)
+def test_domain_errors_map_to_api_statuses(api, kind, status, type_, code):
+    assert_error(api.get(f"/api/v1/_test/raise/{kind}"), status, type_, code)
+
+
+def test_unexpected_exception_is_500_in_shape_without_traceback(api, caplog):
+    response = api.get("/api/v1/_test/raise/boom")
+    error = assert_error(response, 500, "api_error")
+    assert "Traceback" not in response.content.decode()
+    assert "pd_test_" not in response.content.decode()
+    assert response["X-Request-Id"] in error["message"]
+
+
+def test_validation_error_names_param(api):
+    error = assert_error(
+        api.post("/api/v1/_test/money", {"currency": "usd"}, format="json"), 400, "invalid_request_error"
+    )
+    assert error["param"] == "amount"
+
+
+def test_malformed_json_is_400(api):
+    response = api.post("/api/v1/_test/money", data='{"amount": 10,', content_type="application/json")
+    assert_error(response, 400, "invalid_request_error")
+
+
+def test_non_object_body_is_400(api):
+    response = api.post("/api/v1/_test/money", data="[1, 2]", content_type="application/json")
+    assert_error(response, 400, "invalid_request_error")
+
+
+def test_unauthenticated_is_401(api):
+    assert_error(api.get("/api/v1/customers"), 401, "authentication_error")
+
+
+def test_unknown_api_url_is_json_404(api):
+    assert_error(api.get("/api/v1/no-such-thing"), 404, "not_found")
+
+
+def test_malformed_id_is_404(merchant_api):
+    assert_error(merchant_api.get("/api/v1/customers/not-a-uuid"), 404, "not_found")
+
+
+def test_wrong_method_is_405(merchant_api):
+    assert_error(merchant_api.delete("/api/v1/customers"), 405, "invalid_request_error")
+
+
+def test_unsupported_media_type_is_415(merchant_api):
+    response = merchant_api.post("/api/v1/customers", data="external_id=x", content_type="text/plain")
+    assert_error(response, 415, "invalid_request_error")
+
+
+def test_every_response_has_a_request_id(api):
+    response = api.get("/api/v1/payments/ping", HTTP_X_REQUEST_ID="abc-123")
+    assert response.json() == {"ok": True}
+    assert response["X-Request-Id"] == "abc-123"
+    generated = api.get("/api/v1/payments/ping", HTTP_X_REQUEST_ID="bad id <script>")["X-Request-Id"]
+    assert generated != "bad id <script>" and len(generated) == 32

@@ -1,0 +1,59 @@
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("url", ["/healthz", "/health"])
+def test_healthy(api, url):
+    response = api.get(url)
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"database": "ok"}}
+
+
+def test_unreachable_cache_is_503_naming_it(api, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": settings.REDIS_URL}
+    }
+    response = api.get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["cache"].startswith("error")
+    assert body["failing"] == ["cache"]
+
+
+def test_broken_database_is_503_naming_it(api, monkeypatch):
+    from django.db import connection
+
+    def broken_cursor(*args, **kwargs):
+        raise RuntimeError("database is down")
+
+    monkeypatch.setattr(connection, "cursor", broken_cursor)
+    response = api.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["failing"] == ["database"]
+
+
+def test_unreachable_broker_is_503_naming_it(api, settings):
+    from config.celery import app
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    original = app.conf.broker_url
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    try:
+        response = api.get("/healthz")
+    finally:
+        app.conf.broker_url = original
+    assert response.status_code == 503
+    assert "broker" in response.json()["failing"]
+
+
+def test_schema_and_docs_are_served(api):
+    schema = api.get("/api/schema/?format=json")
+    assert schema.status_code == 200
+    spec = schema.json()
+    assert "/api/v1/customers" in spec["paths"]
+    post = spec["paths"]["/api/v1/customers"]["post"]
+    assert {"201", "400", "401", "409"} <= set(post["responses"])
+    assert api.get("/api/docs/").status_code == 200

@@ -1,0 +1,128 @@
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from config.api.idempotency import idempotency_keys_purge
+from config.models import IdempotencyKey
+from payments.identity.models import Customer
+from payments.identity.services import api_key_create
+
+pytestmark = pytest.mark.django_db
+
+
+def create(client, key, body):
+    return client.post("/api/v1/customers", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+def test_replay_returns_first_response_and_does_nothing(merchant_api, merchant):
+    first = create(merchant_api, "k1", {"external_id": "a"})
+    assert first.status_code == 201
+    assert "Idempotent-Replayed" not in first
+    again = create(merchant_api, "k1", {"external_id": "a"})
+    assert again.status_code == 201
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    assert Customer.objects.filter(merchant=merchant).count() == 1
+
+
+def test_same_key_other_body_is_idempotency_error(merchant_api, merchant):
+    create(merchant_api, "k1", {"external_id": "a"})
+    response = create(merchant_api, "k1", {"external_id": "b"})
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "idempotency_error"
+    assert Customer.objects.filter(merchant=merchant).count() == 1
+
+
+def test_errors_after_validation_are_replayed(merchant_api, merchant):
+    create(merchant_api, "first", {"external_id": "a"})
+    conflict = create(merchant_api, "k2", {"external_id": "a"})
+    assert conflict.status_code == 409
+    Customer.objects.filter(merchant=merchant).delete()  # the conflict would now succeed...
+    replay = create(merchant_api, "k2", {"external_id": "a"})
+    assert replay.status_code == 409  # ...but the key replays its first result, as Stripe does
+    assert replay["Idempotent-Replayed"] == "true"
+    assert not Customer.objects.filter(merchant=merchant).exists()
+
+
+def test_validation_failure_saves_nothing_and_can_be_retried_fixed(merchant_api, merchant):
+    bad = create(merchant_api, "k3", {"email": "x@example.com"})
+    assert bad.status_code == 400
+    assert not IdempotencyKey.objects.exists()
+    fixed = create(merchant_api, "k3", {"external_id": "a", "email": "x@example.com"})
+    assert fixed.status_code == 201
+
+
+def test_key_in_flight_is_409(merchant_api, merchant):
+    IdempotencyKey.objects.create(
+        scope=f"merchant:{merchant.pk}",
+        key="busy",
+        method="POST",
+        path="/api/v1/customers",
+        request_hash="x" * 64,
+    )
+    response = create(merchant_api, "busy", {"external_id": "a"})
+    # A different hash is reported as misuse first; same request while running -> 409.
+    assert response.status_code == 400
+    IdempotencyKey.objects.all().delete()
+    create(merchant_api, "busy", {"external_id": "a"})
+    IdempotencyKey.objects.filter(key="busy").update(state=IdempotencyKey.State.IN_FLIGHT)
+    response = create(merchant_api, "busy", {"external_id": "a"})
+    assert response.status_code == 409
+    assert response.json()["error"]["type"] == "conflict"
+
+
+def test_keys_are_scoped_to_the_caller(merchant_api, client_for):
+    from payments.tests.factories import MerchantFactory
+
+    other = client_for(MerchantFactory())
+    assert create(merchant_api, "shared", {"external_id": "a"}).status_code == 201
+    response = create(other, "shared", {"external_id": "a"})
+    assert response.status_code == 201
+    assert "Idempotent-Replayed" not in response
+
+
+def test_overlong_key_is_400(merchant_api):
+    response = create(merchant_api, "k" * 256, {"external_id": "a"})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "Idempotency-Key"
+
+
+def test_keys_expire_after_24_hours(merchant_api, merchant):
+    create(merchant_api, "old", {"external_id": "a"})
+    IdempotencyKey.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    # An expired key is a fresh key: this runs again (and conflicts on external_id).
+    assert create(merchant_api, "old", {"external_id": "a"}).status_code == 409
+    IdempotencyKey.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    assert idempotency_keys_purge() == 1
+    assert not IdempotencyKey.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_with_one_key_create_one_object(merchant):
+    _, raw = api_key_create(merchant=merchant)
+    threads, statuses, barrier = [], [], threading.Barrier(8)
+
+    def worker():
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        barrier.wait()
+        try:
+            response = create(client, "race", {"external_id": "same"})
+            statuses.append((response.status_code, response.get("Idempotent-Replayed")))
+        finally:
+            connection.close()
+
+    for _ in range(8):
+        threads.append(threading.Thread(target=worker))
+        threads[-1].start()
+    for thread in threads:
+        thread.join()
+    assert Customer.objects.filter(merchant=merchant).count() == 1
+    fresh = [s for s in statuses if s == (201, None)]
+    assert len(fresh) == 1, statuses
+    assert all(s in {(201, None), (201, "true"), (409, None)} for s in statuses), statuses

@@ -1,0 +1,50 @@
+"""Test-only endpoints that raise each domain error or take money fields, so the one
+exception handler and the money fields are tested for every status in API.md."""
+
+from django.urls import include, path
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config import errors
+from config.api.fields import CurrencyField, MinorUnitsField
+from config.api.parsing import parse
+
+RAISES = {
+    "insufficient_funds": errors.InsufficientFunds,
+    "insufficient_credits": errors.InsufficientCredits,
+    "quota_exceeded": errors.QuotaExceeded,
+    "conflict": errors.Conflict,
+    "illegal_transition": errors.IllegalTransition,
+    "not_found": errors.NotFound,
+    "permission": errors.PermissionDenied,
+    "provider": errors.ProviderError,
+    "unavailable": errors.ServiceUnavailable,
+    "boom": RuntimeError,
+}
+
+
+class RaiseApi(APIView):
+    permission_classes = [AllowAny]
+
+    def get(self, request, kind):
+        raise RAISES[kind]("secret detail pd_test_abcdefghijklmnop" if kind == "boom" else None)
+
+
+class MoneyApi(APIView):
+    permission_classes = [AllowAny]
+
+    class Input(serializers.Serializer):
+        amount = MinorUnitsField()
+        currency = CurrencyField()
+
+    def post(self, request):
+        return Response(parse(self.Input, request.data))
+
+
+urlpatterns = [
+    path("api/v1/_test/raise/<str:kind>", RaiseApi.as_view()),
+    path("api/v1/_test/money", MoneyApi.as_view()),
+    path("", include("config.urls")),
+]
