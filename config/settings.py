@@ -253,3 +253,16 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
     },
 }
+
+# --- Webhooks ----------------------------------------------------------------------------
+# The merchant model, named (like AUTH_USER_MODEL) so the webhooks layer need not import it.
+PAYDESK_MERCHANT_MODEL = "payments.Merchant"
+WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
+WEBHOOK_DELIVERY_TIMEOUT = env.float("WEBHOOK_DELIVERY_TIMEOUT", default=10.0)
+# Seconds before attempt 2, 3, ...: about three days in all, then the delivery is failed.
+WEBHOOK_RETRY_SCHEDULE = env.list(
+    "WEBHOOK_RETRY_SCHEDULE", cast=int, default=[60, 300, 1800, 7200, 18000, 36000, 36000, 36000, 36000, 36000, 36000]
+)
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=50)
+# SSRF guard: endpoint URLs on loopback/private/link-local addresses are refused unless allowed.
+WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=DEBUG)

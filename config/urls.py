@@ -3,18 +3,21 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.health import healthz
+from webhooks.api import StripeWebhookApi
 
 admin.site.site_header = "Paydesk"
 admin.site.site_title = "Paydesk admin"
 admin.site.index_title = "Back office"
 
 api_v1 = [
+    path("", include("webhooks.urls")),
     path("", include("payments.urls")),
 ]
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("health", healthz, name="health"),
+    path("webhooks/stripe", StripeWebhookApi.as_view(), name="stripe-webhook-root"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

@@ -1,0 +1,137 @@
+"""Every event that crosses Paydesk's edge: inbound provider events, and the outbox of
+signed notifications to merchants' endpoints."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class InboundEvent(models.Model):
+    """A provider event as received: stored (raw) before it is processed, once per
+    (provider, event id) — a repeat delivery finds the row and changes nothing."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received"
+        PROCESSED = "processed"
+        FAILED = "failed"
+        IGNORED = "ignored"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    provider = models.CharField(max_length=30)
+    event_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=100, db_index=True)
+    payload = models.JSONField()
+    raw_body = models.TextField()
+    headers = models.JSONField(default=dict, blank=True)
+    signature_verified = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    flagged = models.BooleanField(default=False, help_text="A handler found something staff should look at.")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "event_id"], name="inbound_event_unique_per_provider"),
+        ]
+
+    def __str__(self):
+        return f"{self.provider}:{self.type}:{self.event_id}"
+
+
+class WebhookEndpoint(models.Model):
+    """A merchant's URL that receives signed outbound events."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    merchant = models.ForeignKey(settings.PAYDESK_MERCHANT_MODEL, on_delete=models.CASCADE, related_name="+")
+    url = models.URLField(max_length=2000)
+    events = models.JSONField(default=list, help_text='Subscribed event types, or ["*"] for all.')
+    description = models.CharField(max_length=255, blank=True)
+    secret = models.CharField(max_length=100, editable=False)
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=255, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.url
+
+    def subscribes_to(self, event_type: str) -> bool:
+        return "*" in self.events or event_type in self.events
+
+
+class OutboundEvent(models.Model):
+    """A domain event for a merchant, written in the same transaction as the change
+    that caused it (the outbox). Its id is stable across retries: receivers dedupe on it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    merchant = models.ForeignKey(settings.PAYDESK_MERCHANT_MODEL, on_delete=models.CASCADE, related_name="+")
+    type = models.CharField(max_length=100, db_index=True)
+    data = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.type} {self.id}"
+
+
+class Delivery(models.Model):
+    """One event to one endpoint, retried with backoff until delivered or dead-lettered."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        RETRYING = "retrying"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    event = models.ForeignKey(OutboundEvent, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="Set while a worker is sending it.")
+    last_response_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        verbose_name_plural = "deliveries"
+        constraints = [models.UniqueConstraint(fields=["event", "endpoint"], name="delivery_unique_per_endpoint")]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="delivery_due_idx",
+                condition=Q(status__in=["pending", "retrying"]),
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.event.type} → {self.endpoint.url} ({self.status})"
+
+
+class DeliveryAttempt(models.Model):
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    response_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["delivery", "number"]
+
+    def __str__(self):
+        return f"attempt {self.number} of {self.delivery_id}"

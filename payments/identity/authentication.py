@@ -13,9 +13,10 @@ from rest_framework import authentication, exceptions
 
 from config.api.throttling import AuthFailureThrottle
 from config.errors import InvalidRequest, NotFound
+from config.ids import parse_uuid
 
 from .models import ApiKey, Customer, Merchant
-from .selectors import api_key_get_active, parse_uuid
+from .selectors import api_key_get_active
 from .services import api_key_touch, hash_api_key
 
 MERCHANT_HEADER = "X-Paydesk-Merchant"

@@ -1,20 +1,12 @@
 """Reads for identity. Every lookup for an API caller is scoped to its merchant:
 another merchant's object is simply not found."""
 
-import uuid
-
 from django.db.models import QuerySet
 
 from config.errors import NotFound
+from config.ids import parse_uuid
 
 from .models import ApiKey, Customer, Merchant
-
-
-def parse_uuid(value, *, what: str = "object") -> uuid.UUID:
-    try:
-        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-    except (TypeError, ValueError, AttributeError):
-        raise NotFound(f"No such {what}: {value!r}.")
 
 
 def api_key_get_active(*, key_hash: str) -> ApiKey | None:

@@ -1,0 +1,112 @@
+from django.contrib import admin, messages
+
+from .models import Delivery, DeliveryAttempt, InboundEvent, OutboundEvent, WebhookEndpoint
+from .services import HandlerFailed, delivery_replay, inbound_event_process
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(InboundEvent)
+class InboundEventAdmin(ReadOnlyAdmin):
+    list_display = [
+        "received_at",
+        "provider",
+        "type",
+        "event_id",
+        "status",
+        "flagged",
+        "signature_verified",
+        "attempts",
+    ]
+    list_filter = ["provider", "status", "flagged", "signature_verified", "type"]
+    search_fields = ["event_id", "type", "last_error"]
+    date_hierarchy = "received_at"
+    actions = ["reprocess"]
+
+    @admin.action(description="Re-process selected events now")
+    def reprocess(self, request, queryset):
+        for event in queryset:
+            try:
+                status = inbound_event_process(event_id=event.pk, force=True)
+                messages.info(request, f"{event}: {status}")
+            except HandlerFailed as exc:
+                messages.error(request, f"{event}: failed again: {exc}")
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    readonly_fields = ["number", "started_at", "response_code", "latency_ms", "response_body", "error"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class DeliveryInline(admin.TabularInline):
+    model = Delivery
+    extra = 0
+    can_delete = False
+    fields = ["endpoint", "status", "attempts", "last_response_code", "next_attempt_at", "delivered_at"]
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(OutboundEvent)
+class OutboundEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "type", "merchant", "id"]
+    list_filter = ["type"]
+    search_fields = ["id", "type", "merchant__name"]
+    list_select_related = ["merchant"]
+    date_hierarchy = "created_at"
+    inlines = [DeliveryInline]
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "event", "endpoint", "status", "attempts", "last_response_code", "next_attempt_at"]
+    list_filter = ["status"]
+    search_fields = ["event__id", "endpoint__url", "event__type"]
+    list_select_related = ["event", "endpoint"]
+    inlines = [DeliveryAttemptInline]
+    actions = ["replay_now"]
+
+    @admin.action(description="Replay now")
+    def replay_now(self, request, queryset):
+        for delivery in queryset:
+            delivery_replay(delivery=delivery)
+        messages.success(request, f"{queryset.count()} deliveries queued.")
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = ["url", "merchant", "enabled", "consecutive_failures", "disabled_reason", "created_at"]
+    list_filter = ["enabled"]
+    search_fields = ["url", "merchant__name"]
+    list_select_related = ["merchant"]
+    readonly_fields = ["merchant", "secret", "consecutive_failures", "created_at"]
+    fields = [
+        "merchant",
+        "url",
+        "events",
+        "description",
+        "enabled",
+        "disabled_reason",
+        "consecutive_failures",
+        "created_at",
+    ]
+
+    def has_add_permission(self, request):
+        return False  # merchants register endpoints through the API (the secret is shown once there)

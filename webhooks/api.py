@@ -1,0 +1,182 @@
+from django.db.models import Prefetch
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.generics import ListAPIView
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api.docs import ERRORS_READ, ERRORS_WRITE
+from config.api.fields import CurrencyField, MinorUnitsField
+from config.api.idempotency import idempotent
+from config.api.parsing import parse
+
+from . import inbound
+from .models import Delivery, OutboundEvent, WebhookEndpoint
+from .services import endpoint_create, endpoint_disable, endpoint_get
+
+ReceivedOut = inline_serializer(
+    name="WebhookReceived",
+    fields={
+        "received": serializers.BooleanField(),
+        "event": serializers.UUIDField(),
+        "duplicate": serializers.BooleanField(),
+        "status": serializers.CharField(),
+    },
+)
+
+
+def _received(event, created: bool) -> Response:
+    return Response({"received": True, "event": str(event.pk), "duplicate": not created, "status": event.status})
+
+
+class _InboundApi(APIView):
+    """Providers authenticate by signature, not by API key."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes: list = []
+
+
+class StripeWebhookApi(_InboundApi):
+    @extend_schema(
+        request={"application/json": {"type": "object", "description": "A Stripe event, signed (Stripe-Signature)."}},
+        responses={200: ReceivedOut, 400: ERRORS_WRITE[400], 503: ERRORS_READ.get(503)},
+        summary="Receive a Stripe event (target of `stripe listen --forward-to`)",
+    )
+    def post(self, request):
+        return _received(*inbound.receive_stripe(request))
+
+
+class ProviderWebhookApi(_InboundApi):
+    class Input(serializers.Serializer):
+        provider = serializers.CharField(max_length=30)
+        provider_payment_id = serializers.CharField(max_length=255)
+        status = serializers.RegexField(r"^[a-z_]{1,30}$")
+        amount = MinorUnitsField()
+        currency = CurrencyField()
+        id = serializers.CharField(max_length=255, required=False)
+
+    @extend_schema(
+        request=Input,
+        responses={200: ReceivedOut, 400: ERRORS_WRITE[400]},
+        summary="Receive a non-Stripe provider's signed notification (X-Paydesk-Signature)",
+    )
+    def post(self, request):
+        return _received(*inbound.receive_provider(request, lambda payload: parse(self.Input, payload)))
+
+
+class EndpointOut(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookEndpoint
+        fields = [
+            "id",
+            "url",
+            "events",
+            "description",
+            "enabled",
+            "disabled_reason",
+            "consecutive_failures",
+            "created_at",
+        ]
+
+
+class EndpointCreatedOut(EndpointOut):
+    class Meta(EndpointOut.Meta):
+        fields = [*EndpointOut.Meta.fields, "secret"]
+
+
+class WebhookEndpointListCreateApi(ListAPIView):
+    serializer_class = EndpointOut
+
+    class Input(serializers.Serializer):
+        url = serializers.URLField(max_length=2000)
+        events = serializers.ListField(child=serializers.CharField(max_length=100), allow_empty=False, max_length=100)
+        description = serializers.CharField(max_length=255, required=False, default="")
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return WebhookEndpoint.objects.none()
+        qs = WebhookEndpoint.objects.order_by("-created_at", "id")
+        merchant = self.request.user.merchant
+        return qs if merchant is None else qs.filter(merchant=merchant)
+
+    @extend_schema(
+        request=Input,
+        responses={201: EndpointCreatedOut, **ERRORS_WRITE},
+        summary="Register an endpoint; the signing secret is shown once, here",
+    )
+    @idempotent
+    def post(self, request):
+        data = parse(self.Input, request.data)
+        endpoint = endpoint_create(merchant=request.user.require_merchant(), **data)
+        return Response(EndpointCreatedOut(endpoint).data, status=201)
+
+
+class WebhookEndpointDetailApi(APIView):
+    @extend_schema(responses={200: EndpointOut, **ERRORS_READ})
+    def get(self, request, endpoint_id):
+        return Response(EndpointOut(endpoint_get(merchant=request.user.merchant, endpoint_id=endpoint_id)).data)
+
+    @extend_schema(responses={200: EndpointOut, **ERRORS_READ}, summary="Disable the endpoint (kept for history)")
+    def delete(self, request, endpoint_id):
+        endpoint = endpoint_get(merchant=request.user.merchant, endpoint_id=endpoint_id)
+        return Response(EndpointOut(endpoint_disable(endpoint=endpoint)).data)
+
+
+class DeliveryOut(serializers.ModelSerializer):
+    endpoint = serializers.UUIDField(source="endpoint_id")
+    url = serializers.CharField(source="endpoint.url")
+    last_response_code = serializers.IntegerField(allow_null=True)
+
+    class Meta:
+        model = Delivery
+        fields = [
+            "id",
+            "endpoint",
+            "url",
+            "status",
+            "attempts",
+            "last_response_code",
+            "last_error",
+            "next_attempt_at",
+            "delivered_at",
+        ]
+
+
+class OutboundEventOut(serializers.ModelSerializer):
+    deliveries = DeliveryOut(many=True)
+
+    class Meta:
+        model = OutboundEvent
+        fields = ["id", "type", "created_at", "data", "deliveries"]
+
+
+class OutboundEventFilter(filters.FilterSet):
+    status = filters.ChoiceFilter(
+        field_name="deliveries__status",
+        choices=Delivery.Status.choices,
+        distinct=True,
+        help_text="Events with a delivery in this status.",
+    )
+
+    class Meta:
+        model = OutboundEvent
+        fields = ["type", "status"]
+
+
+class OutboundEventListApi(ListAPIView):
+    """The merchant's outbound events, newest first, with each endpoint's delivery status."""
+
+    serializer_class = OutboundEventOut
+    filterset_class = OutboundEventFilter
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return OutboundEvent.objects.none()
+        qs = OutboundEvent.objects.order_by("-created_at", "id").prefetch_related(
+            Prefetch("deliveries", queryset=Delivery.objects.select_related("endpoint"))
+        )
+        merchant = self.request.user.merchant
+        return qs if merchant is None else qs.filter(merchant=merchant)

@@ -1,0 +1,132 @@
+"""Receiving provider events: verify the signature on the raw bytes, check the shape,
+store once, acknowledge fast, process in a task (webhooks.services)."""
+
+import hashlib
+import json
+import logging
+import os
+import re
+
+from django.conf import settings
+
+from config.errors import InvalidRequest, ServiceUnavailable
+
+from .services import inbound_event_enqueue, inbound_event_record
+from .signing import SignatureVerificationError, verify
+
+logger = logging.getLogger("paydesk.webhooks")
+
+KEPT_HEADERS = ("Content-Type", "User-Agent", "Stripe-Signature", "X-Paydesk-Signature", "X-Request-Id")
+PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
+
+
+def _secrets(raw: str) -> list[str]:
+    """A secret, or several comma-separated while one is being rotated out."""
+    return [s.strip() for s in (raw or "").split(",") if s.strip()]
+
+
+def stripe_webhook_secrets() -> list[str]:
+    return _secrets(settings.STRIPE_WEBHOOK_SECRET)
+
+
+def provider_webhook_secrets(provider: str) -> list[str]:
+    """`<PROVIDER>_WEBHOOK_SECRET` from settings (MOCK_, HTTP_) or else the environment."""
+    name = f"{provider.upper()}_WEBHOOK_SECRET"
+    return _secrets(getattr(settings, name, None) or os.environ.get(name, ""))
+
+
+def _check_size(body: bytes) -> None:
+    if len(body) > settings.WEBHOOK_MAX_BODY_BYTES:
+        raise InvalidRequest(f"The body is larger than {settings.WEBHOOK_MAX_BODY_BYTES} bytes.")
+
+
+def _json_object(body: bytes) -> dict:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"Malformed JSON: {exc}")
+    if not isinstance(payload, dict):
+        raise InvalidRequest("The body must be a JSON object.")
+    return payload
+
+
+def _kept_headers(request) -> dict:
+    return {h: request.headers[h] for h in KEPT_HEADERS if h in request.headers}
+
+
+def receive_stripe(request) -> tuple[object, bool]:
+    """Verify (Stripe-Signature, 300 s tolerance, any of the configured secrets), store,
+    enqueue. Returns (event, created). Raises InvalidRequest (400) or ServiceUnavailable."""
+    body = request.body
+    _check_size(body)
+    secrets = stripe_webhook_secrets()
+    verified = False
+    if secrets:
+        try:
+            verify(body, request.headers.get("Stripe-Signature"), secrets, settings.WEBHOOK_TOLERANCE_SECONDS)
+        except SignatureVerificationError as exc:
+            logger.warning("stripe webhook refused: bad signature", extra={"reason": str(exc)[:200]})
+            raise InvalidRequest(f"Signature verification failed: {exc}", param="Stripe-Signature")
+        verified = True
+    elif not settings.DEBUG:
+        logger.error("stripe webhook refused: STRIPE_WEBHOOK_SECRET is not set and DEBUG is off")
+        raise ServiceUnavailable("Stripe webhooks are disabled: STRIPE_WEBHOOK_SECRET is not configured.")
+    payload = _json_object(body)
+    event_id, event_type, data = payload.get("id"), payload.get("type"), payload.get("data")
+    if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str) or not event_type:
+        raise InvalidRequest("A Stripe event needs a string `id` and `type`.", param="id")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise InvalidRequest("A Stripe event needs `data.object`.", param="data")
+    event, created = inbound_event_record(
+        provider="stripe",
+        event_id=event_id,
+        type=event_type,
+        payload=payload,
+        raw_body=body.decode("utf-8"),
+        headers=_kept_headers(request),
+        verified=verified,
+    )
+    if created:
+        inbound_event_enqueue(event)
+    return event, created
+
+
+def receive_provider(request, validate) -> tuple[object, bool]:
+    """A non-Stripe provider's notification (API.md: POST /api/v1/payments/webhook),
+    signed with X-Paydesk-Signature and the provider's own secret. `validate(payload)`
+    checks the body's shape (a DRF serializer in the view) and returns clean data."""
+    body = request.body
+    _check_size(body)
+    payload = _json_object(body)
+    provider = payload.get("provider")
+    if not isinstance(provider, str) or not PROVIDER_NAME.match(provider) or provider == "stripe":
+        raise InvalidRequest("`provider` must name a configured non-Stripe provider.", param="provider")
+    secrets = provider_webhook_secrets(provider)
+    if not secrets:
+        raise InvalidRequest(f"No webhook secret is configured for provider {provider!r}.", param="provider")
+    try:
+        verify(body, request.headers.get("X-Paydesk-Signature"), secrets, settings.WEBHOOK_TOLERANCE_SECONDS)
+    except SignatureVerificationError as exc:
+        logger.warning("provider webhook refused: bad signature", extra={"provider": provider})
+        raise InvalidRequest(f"Signature verification failed: {exc}", param="X-Paydesk-Signature")
+    data = validate(payload)
+    # A provider may send its own event id; otherwise the notification's content is its
+    # identity, so an identical repeat is recognised as the same event.
+    event_id = (
+        data.get("id")
+        or hashlib.sha256(
+            "|".join(str(data[k]) for k in ("provider_payment_id", "status", "amount", "currency")).encode()
+        ).hexdigest()
+    )
+    event, created = inbound_event_record(
+        provider=provider,
+        event_id=event_id,
+        type=f"payment.{data['status']}",
+        payload=payload,
+        raw_body=body.decode("utf-8"),
+        headers=_kept_headers(request),
+        verified=True,
+    )
+    if created:
+        inbound_event_enqueue(event)
+    return event, created

@@ -1,0 +1,363 @@
+"""Writes for webhooks: inbound events (store, process) and the outbox (emit, deliver)."""
+
+import ipaddress
+import json
+import logging
+import random
+import secrets
+import socket
+import time
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from config.errors import InvalidRequest, NotFound
+from config.ids import parse_uuid
+
+from .models import Delivery, DeliveryAttempt, InboundEvent, OutboundEvent, WebhookEndpoint
+from .registry import Ignored, event_types, handler_for
+from .signing import sign
+
+logger = logging.getLogger("paydesk.webhooks")
+
+# --- Inbound ---------------------------------------------------------------------------
+
+
+def inbound_event_record(
+    *, provider: str, event_id: str, type: str, payload: dict, raw_body: str, headers: dict, verified: bool
+) -> tuple[InboundEvent, bool]:
+    """Store a received event unless it is already stored. Returns (event, created).
+
+    The unique (provider, event_id) constraint decides between concurrent deliveries.
+    """
+    try:
+        with transaction.atomic():
+            event = InboundEvent.objects.create(
+                provider=provider,
+                event_id=event_id,
+                type=type,
+                payload=payload,
+                raw_body=raw_body,
+                headers=headers,
+                signature_verified=verified,
+            )
+        return event, True
+    except IntegrityError:
+        return InboundEvent.objects.get(provider=provider, event_id=event_id), False
+
+
+class HandlerFailed(Exception):
+    """Processing raised; the event is `failed` with the error and may be retried."""
+
+
+def inbound_event_process(*, event_id, force: bool = False) -> str:
+    """Run the registered handler for a stored event, exactly once.
+
+    Locks the event row (SKIP LOCKED: a concurrent processor of the same event leaves it
+    alone), runs the handler in the same transaction, and marks the event processed or
+    ignored. A handler exception rolls back the handler's writes, leaves the event
+    `failed` with the error and raises HandlerFailed (the task retries with backoff).
+    `force` (staff re-run) also re-runs a processed or ignored event; handlers are idempotent.
+    Returns the resulting status.
+    """
+    error = None
+    with transaction.atomic():
+        event = InboundEvent.objects.select_for_update(skip_locked=True).filter(pk=event_id).first()
+        if event is None:
+            return "locked-or-missing"
+        if not force and event.status in (InboundEvent.Status.PROCESSED, InboundEvent.Status.IGNORED):
+            return event.status
+        event.attempts += 1
+        handler = handler_for(event.provider, event.type)
+        if handler is None:
+            event.status = InboundEvent.Status.IGNORED
+            event.last_error = f"No handler for {event.provider}:{event.type}."
+        else:
+            try:
+                with transaction.atomic():
+                    result = handler(event)
+            except Exception as exc:  # any handler failure is recorded, never lost
+                logger.exception("inbound event handler failed", extra={"event": str(event.pk)})
+                error = f"{type(exc).__name__}: {exc}"
+                event.status, event.last_error = InboundEvent.Status.FAILED, error[:2000]
+            else:
+                if isinstance(result, Ignored):
+                    event.status, event.last_error = InboundEvent.Status.IGNORED, result.reason
+                else:
+                    event.status, event.last_error = InboundEvent.Status.PROCESSED, ""
+        event.processed_at = timezone.now()
+        event.save(update_fields=["status", "last_error", "attempts", "processed_at", "flagged"])
+    if error:
+        raise HandlerFailed(error)
+    return event.status
+
+
+def inbound_event_flag(*, event, reason: str) -> None:
+    """Mark an event for staff attention (e.g. an amount mismatch), inside processing."""
+    event.flagged = True
+    logger.warning("inbound event flagged", extra={"event": str(event.pk), "reason": reason})
+
+
+def inbound_event_enqueue(event: InboundEvent) -> None:
+    """Process after commit, in a task (inline when Celery is eager)."""
+    from .tasks import inbound_event_process_task
+
+    transaction.on_commit(lambda: enqueue(inbound_event_process_task, str(event.pk)))
+
+
+def enqueue(task, *args) -> None:
+    # If the broker is down, the row is already stored: the sweep picks it up later.
+    try:
+        task.delay(*args)
+    except Exception:
+        logger.exception("could not enqueue task; the periodic sweep will retry", extra={"task": task.name})
+
+
+# --- Outbound: endpoints --------------------------------------------------------------
+
+
+def _is_private_host(host: str) -> bool:
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror:
+        return False  # unresolvable now: refused at delivery time if it resolves privately
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if (
+            address.is_private
+            or address.is_loopback
+            or address.is_link_local
+            or address.is_reserved
+            or (address.is_multicast or address.is_unspecified)
+        ):
+            return True
+    return False
+
+
+def endpoint_url_check(url: str) -> None:
+    """http(s) only; loopback/private/link-local targets refused unless
+    WEBHOOK_ALLOW_PRIVATE_URLS (an SSRF guard). Raises InvalidRequest(param="url")."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest("The URL must be http:// or https:// with a host.", param="url")
+    if not settings.WEBHOOK_ALLOW_PRIVATE_URLS and _is_private_host(parts.hostname):
+        raise InvalidRequest("The URL points at a private or loopback address.", param="url")
+
+
+def endpoint_create(*, merchant, url: str, events: list[str], description: str = "") -> WebhookEndpoint:
+    endpoint_url_check(url)
+    known = event_types()
+    unknown = [e for e in events if e != "*" and e not in known]
+    if not events or unknown:
+        raise InvalidRequest(
+            f"Unknown event types: {', '.join(unknown)}." if unknown else "Subscribe to at least one event type.",
+            param="events",
+        )
+    return WebhookEndpoint.objects.create(
+        merchant=merchant,
+        url=url,
+        events=sorted(set(events)),
+        description=description,
+        secret="whsec_" + secrets.token_urlsafe(32),
+    )
+
+
+def endpoint_disable(*, endpoint: WebhookEndpoint, reason: str = "disabled by the merchant") -> WebhookEndpoint:
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(enabled=False, disabled_reason=reason)
+    endpoint.refresh_from_db()
+    return endpoint
+
+
+def endpoint_get(*, merchant, endpoint_id) -> WebhookEndpoint:
+    qs = WebhookEndpoint.objects.all() if merchant is None else WebhookEndpoint.objects.filter(merchant=merchant)
+    endpoint = qs.filter(pk=parse_uuid(endpoint_id, what="webhook endpoint")).first()
+    if endpoint is None:
+        raise NotFound(f"No such webhook endpoint: {endpoint_id}.")
+    return endpoint
+
+
+# --- Outbound: the outbox -------------------------------------------------------------
+
+
+def event_emit(*, merchant, type: str, data: dict) -> OutboundEvent:
+    """Write an outbound event and one delivery per subscribed, enabled endpoint, in the
+    caller's transaction (the outbox). Rolled back with it: nothing is sent. Committed:
+    it is sent, even if the broker is down right now (the sweep finds due deliveries).
+    `data` must be JSON-serialisable (ids as strings, amounts as ints)."""
+    data = json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+    with transaction.atomic():
+        event = OutboundEvent.objects.create(merchant_id=merchant.pk, type=type, data=data)
+        now = timezone.now()
+        endpoints = [
+            e for e in WebhookEndpoint.objects.filter(merchant_id=merchant.pk, enabled=True) if e.subscribes_to(type)
+        ]
+        deliveries = Delivery.objects.bulk_create(
+            [Delivery(event=event, endpoint=e, next_attempt_at=now) for e in endpoints]
+        )
+    if deliveries:
+        from .tasks import delivery_attempt_task
+
+        ids = [str(d.pk) for d in deliveries]
+        transaction.on_commit(lambda: [enqueue(delivery_attempt_task, i) for i in ids])
+    return event
+
+
+def event_body(event: OutboundEvent) -> str:
+    """The exact bytes sent (and signed): {"id", "type", "created", "data"}."""
+    return json.dumps(
+        {"id": str(event.id), "type": event.type, "created": int(event.created_at.timestamp()), "data": event.data},
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+
+
+def retry_delay(attempts: int) -> float | None:
+    """Seconds until the next attempt after `attempts` failed ones, with ±10% jitter;
+    None once the schedule is used up (dead letter)."""
+    schedule = settings.WEBHOOK_RETRY_SCHEDULE
+    if attempts > len(schedule):
+        return None
+    base = schedule[attempts - 1]
+    return base * random.uniform(0.9, 1.1)
+
+
+def _claim_lease() -> timedelta:
+    # A claim older than this belongs to a worker that died mid-delivery.
+    return timedelta(seconds=settings.WEBHOOK_DELIVERY_TIMEOUT * 3 + 30)
+
+
+def _due_q(now: datetime) -> Q:
+    return Q(status__in=[Delivery.Status.PENDING, Delivery.Status.RETRYING], next_attempt_at__lte=now) & (
+        Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - _claim_lease())
+    )
+
+
+def delivery_claim(*, delivery_id, now: datetime | None = None) -> Delivery | None:
+    """Take a due delivery for this worker: locked with SKIP LOCKED, marked claimed and
+    its attempt counted, then committed. Another worker finds it claimed and skips it,
+    so no attempt is ever sent twice at once. None if not due, claimed or finished."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        delivery = (
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("event", "endpoint")
+            .filter(_due_q(now), pk=delivery_id)
+            .first()
+        )
+        if delivery is None:
+            return None
+        delivery.claimed_at = now
+        delivery.attempts += 1
+        delivery.save(update_fields=["claimed_at", "attempts"])
+    return delivery
+
+
+def delivery_send(*, delivery: Delivery) -> tuple[int | None, str, str, int]:
+    """POST the event to the endpoint, outside any transaction. Returns
+    (status code or None, truncated response body, error, latency ms)."""
+    body = event_body(delivery.event)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Paydesk-Webhooks/1.0",
+        "Paydesk-Signature": sign(body, delivery.endpoint.secret),
+    }
+    started = time.perf_counter()
+    try:
+        endpoint_url_check(delivery.endpoint.url)  # again at send time: DNS may have changed
+        response = requests.post(
+            delivery.endpoint.url,
+            data=body.encode(),
+            headers=headers,
+            timeout=settings.WEBHOOK_DELIVERY_TIMEOUT,
+            allow_redirects=False,
+        )
+        return response.status_code, response.text[:1000], "", int((time.perf_counter() - started) * 1000)
+    except Exception as exc:  # timeout, refused connection, SSRF refusal: all mean "retry"
+        return None, "", f"{type(exc).__name__}: {exc}"[:1000], int((time.perf_counter() - started) * 1000)
+
+
+@transaction.atomic
+def delivery_record(
+    *, delivery: Delivery, code: int | None, body: str, error: str, latency_ms: int, now: datetime | None = None
+) -> Delivery:
+    """Record an attempt's outcome: 2xx delivered; otherwise retry on the schedule, or
+    `failed` once it is used up. Counts the endpoint's consecutive failures and disables
+    it past WEBHOOK_DISABLE_AFTER_FAILURES."""
+    now = now or timezone.now()
+    DeliveryAttempt.objects.create(
+        delivery=delivery,
+        number=delivery.attempts,
+        started_at=delivery.claimed_at or now,
+        response_code=code,
+        latency_ms=latency_ms,
+        response_body=body,
+        error=error,
+    )
+    ok = code is not None and 200 <= code < 300
+    delivery.last_response_code = code
+    delivery.last_error = "" if ok else (error or f"HTTP {code}")
+    delivery.claimed_at = None
+    if ok:
+        delivery.status, delivery.delivered_at = Delivery.Status.DELIVERED, now
+        WebhookEndpoint.objects.filter(pk=delivery.endpoint_id).update(consecutive_failures=0)
+    else:
+        delay = retry_delay(delivery.attempts)
+        if delay is None:
+            delivery.status = Delivery.Status.FAILED
+        else:
+            delivery.status, delivery.next_attempt_at = Delivery.Status.RETRYING, now + timedelta(seconds=delay)
+        WebhookEndpoint.objects.filter(pk=delivery.endpoint_id).update(
+            consecutive_failures=F("consecutive_failures") + 1
+        )
+        WebhookEndpoint.objects.filter(
+            pk=delivery.endpoint_id, enabled=True, consecutive_failures__gte=settings.WEBHOOK_DISABLE_AFTER_FAILURES
+        ).update(enabled=False, disabled_reason=f"disabled after {settings.WEBHOOK_DISABLE_AFTER_FAILURES} failures")
+    delivery.save(
+        update_fields=["status", "delivered_at", "next_attempt_at", "claimed_at", "last_response_code", "last_error"]
+    )
+    return delivery
+
+
+def delivery_attempt(*, delivery_id, now: datetime | None = None) -> str | None:
+    """Claim, send, record. Safe to call twice or from two workers at once."""
+    delivery = delivery_claim(delivery_id=delivery_id, now=now)
+    if delivery is None:
+        return None
+    code, body, error, latency_ms = delivery_send(delivery=delivery)
+    return delivery_record(delivery=delivery, code=code, body=body, error=error, latency_ms=latency_ms).status
+
+
+def delivery_replay(*, delivery: Delivery) -> Delivery:
+    """Staff "replay now": due immediately, whatever its status (a delivered event may be
+    sent again; receivers dedupe on the event id)."""
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status=Delivery.Status.PENDING, next_attempt_at=timezone.now(), claimed_at=None
+    )
+    from .tasks import delivery_attempt_task
+
+    transaction.on_commit(lambda: enqueue(delivery_attempt_task, str(delivery.pk)))
+    delivery.refresh_from_db()
+    return delivery
+
+
+def deliveries_due_ids(*, now: datetime | None = None, limit: int = 1000) -> list[str]:
+    now = now or timezone.now()
+    due = Delivery.objects.filter(_due_q(now)).order_by("next_attempt_at")
+    return [str(pk) for pk in due.values_list("pk", flat=True)[:limit]]
+
+
+def stale_inbound_ids(*, older_than: timedelta = timedelta(minutes=2), limit: int = 1000) -> list[str]:
+    """Inbound events still `received` (task lost) or `failed` (retries exhausted are left to staff)."""
+    cutoff = timezone.now() - older_than
+    return [
+        str(pk)
+        for pk in InboundEvent.objects.filter(status=InboundEvent.Status.RECEIVED, received_at__lt=cutoff)
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    ]

@@ -1,0 +1,30 @@
+"""The `t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">` scheme, shared by Stripe's
+Stripe-Signature, providers' X-Paydesk-Signature and our outbound Paydesk-Signature.
+Verification is stripe-python's own (several v1 values, constant-time compare,
+tolerance); we only add trying more than one secret, for rotation."""
+
+import stripe
+from stripe import SignatureVerificationError
+
+__all__ = ["SignatureVerificationError", "sign", "verify"]
+
+
+def sign(body: str | bytes, secret: str, timestamp: int | None = None) -> str:
+    if isinstance(body, bytes):
+        body = body.decode("utf-8")
+    return stripe.WebhookSignature.generate_signature_header(body, secret, timestamp=timestamp)
+
+
+def verify(body: bytes, header: str | None, secrets: list[str], tolerance: int) -> None:
+    """Raise SignatureVerificationError unless `header` signs `body` with one of `secrets`
+    within `tolerance` seconds. During a rotation both the old and the new secret work."""
+    if not secrets:
+        raise SignatureVerificationError("No webhook secret is configured.", header, body)
+    last: Exception | None = None
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(body, header, secret, tolerance)
+            return
+        except SignatureVerificationError as exc:
+            last = exc
+    raise last
