@@ -175,7 +175,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"api": API_THROTTLE_RATE, "auth_failure": AUTH_FAILURE_THROTTLE_RATE},
     "DEFAULT_PAGINATION_CLASS": "config.api.pagination.LimitPagePagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "config.api.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",

@@ -1,0 +1,53 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.test import override_settings
+from django.utils.module_loading import autodiscover_modules
+
+from config.bench import BenchError, emit, scenarios
+
+# High enough that no scenario is ever refused a request; the throttle still runs.
+BENCH_THROTTLE_RATE = "100000000/min"
+
+
+class Command(BaseCommand):
+    help = (
+        "Run benchmark scenarios in-process against the configured database (DATABASE_URL, "
+        "not a test database) and print one JSON line per result. Leaves its bench data behind."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("scenario", nargs="?", help="A scenario name, or `all`.")
+        parser.add_argument("--n", type=int, default=None, help="Measured operations (default: per scenario).")
+        parser.add_argument("--list", action="store_true", dest="list_scenarios", help="List scenarios and exit.")
+
+    def handle(self, *args, scenario: str | None, n: int | None, list_scenarios: bool, **options):
+        autodiscover_modules("bench")
+        known = scenarios()
+        if list_scenarios:
+            for s in known:
+                self.stdout.write(f"{s.name:<24} {s.help} (default n={s.default_n})")
+            return
+        names = ", ".join(["all", *(s.name for s in known)])
+        if scenario is None:
+            raise CommandError(f"Name a scenario: {names}.")
+        chosen = known if scenario == "all" else [s for s in known if s.name == scenario]
+        if not chosen:
+            raise CommandError(f"Unknown scenario {scenario!r}. Known: {names}.")
+        if n is not None and n < 1:
+            raise CommandError("--n must be at least 1.")
+
+        def note(message: str) -> None:
+            self.stderr.write(message, style_func=lambda text: text)
+
+        with override_settings(
+            API_THROTTLE_RATE=BENCH_THROTTLE_RATE,
+            ALLOWED_HOSTS=[*settings.ALLOWED_HOSTS, "testserver"],
+        ):
+            for s in chosen:
+                count = n or s.default_n
+                try:
+                    results = s.func(n=count, out=note)
+                except BenchError as exc:
+                    raise CommandError(f"{s.name}: {exc}")
+                for result in results if isinstance(results, list) else [results]:
+                    emit(self.stdout.write, {"scenario": s.name, "n": count, **result})

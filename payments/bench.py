@@ -1,0 +1,117 @@
+"""Benchmarks of the identity API through the whole stack in-process: django.test.Client,
+so middleware, URL routing, DRF authentication, throttling and rendering all run.
+
+Each run makes its own merchant (`bench-<scenario>-<hex>`) and leaves it behind.
+"""
+
+import uuid
+
+from django.test import Client
+
+from config.bench import WARMUP, Timer, check, scenario
+from payments.identity.models import Customer, Merchant
+from payments.identity.services import api_key_create, customer_create, merchant_create
+
+CUSTOMERS = "/api/v1/customers"
+
+
+def _bench_client(name: str, out) -> tuple[Merchant, Client]:
+    """A new merchant and a client that sends its test API key on every request.
+
+    Send requests with `secure=True`: with DEBUG off, SECURE_SSL_REDIRECT answers plain
+    HTTP with a redirect.
+    """
+    merchant = merchant_create(name=f"bench-{name}-{uuid.uuid4().hex[:12]}")
+    _, raw_key = api_key_create(merchant=merchant, name="bench")
+    out(f"{name}: merchant {merchant.name} ({merchant.pk})")
+    return merchant, Client(headers={"Authorization": f"Bearer {raw_key}"})
+
+
+@scenario(
+    "api-auth",
+    help="GET /api/v1/customers/<id> with a merchant API key: authentication, throttle, one read.",
+    n=2000,
+)
+def api_auth(*, n: int, out) -> dict:
+    merchant, client = _bench_client("api-auth", out)
+    customer = customer_create(merchant=merchant, external_id="bench-1", email="bench-1@example.com")
+    path = f"{CUSTOMERS}/{customer.pk}"
+
+    for _ in range(WARMUP):
+        response = client.get(path, secure=True)
+        check(response.status_code == 200, f"warmup GET {path}: {response.status_code} {response.content[:300]!r}")
+    timer = Timer()
+    for _ in range(n):
+        with timer:
+            response = client.get(path, secure=True)
+        check(response.status_code == 200, f"GET {path}: {response.status_code} {response.content[:300]!r}")
+    check(response.json()["id"] == str(customer.pk), "GET returned another customer")
+    return timer.result()
+
+
+@scenario(
+    "idempotent-create",
+    help="POST /api/v1/customers with an Idempotency-Key: fresh keys (each creates) and replays of one key.",
+    n=2000,
+)
+def idempotent_create(*, n: int, out) -> list[dict]:
+    merchant, client = _bench_client("idempotent-create", out)
+
+    def post(key: str, external_id: str):
+        body = {"external_id": external_id, "email": f"{external_id}@example.com"}
+        return client.post(
+            CUSTOMERS, body, content_type="application/json", headers={"Idempotency-Key": key}, secure=True
+        )
+
+    def created_so_far() -> int:
+        return Customer.objects.filter(merchant=merchant).count()
+
+    def check_created(response, what: str) -> None:
+        check(
+            response.status_code == 201 and "Idempotent-Replayed" not in response.headers,
+            f"{what}: {response.status_code} {dict(response.headers)} {response.content[:300]!r}",
+        )
+
+    def check_replayed(response, what: str) -> None:
+        check(
+            response.status_code == 201 and response.headers.get("Idempotent-Replayed") == "true",
+            f"{what}: {response.status_code} {dict(response.headers)} {response.content[:300]!r}",
+        )
+
+    # (a) Every request a new key and a new customer.
+    for i in range(WARMUP):
+        check_created(post(str(uuid.uuid4()), f"warmup-{i}"), "warmup create")
+    before = created_so_far()
+    keys = [str(uuid.uuid4()) for _ in range(n)]
+    timer = Timer()
+    for i, key in enumerate(keys):
+        with timer:
+            response = post(key, f"fresh-{i}")
+        check_created(response, "create")
+        if i == 0:
+            first_id = response.json()["id"]
+    created = created_so_far() - before
+    check(created == n, f"{n} fresh requests created {created} customers")
+    fresh = {"scenario": "idempotent-create:fresh", **timer.result(), "created": created, "expected": n}
+
+    # (b) The first key again, same body: the saved response, nothing created.
+    for _ in range(WARMUP):
+        check_replayed(post(keys[0], "fresh-0"), "warmup replay")
+    before = created_so_far()
+    timer = Timer()
+    for _ in range(n):
+        with timer:
+            response = post(keys[0], "fresh-0")
+        check_replayed(response, "replay")
+    check(response.json()["id"] == first_id, "a replay returned another customer than the original request")
+    created = created_so_far() - before
+    check(created == 0, f"{n} replays created {created} customers")
+    replay = {
+        "scenario": "idempotent-create:replay",
+        **timer.result(),
+        "replayed": n,
+        "created": created,
+        "expected": 0,
+    }
+
+    return [fresh, replay]

@@ -1,0 +1,101 @@
+import pytest
+
+from payments.tests.factories import MerchantFactory
+from webhooks.models import Delivery
+from webhooks.services import event_emit
+
+pytestmark = pytest.mark.django_db
+URL = "/api/v1/webhook-endpoints"
+
+
+def test_create_shows_the_secret_once(merchant_api, receiver, allow_loopback):
+    created = merchant_api.post(
+        URL, {"url": receiver.url, "events": ["payment.succeeded", "charge.failed"]}, format="json"
+    )
+    assert created.status_code == 201
+    body = created.json()
+    assert body["secret"].startswith("whsec_") and body["enabled"] is True
+    assert body["events"] == ["charge.failed", "payment.succeeded"]
+    fetched = merchant_api.get(f"{URL}/{body['id']}").json()
+    assert "secret" not in fetched
+    assert all("secret" not in e for e in merchant_api.get(URL).json()["results"])
+
+
+def test_delete_disables(merchant_api, receiver, allow_loopback, merchant):
+    endpoint_id = merchant_api.post(URL, {"url": receiver.url, "events": ["*"]}, format="json").json()["id"]
+    response = merchant_api.delete(f"{URL}/{endpoint_id}")
+    assert response.status_code == 200 and response.json()["enabled"] is False
+    event_emit(merchant=merchant, type="payment.succeeded", data={})
+    assert not Delivery.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "body,param",
+    [
+        ({"url": "ftp://example.com/x", "events": ["*"]}, "url"),
+        ({"url": "not a url", "events": ["*"]}, "url"),
+        ({"url": "https://example.com/x", "events": []}, "events"),
+        ({"url": "https://example.com/x", "events": ["payment.exploded"]}, "events"),
+        ({"events": ["*"]}, "url"),
+    ],
+)
+def test_bad_endpoints_are_400(merchant_api, body, param):
+    response = merchant_api.post(URL, body, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/x",
+        "http://localhost/x",
+        "http://10.0.0.5/x",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/x",
+    ],
+)
+def test_private_addresses_are_refused_in_production(merchant_api, settings, url):
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = False
+    response = merchant_api.post(URL, {"url": url, "events": ["*"]}, format="json")
+    assert response.status_code == 400 and response.json()["error"]["param"] == "url"
+
+
+def test_another_merchants_endpoint_is_404(merchant_api, client_for, receiver, allow_loopback):
+    other = client_for(MerchantFactory())
+    endpoint_id = other.post(URL, {"url": receiver.url, "events": ["*"]}, format="json").json()["id"]
+    assert merchant_api.get(f"{URL}/{endpoint_id}").status_code == 404
+    assert merchant_api.delete(f"{URL}/{endpoint_id}").status_code == 404
+    assert merchant_api.get(f"{URL}/not-a-uuid").status_code == 404
+
+
+def test_outbound_event_list_shows_delivery_status_and_filters(
+    merchant, merchant_api, receiver, allow_loopback, client_for
+):
+    merchant_api.post(URL, {"url": receiver.url, "events": ["*"]}, format="json")
+    receiver.statuses = [500]
+    from webhooks.services import delivery_attempt
+
+    first = event_emit(merchant=merchant, type="payment.succeeded", data={"n": 1})
+    event_emit(merchant=merchant, type="charge.failed", data={"n": 2})
+    event_emit(merchant=MerchantFactory(), type="payment.succeeded", data={"other": True})
+    delivery_attempt(delivery_id=first.deliveries.get().pk)
+
+    listed = merchant_api.get("/api/v1/webhooks").json()
+    assert listed["count"] == 2
+    assert [e["type"] for e in listed["results"]] == ["charge.failed", "payment.succeeded"]  # newest first
+    delivery = listed["results"][1]["deliveries"][0]
+    assert (delivery["status"], delivery["attempts"], delivery["last_response_code"]) == ("retrying", 1, 500)
+    assert delivery["url"] == receiver.url
+    by_type = merchant_api.get("/api/v1/webhooks?type=charge.failed").json()
+    assert [e["data"] for e in by_type["results"]] == [{"n": 2}]
+    by_status = merchant_api.get("/api/v1/webhooks?status=retrying").json()
+    assert [e["id"] for e in by_status["results"]] == [str(first.id)]
+    assert merchant_api.get("/api/v1/webhooks?status=bogus").status_code == 400
+
+
+def test_endpoint_create_is_idempotent(merchant_api, receiver, allow_loopback):
+    body = {"url": receiver.url, "events": ["*"]}
+    first = merchant_api.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="ep-1")
+    again = merchant_api.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="ep-1")
+    assert again.json()["id"] == first.json()["id"] and again["Idempotent-Replayed"] == "true"

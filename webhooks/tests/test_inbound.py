@@ -1,0 +1,315 @@
+import json
+import threading
+import time
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from webhooks.admin import InboundEventAdmin
+from webhooks.models import InboundEvent
+from webhooks.registry import Ignored, register_handler
+
+from .support import signed_post, stripe_event
+
+pytestmark = pytest.mark.django_db
+
+STRIPE_URL = "/api/v1/webhooks/stripe"
+calls: dict[str, list] = {"ok": [], "flaky": [], "broken": []}
+state = {"flaky_failures_left": 0, "broken": True}
+
+
+@register_handler("stripe", "paydesk_test.ok")
+def _ok(event):
+    calls["ok"].append(event.event_id)
+
+
+@register_handler("stripe", "paydesk_test.ignore_me")
+def _ignore(event):
+    return Ignored("nothing maps to this")
+
+
+@register_handler("stripe", "paydesk_test.flaky")
+def _flaky(event):
+    calls["flaky"].append(event.event_id)
+    if state["flaky_failures_left"] > 0:
+        state["flaky_failures_left"] -= 1
+        raise RuntimeError("transient trouble")
+
+
+@register_handler("stripe", "paydesk_test.broken")
+def _broken(event):
+    calls["broken"].append(event.event_id)
+    if state["broken"]:
+        raise ValueError("bug in handler")
+
+
+@pytest.fixture(autouse=True)
+def _reset_calls():
+    for v in calls.values():
+        v.clear()
+
+
+def event(event_id="evt_1", type_="paydesk_test.ok"):
+    body = stripe_event("payment_intent.succeeded", event_id=event_id)
+    body["type"] = type_
+    return body
+
+
+def post(api, body, secret, **kw):
+    return signed_post(api, STRIPE_URL, body, secret=secret, **kw)
+
+
+class TestSignatures:
+    def test_valid_signature_is_stored_verified_and_processed(
+        self, api, stripe_secret, django_capture_on_commit_callbacks
+    ):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = post(api, event(), stripe_secret)
+        assert response.status_code == 200
+        assert response.json()["duplicate"] is False
+        stored = InboundEvent.objects.get(provider="stripe", event_id="evt_1")
+        assert stored.signature_verified and stored.status == "processed"
+        assert stored.headers["Stripe-Signature"].startswith("t=")
+        assert json.loads(stored.raw_body)["id"] == "evt_1"
+        assert calls["ok"] == ["evt_1"]
+
+    @pytest.mark.parametrize("problem", ["wrong-secret", "missing", "stale", "tampered", "garbage-header"])
+    def test_bad_signature_is_400_and_nothing_is_stored(self, api, stripe_secret, problem):
+        body = json.dumps(event())
+        if problem == "wrong-secret":
+            response = post(api, body, "whsec_other")
+        elif problem == "missing":
+            response = api.generic("POST", STRIPE_URL, body, content_type="application/json")
+        elif problem == "stale":
+            response = post(api, body, stripe_secret, timestamp=int(time.time()) - 301)
+        elif problem == "tampered":
+            from webhooks.signing import sign
+
+            header = sign(body, stripe_secret)
+            response = api.generic(
+                "POST",
+                STRIPE_URL,
+                body.replace("evt_1", "evt_2"),
+                content_type="application/json",
+                HTTP_STRIPE_SIGNATURE=header,
+            )
+        else:
+            response = api.generic(
+                "POST", STRIPE_URL, body, content_type="application/json", HTTP_STRIPE_SIGNATURE="nonsense"
+            )
+        assert response.status_code == 400
+        assert response.json()["error"]["type"] == "invalid_request_error"
+        assert not InboundEvent.objects.exists()
+        assert calls["ok"] == []
+
+    def test_timestamp_within_tolerance_is_accepted(self, api, stripe_secret):
+        assert post(api, event(), stripe_secret, timestamp=int(time.time()) - 290).status_code == 200
+
+    def test_secret_rotation_accepts_old_and_new(self, api, settings):
+        settings.STRIPE_WEBHOOK_SECRET = "whsec_new,whsec_old"
+        assert post(api, event("evt_a"), "whsec_old").status_code == 200
+        assert post(api, event("evt_b"), "whsec_new").status_code == 200
+        assert post(api, event("evt_c"), "whsec_gone").status_code == 400
+
+    def test_several_v1_signatures_one_valid(self, api, stripe_secret):
+        from webhooks.signing import sign
+
+        body = json.dumps(event())
+        good = sign(body, stripe_secret)
+        t, v1 = good.split(",")
+        header = f"{t},v1={'0' * 64},{v1},v0=ignored"
+        response = api.generic("POST", STRIPE_URL, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header)
+        assert response.status_code == 200
+
+    def test_no_secret_in_debug_accepts_unverified(self, api, settings):
+        settings.STRIPE_WEBHOOK_SECRET = ""
+        settings.DEBUG = True
+        response = api.post(STRIPE_URL, event(), format="json")
+        assert response.status_code == 200
+        assert InboundEvent.objects.get().signature_verified is False
+
+    def test_no_secret_without_debug_refuses_and_health_says_why(self, api, settings):
+        settings.STRIPE_WEBHOOK_SECRET = ""
+        settings.DEBUG = False
+        response = api.post(STRIPE_URL, event(), format="json")
+        assert response.status_code == 503
+        assert "STRIPE_WEBHOOK_SECRET" in response.json()["error"]["message"]
+        assert not InboundEvent.objects.exists()
+        assert "STRIPE_WEBHOOK_SECRET" in api.get("/healthz").json()["checks"]["stripe_webhook"]
+
+    def test_root_alias_url_works(self, api, stripe_secret):
+        assert signed_post(api, "/webhooks/stripe", event(), secret=stripe_secret).status_code == 200
+
+
+class TestShape:
+    def test_oversized_body_is_400(self, api, stripe_secret):
+        body = event()
+        body["padding"] = "x" * (1024 * 1024)
+        assert post(api, body, stripe_secret).status_code == 400
+        assert not InboundEvent.objects.exists()
+
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            '{"id": "evt_1", "type":',
+            "[1,2]",
+            '{"type": "x", "data": {"object": {}}}',
+            '{"id": "evt_1", "type": "x", "data": "nope"}',
+            '{"id": 5, "type": "x", "data": {"object": {}}}',
+        ],
+        ids=["malformed", "array", "no-id", "no-object", "numeric-id"],
+    )
+    def test_wrong_shape_is_400(self, api, stripe_secret, raw):
+        assert post(api, raw, stripe_secret).status_code == 400
+        assert not InboundEvent.objects.exists()
+
+
+class TestProcessing:
+    def test_duplicate_delivery_is_200_and_processed_once(self, api, stripe_secret, django_capture_on_commit_callbacks):
+        with django_capture_on_commit_callbacks(execute=True):
+            first = post(api, event(), stripe_secret)
+            second = post(api, event(), stripe_secret)
+        assert first.status_code == second.status_code == 200
+        assert second.json()["duplicate"] is True
+        assert InboundEvent.objects.count() == 1
+        assert calls["ok"] == ["evt_1"]
+
+    def test_unknown_type_is_stored_and_ignored(self, api, stripe_secret, django_capture_on_commit_callbacks):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert post(api, event(type_="customer.tax_id.created"), stripe_secret).status_code == 200
+        stored = InboundEvent.objects.get()
+        assert stored.status == "ignored" and "No handler" in stored.last_error
+
+    def test_handler_may_ignore_with_a_reason(self, api, stripe_secret, django_capture_on_commit_callbacks):
+        with django_capture_on_commit_callbacks(execute=True):
+            post(api, event(type_="paydesk_test.ignore_me"), stripe_secret)
+        stored = InboundEvent.objects.get()
+        assert (stored.status, stored.last_error) == ("ignored", "nothing maps to this")
+
+    def test_failing_handler_is_retried_until_it_succeeds(self, api, stripe_secret, django_capture_on_commit_callbacks):
+        state["flaky_failures_left"] = 2
+        with django_capture_on_commit_callbacks(execute=True):
+            assert post(api, event(type_="paydesk_test.flaky"), stripe_secret).status_code == 200
+        stored = InboundEvent.objects.get()
+        assert stored.status == "processed" and stored.attempts == 3
+        assert len(calls["flaky"]) == 3
+
+    def test_failed_event_is_kept_with_its_error_and_rerun_from_admin(
+        self, api, stripe_secret, rf, admin_user, django_capture_on_commit_callbacks
+    ):
+        state["broken"] = True
+        with django_capture_on_commit_callbacks(execute=True):
+            assert post(api, event(type_="paydesk_test.broken"), stripe_secret).status_code == 200
+        stored = InboundEvent.objects.get()
+        assert stored.status == "failed" and "bug in handler" in stored.last_error
+        attempts = stored.attempts
+        assert attempts > 1  # retried with backoff before giving up
+
+        state["broken"] = False  # the bug is fixed; staff re-run it
+        request = rf.post("/admin/")
+        request.user = admin_user
+        request._messages = type("M", (), {"add": lambda *a, **k: None})()
+        from django.contrib.admin.sites import site
+
+        InboundEventAdmin(InboundEvent, site).reprocess(request, InboundEvent.objects.all())
+        stored.refresh_from_db()
+        assert stored.status == "processed" and stored.last_error == "" and stored.attempts == attempts + 1
+
+    def test_events_arriving_in_any_order_are_each_processed(
+        self, api, stripe_secret, django_capture_on_commit_callbacks
+    ):
+        with django_capture_on_commit_callbacks(execute=True):
+            for event_id in ["evt_3", "evt_1", "evt_2"]:
+                post(api, event(event_id), stripe_secret)
+        assert sorted(calls["ok"]) == ["evt_1", "evt_2", "evt_3"]
+        assert set(InboundEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_duplicate_deliveries_store_and_process_once(settings):
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_race"
+    barrier, codes = threading.Barrier(6), []
+    body = json.dumps(event("evt_race"))
+
+    def deliver():
+        client = APIClient()
+        barrier.wait()
+        try:
+            codes.append(signed_post(client, STRIPE_URL, body, secret="whsec_race").status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [200] * 6
+    assert InboundEvent.objects.filter(event_id="evt_race").count() == 1
+    assert calls["ok"] == ["evt_race"]
+    assert InboundEvent.objects.get(event_id="evt_race").status == "processed"
+
+
+class TestProviderWebhook:
+    URL = "/api/v1/payments/webhook"
+
+    def body(self, **over):
+        return {
+            "provider": "mock",
+            "provider_payment_id": "mock_pay_1",
+            "status": "paid",
+            "amount": 1000,
+            "currency": "usd",
+            **over,
+        }
+
+    def test_signed_notification_is_stored_verified(self, api, settings, django_capture_on_commit_callbacks):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = signed_post(
+                api, self.URL, self.body(), secret=settings.MOCK_WEBHOOK_SECRET, header="X-Paydesk-Signature"
+            )
+        assert response.status_code == 200
+        stored = InboundEvent.objects.get()
+        assert (stored.provider, stored.type, stored.signature_verified) == ("mock", "payment.paid", True)
+
+    def test_identical_repeat_is_the_same_event(self, api, settings):
+        for _ in range(2):
+            signed_post(api, self.URL, self.body(), secret=settings.MOCK_WEBHOOK_SECRET, header="X-Paydesk-Signature")
+        assert InboundEvent.objects.count() == 1
+        signed_post(
+            api, self.URL, self.body(status="failed"), secret=settings.MOCK_WEBHOOK_SECRET, header="X-Paydesk-Signature"
+        )
+        assert InboundEvent.objects.count() == 2
+
+    def test_bad_signature_is_400(self, api):
+        response = signed_post(api, self.URL, self.body(), secret="wrong", header="X-Paydesk-Signature")
+        assert response.status_code == 400 and response.json()["error"]["param"] == "X-Paydesk-Signature"
+        assert not InboundEvent.objects.exists()
+
+    def test_provider_secret_comes_from_the_environment(self, api, monkeypatch):
+        monkeypatch.setenv("ACME_WEBHOOK_SECRET", "acme_secret")
+        response = signed_post(
+            api, self.URL, self.body(provider="acme"), secret="acme_secret", header="X-Paydesk-Signature"
+        )
+        assert response.status_code == 200
+        assert InboundEvent.objects.get().provider == "acme"
+
+    @pytest.mark.parametrize(
+        "over,param",
+        [
+            ({"provider": "nobody"}, "provider"),
+            ({"provider": "stripe"}, "provider"),
+            ({"amount": 10.5}, "amount"),
+            ({"currency": "zzz"}, "currency"),
+            ({"status": ""}, "status"),
+        ],
+    )
+    def test_bad_body_is_400_naming_param(self, api, settings, over, param):
+        response = signed_post(
+            api, self.URL, self.body(**over), secret=settings.MOCK_WEBHOOK_SECRET, header="X-Paydesk-Signature"
+        )
+        assert response.status_code == 400
+        assert response.json()["error"]["param"] == param
+        assert not InboundEvent.objects.exists()

@@ -1,0 +1,165 @@
+import json
+import threading
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+import stripe
+from django.db import connection, transaction
+from django.utils import timezone
+
+from webhooks.models import Delivery, OutboundEvent, WebhookEndpoint
+from webhooks.services import deliveries_due_ids, delivery_attempt, endpoint_create, event_emit
+from webhooks.tasks import webhooks_sweep_task
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def endpoint(merchant, receiver, allow_loopback):
+    return endpoint_create(merchant=merchant, url=receiver.url, events=["payment.succeeded"])
+
+
+def test_emit_delivers_a_signed_event_that_verifies_with_the_endpoint_secret(
+    merchant, endpoint, receiver, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        event = event_emit(merchant=merchant, type="payment.succeeded", data={"id": "p1", "amount": 1000})
+    assert len(receiver.requests) == 1
+    request = receiver.requests[0]
+    body = json.loads(request["body"])
+    assert body == {
+        "id": str(event.id),
+        "type": "payment.succeeded",
+        "created": int(event.created_at.timestamp()),
+        "data": {"id": "p1", "amount": 1000},
+    }
+    # A receiver verifies the Paydesk-Signature exactly like a Stripe one, with its secret.
+    stripe.WebhookSignature.verify_header(
+        request["body"].decode(), request["headers"]["Paydesk-Signature"], endpoint.secret, 300
+    )
+    with pytest.raises(stripe.SignatureVerificationError):
+        stripe.WebhookSignature.verify_header(
+            request["body"].decode(), request["headers"]["Paydesk-Signature"], "whsec_wrong", 300
+        )
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.last_response_code) == ("delivered", 1, 200)
+
+
+def test_only_subscribed_enabled_endpoints_get_deliveries(merchant, receiver, allow_loopback):
+    endpoint_create(merchant=merchant, url=receiver.url, events=["payment.succeeded"])
+    all_events = endpoint_create(merchant=merchant, url=receiver.url, events=["*"])
+    disabled = endpoint_create(merchant=merchant, url=receiver.url, events=["*"])
+    WebhookEndpoint.objects.filter(pk=disabled.pk).update(enabled=False)
+    event_emit(merchant=merchant, type="charge.failed", data={})
+    assert list(Delivery.objects.values_list("endpoint", flat=True)) == [all_events.pk]
+
+
+def test_rolled_back_transaction_sends_nothing(merchant, endpoint, receiver, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(RuntimeError):
+            with transaction.atomic():
+                event_emit(merchant=merchant, type="payment.succeeded", data={})
+                raise RuntimeError("the payment update failed")
+    assert not OutboundEvent.objects.exists() and not Delivery.objects.exists()
+    assert receiver.requests == []
+
+
+def test_committed_event_is_sent_even_if_the_broker_was_down(
+    merchant, endpoint, receiver, django_capture_on_commit_callbacks
+):
+    with mock.patch("webhooks.tasks.delivery_attempt_task.delay", side_effect=ConnectionError("broker down")):
+        with django_capture_on_commit_callbacks(execute=True):
+            event_emit(merchant=merchant, type="payment.succeeded", data={})
+    assert receiver.requests == []
+    assert Delivery.objects.get().status == "pending"
+    assert webhooks_sweep_task() == {"deliveries": 1, "inbound": 0}
+    assert len(receiver.requests) == 1 and Delivery.objects.get().status == "delivered"
+
+
+def test_500_then_200_delivers_the_same_event_id(merchant, endpoint, receiver):
+    receiver.statuses = [500]
+    event = event_emit(merchant=merchant, type="payment.succeeded", data={"n": 1})
+    delivery = Delivery.objects.get()
+    assert delivery_attempt(delivery_id=delivery.pk) == "retrying"
+    delivery.refresh_from_db()
+    assert delivery.last_response_code == 500
+    wait = (delivery.next_attempt_at - timezone.now()).total_seconds()
+    assert 50 <= wait <= 70  # first retry after about a minute (±10% jitter)
+    assert delivery_attempt(delivery_id=delivery.pk) is None  # not due yet: nothing sent
+    later = timezone.now() + timedelta(minutes=2)
+    assert delivery_attempt(delivery_id=delivery.pk, now=later) == "delivered"
+    ids = [b["id"] for b in receiver.bodies()]
+    assert ids == [str(event.id), str(event.id)]
+    assert list(delivery.attempt_log.values_list("response_code", flat=True)) == [500, 200]
+
+
+def test_dead_receiver_ends_failed_after_the_schedule(merchant, settings, allow_loopback):
+    settings.WEBHOOK_RETRY_SCHEDULE = [60, 300, 1800]
+    endpoint_create(merchant=merchant, url="http://127.0.0.1:9/dead", events=["*"])  # port 9: refused
+    event_emit(merchant=merchant, type="payment.failed", data={})
+    delivery = Delivery.objects.get()
+    now = timezone.now()
+    statuses = []
+    for _ in range(4):
+        statuses.append(delivery_attempt(delivery_id=delivery.pk, now=now))
+        delivery.refresh_from_db()
+        now = delivery.next_attempt_at + timedelta(seconds=1)
+    assert statuses == ["retrying", "retrying", "retrying", "failed"]
+    assert delivery.attempts == 4 and delivery.last_response_code is None
+    assert "ConnectionError" in delivery.last_error
+    assert delivery_attempt(delivery_id=delivery.pk, now=now + timedelta(days=30)) is None  # dead letter stays dead
+
+
+def test_endpoint_is_disabled_after_repeated_failures(merchant, settings, allow_loopback):
+    settings.WEBHOOK_DISABLE_AFTER_FAILURES = 3
+    endpoint = endpoint_create(merchant=merchant, url="http://127.0.0.1:9/dead", events=["*"])
+    for _ in range(3):
+        event_emit(merchant=merchant, type="payment.failed", data={})
+    for delivery in Delivery.objects.all():
+        delivery_attempt(delivery_id=delivery.pk)
+    endpoint.refresh_from_db()
+    assert endpoint.enabled is False and "3 failures" in endpoint.disabled_reason
+    event_emit(merchant=merchant, type="payment.failed", data={})
+    assert Delivery.objects.count() == 3  # a disabled endpoint gets no new deliveries
+
+
+def test_stale_claim_of_a_dead_worker_is_reclaimed(merchant, endpoint, receiver):
+    event_emit(merchant=merchant, type="payment.succeeded", data={})
+    delivery = Delivery.objects.get()
+    Delivery.objects.filter(pk=delivery.pk).update(claimed_at=timezone.now())
+    assert deliveries_due_ids() == []  # claimed by a live worker: leave it
+    assert delivery_attempt(delivery_id=delivery.pk) is None
+    Delivery.objects.filter(pk=delivery.pk).update(claimed_at=timezone.now() - timedelta(minutes=10))
+    assert deliveries_due_ids() == [str(delivery.pk)]
+    assert delivery_attempt(delivery_id=delivery.pk) == "delivered"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_never_send_the_same_attempt(merchant, receiver, allow_loopback):
+    endpoint_create(merchant=merchant, url=receiver.url, events=["*"])
+    with mock.patch("webhooks.tasks.delivery_attempt_task.delay"):  # leave them to the racing workers
+        for i in range(40):
+            event_emit(merchant=merchant, type="payment.succeeded", data={"i": i})
+    ids = list(Delivery.objects.values_list("pk", flat=True))
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"pending"}
+    barrier = threading.Barrier(4)
+
+    def worker():
+        barrier.wait()
+        try:
+            for delivery_id in ids:  # every worker tries every delivery
+                delivery_attempt(delivery_id=delivery_id)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sent = [b["id"] for b in receiver.bodies()]
+    assert len(sent) == 40 and len(set(sent)) == 40
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"delivered"}
+    assert set(Delivery.objects.values_list("attempts", flat=True)) == {1}
