@@ -17,15 +17,34 @@ _SECRET_PATTERNS = [
     (re.compile(r"\b(sk|rk|pk)_(test|live)_[A-Za-z0-9]{6,}"), r"\1_\2_[REDACTED]"),
     (re.compile(r"\bwhsec_[A-Za-z0-9_]{6,}"), "whsec_[REDACTED]"),
     (re.compile(r"(?i)(bearer\s+)[^\s\"']+"), r"\1[REDACTED]"),
-    (re.compile(r"\b(?:\d[ -]?){12,18}\d\b"), "[REDACTED_PAN]"),
     (re.compile(r"(v1=)[0-9a-f]{16,}"), r"\1[REDACTED]"),
 ]
+
+
+# 13-19 digits, optionally grouped by spaces or dashes, not part of a longer number or a
+# decimal fraction; redacted when they pass the Luhn check, as card numbers do.
+_PAN = re.compile(r"(?<![\d.])(?:\d[ -]?){12,18}\d(?![\d])")
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _redact_pan(match: re.Match) -> str:
+    digits = re.sub(r"[ -]", "", match.group(0))
+    return "[REDACTED_PAN]" if _luhn_ok(digits) else match.group(0)
 
 
 def redact(text: str) -> str:
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
-    return text
+    return _PAN.sub(_redact_pan, text)
 
 
 class RedactSecretsFilter(logging.Filter):

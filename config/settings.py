@@ -251,6 +251,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "django.request": {"level": "ERROR"},
+        "celery.app.trace": {"level": "WARNING"},  # one INFO line per task is noise at volume
     },
 }
 

@@ -258,6 +258,19 @@ def delivery_claim(*, delivery_id, now: datetime | None = None) -> Delivery | No
     return delivery
 
 
+_session: requests.Session | None = None
+
+
+def _http() -> requests.Session:
+    """One HTTP session per worker process: keep-alive to endpoints, and no proxy lookup in
+    the environment on every send (trust_env off: deliveries go straight to the merchant)."""
+    global _session
+    if _session is None:
+        _session = requests.Session()
+        _session.trust_env = False
+    return _session
+
+
 def delivery_send(*, delivery: Delivery) -> tuple[int | None, str, str, int]:
     """POST the event to the endpoint, outside any transaction. Returns
     (status code or None, truncated response body, error, latency ms)."""
@@ -270,7 +283,7 @@ def delivery_send(*, delivery: Delivery) -> tuple[int | None, str, str, int]:
     started = time.perf_counter()
     try:
         endpoint_url_check(delivery.endpoint.url)  # again at send time: DNS may have changed
-        response = requests.post(
+        response = _http().post(
             delivery.endpoint.url,
             data=body.encode(),
             headers=headers,
@@ -305,7 +318,11 @@ def delivery_record(
     delivery.claimed_at = None
     if ok:
         delivery.status, delivery.delivered_at = Delivery.Status.DELIVERED, now
-        WebhookEndpoint.objects.filter(pk=delivery.endpoint_id).update(consecutive_failures=0)
+        # Only when there is something to reset: every success writing the endpoint row
+        # would serialise all workers delivering to one endpoint on that row.
+        WebhookEndpoint.objects.filter(pk=delivery.endpoint_id, consecutive_failures__gt=0).update(
+            consecutive_failures=0
+        )
     else:
         delay = retry_delay(delivery.attempts)
         if delay is None:
