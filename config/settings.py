@@ -267,3 +267,16 @@ WEBHOOK_RETRY_SCHEDULE = env.list(
 WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=50)
 # SSRF guard: endpoint URLs on loopback/private/link-local addresses are refused unless allowed.
 WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=DEBUG)
+
+# --- Payments ------------------------------------------------------------------------------
+# Where Paydesk is reachable from payers' browsers and providers (mock checkout links,
+# notify URLs). Default: the dev server.
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+HTTP_PROVIDER_URL = env("HTTP_PROVIDER_URL", default="")
+HTTP_PROVIDER_API_KEY = env("HTTP_PROVIDER_API_KEY", default="")
+HTTP_PROVIDER_TIMEOUT = env.float("HTTP_PROVIDER_TIMEOUT", default=10.0)
+HTTP_WEBHOOK_SECRET = env("HTTP_WEBHOOK_SECRET", default="")
+# Reconciliation: pending payments older than this are asked about at their provider;
+# still pending after PAYMENT_EXPIRE_AFTER_SECONDS, they expire.
+PAYMENT_RECONCILE_AFTER_SECONDS = env.int("PAYMENT_RECONCILE_AFTER_SECONDS", default=900)
+PAYMENT_EXPIRE_AFTER_SECONDS = env.int("PAYMENT_EXPIRE_AFTER_SECONDS", default=86400)

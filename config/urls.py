@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.health import healthz
+from payments.mock_checkout import mock_checkout
 from webhooks.api import StripeWebhookApi
 
 admin.site.site_header = "Paydesk"
@@ -18,6 +19,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("health", healthz, name="health"),
     path("webhooks/stripe", StripeWebhookApi.as_view(), name="stripe-webhook-root"),
+    path("pay/mock/<uuid:payment_id>", mock_checkout, name="mock-checkout"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

@@ -6,10 +6,17 @@ class PaymentsConfig(AppConfig):
 
     def ready(self):
         from config import periodic
+        from payments import handlers  # noqa: F401  (registers inbound webhook handlers)
         from payments.identity import schema  # noqa: F401  (registers OpenAPI auth extensions)
+        from payments.providers import http, mock, stripe  # noqa: F401  (registers providers)
 
         periodic.register(
             name="Renew merchant subscription quotas",
             task="payments.tasks.subscriptions_renew_task",
             every_seconds=3600,
+        )
+        periodic.register(
+            name="Reconcile stuck pending payments (audit_payments)",
+            task="payments.tasks.payments_reconcile_task",
+            every_seconds=300,
         )

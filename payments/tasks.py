@@ -1,8 +1,14 @@
 from celery import shared_task
 
 from payments.identity.services import subscriptions_renew
+from payments.services import payments_reconcile
 
 
 @shared_task
 def subscriptions_renew_task() -> int:
     return subscriptions_renew()
+
+
+@shared_task(acks_late=True)
+def payments_reconcile_task() -> dict:
+    return payments_reconcile()

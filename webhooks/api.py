@@ -46,17 +46,27 @@ class StripeWebhookApi(_InboundApi):
         summary="Receive a Stripe event (target of `stripe listen --forward-to`)",
     )
     def post(self, request):
-        return _received(*inbound.receive_stripe(request))
+        return _received(*inbound.receive_stripe(body=request.body, headers=request.headers))
+
+
+class ProviderNotificationIn(serializers.Serializer):
+    provider = serializers.CharField(max_length=30)
+    provider_payment_id = serializers.CharField(max_length=255)
+    status = serializers.RegexField(r"^[a-z_]{1,30}$")
+    amount = MinorUnitsField()
+    currency = CurrencyField()
+    id = serializers.CharField(max_length=255, required=False)
+
+
+def receive_provider_notification(*, body: bytes, headers):
+    """API.md's provider notification: verify, check its shape, store, enqueue."""
+    return inbound.receive_provider(
+        body=body, headers=headers, validate=lambda payload: parse(ProviderNotificationIn, payload)
+    )
 
 
 class ProviderWebhookApi(_InboundApi):
-    class Input(serializers.Serializer):
-        provider = serializers.CharField(max_length=30)
-        provider_payment_id = serializers.CharField(max_length=255)
-        status = serializers.RegexField(r"^[a-z_]{1,30}$")
-        amount = MinorUnitsField()
-        currency = CurrencyField()
-        id = serializers.CharField(max_length=255, required=False)
+    Input = ProviderNotificationIn
 
     @extend_schema(
         request=Input,
@@ -64,7 +74,7 @@ class ProviderWebhookApi(_InboundApi):
         summary="Receive a non-Stripe provider's signed notification (X-Paydesk-Signature)",
     )
     def post(self, request):
-        return _received(*inbound.receive_provider(request, lambda payload: parse(self.Input, payload)))
+        return _received(*receive_provider_notification(body=request.body, headers=request.headers))
 
 
 class EndpointOut(serializers.ModelSerializer):

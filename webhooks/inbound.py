@@ -50,20 +50,19 @@ def _json_object(body: bytes) -> dict:
     return payload
 
 
-def _kept_headers(request) -> dict:
-    return {h: request.headers[h] for h in KEPT_HEADERS if h in request.headers}
+def _kept_headers(headers) -> dict:
+    return {h: headers[h] for h in KEPT_HEADERS if h in headers}
 
 
-def receive_stripe(request) -> tuple[object, bool]:
+def receive_stripe(*, body: bytes, headers) -> tuple[object, bool]:
     """Verify (Stripe-Signature, 300 s tolerance, any of the configured secrets), store,
     enqueue. Returns (event, created). Raises InvalidRequest (400) or ServiceUnavailable."""
-    body = request.body
     _check_size(body)
     secrets = stripe_webhook_secrets()
     verified = False
     if secrets:
         try:
-            verify(body, request.headers.get("Stripe-Signature"), secrets, settings.WEBHOOK_TOLERANCE_SECONDS)
+            verify(body, headers.get("Stripe-Signature"), secrets, settings.WEBHOOK_TOLERANCE_SECONDS)
         except SignatureVerificationError as exc:
             logger.warning("stripe webhook refused: bad signature", extra={"reason": str(exc)[:200]})
             raise InvalidRequest(f"Signature verification failed: {exc}", param="Stripe-Signature")
@@ -83,7 +82,7 @@ def receive_stripe(request) -> tuple[object, bool]:
         type=event_type,
         payload=payload,
         raw_body=body.decode("utf-8"),
-        headers=_kept_headers(request),
+        headers=_kept_headers(headers),
         verified=verified,
     )
     if created:
@@ -91,11 +90,10 @@ def receive_stripe(request) -> tuple[object, bool]:
     return event, created
 
 
-def receive_provider(request, validate) -> tuple[object, bool]:
+def receive_provider(*, body: bytes, headers, validate) -> tuple[object, bool]:
     """A non-Stripe provider's notification (API.md: POST /api/v1/payments/webhook),
     signed with X-Paydesk-Signature and the provider's own secret. `validate(payload)`
     checks the body's shape (a DRF serializer in the view) and returns clean data."""
-    body = request.body
     _check_size(body)
     payload = _json_object(body)
     provider = payload.get("provider")
@@ -105,7 +103,7 @@ def receive_provider(request, validate) -> tuple[object, bool]:
     if not secrets:
         raise InvalidRequest(f"No webhook secret is configured for provider {provider!r}.", param="provider")
     try:
-        verify(body, request.headers.get("X-Paydesk-Signature"), secrets, settings.WEBHOOK_TOLERANCE_SECONDS)
+        verify(body, headers.get("X-Paydesk-Signature"), secrets, settings.WEBHOOK_TOLERANCE_SECONDS)
     except SignatureVerificationError as exc:
         logger.warning("provider webhook refused: bad signature", extra={"provider": provider})
         raise InvalidRequest(f"Signature verification failed: {exc}", param="X-Paydesk-Signature")
@@ -124,7 +122,7 @@ def receive_provider(request, validate) -> tuple[object, bool]:
         type=f"payment.{data['status']}",
         payload=payload,
         raw_body=body.decode("utf-8"),
-        headers=_kept_headers(request),
+        headers=_kept_headers(headers),
         verified=True,
     )
     if created:

@@ -2,7 +2,8 @@
 
 - Inbound handlers, by (provider, event type): domain apps register them in ready().
   A handler gets the stored InboundEvent, runs in the processing transaction, must be
-  idempotent and safe out of order, and may return `Ignored("why")`.
+  idempotent and safe out of order, and returns `Ignored("why")` when the event is not
+  its business (the event is `ignored` only if every handler ignores it).
 - Outbound event types: the names merchants may subscribe to.
 """
 
@@ -17,7 +18,7 @@ class Ignored:
 
 Handler = Callable[[object], "Ignored | None"]
 
-_HANDLERS: dict[tuple[str, str], Handler] = {}
+_HANDLERS: dict[tuple[str, str], list[Handler]] = {}
 _EVENT_TYPES: set[str] = set()
 
 
@@ -27,15 +28,19 @@ def register_handler(provider: str, *event_types: str):
 
     def decorator(func: Handler) -> Handler:
         for event_type in event_types:
-            _HANDLERS[(provider, event_type)] = func
+            handlers = _HANDLERS.setdefault((provider, event_type), [])
+            if func not in handlers:
+                handlers.append(func)
         return func
 
     return decorator
 
 
-def handler_for(provider: str, event_type: str) -> Handler | None:
-    """The provider's own handler, else one registered for every provider ("*")."""
-    return _HANDLERS.get((provider, event_type)) or _HANDLERS.get(("*", event_type))
+def handlers_for(provider: str, event_type: str) -> list[Handler]:
+    """The provider's own handlers, else those registered for every provider ("*").
+    Several apps may handle one type (a Stripe checkout may pay a payment or buy
+    credits): each returns Ignored for events that are not its business."""
+    return list(_HANDLERS.get((provider, event_type)) or _HANDLERS.get(("*", event_type)) or [])
 
 
 def register_event_types(*event_types: str) -> None:

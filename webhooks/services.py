@@ -21,7 +21,7 @@ from config.errors import InvalidRequest, NotFound
 from config.ids import parse_uuid
 
 from .models import Delivery, DeliveryAttempt, InboundEvent, OutboundEvent, WebhookEndpoint
-from .registry import Ignored, event_types, handler_for
+from .registry import Ignored, event_types, handlers_for
 from .signing import sign
 
 logger = logging.getLogger("paydesk.webhooks")
@@ -74,21 +74,23 @@ def inbound_event_process(*, event_id, force: bool = False) -> str:
         if not force and event.status in (InboundEvent.Status.PROCESSED, InboundEvent.Status.IGNORED):
             return event.status
         event.attempts += 1
-        handler = handler_for(event.provider, event.type)
-        if handler is None:
+        handlers = handlers_for(event.provider, event.type)
+        if not handlers:
             event.status = InboundEvent.Status.IGNORED
             event.last_error = f"No handler for {event.provider}:{event.type}."
         else:
             try:
                 with transaction.atomic():
-                    result = handler(event)
+                    results = [handler(event) for handler in handlers]
             except Exception as exc:  # any handler failure is recorded, never lost
                 logger.exception("inbound event handler failed", extra={"event": str(event.pk)})
                 error = f"{type(exc).__name__}: {exc}"
                 event.status, event.last_error = InboundEvent.Status.FAILED, error[:2000]
             else:
-                if isinstance(result, Ignored):
-                    event.status, event.last_error = InboundEvent.Status.IGNORED, result.reason
+                ignored = [r for r in results if isinstance(r, Ignored)]
+                if len(ignored) == len(results):
+                    event.status = InboundEvent.Status.IGNORED
+                    event.last_error = "; ".join(r.reason for r in ignored)
                 else:
                     event.status, event.last_error = InboundEvent.Status.PROCESSED, ""
         event.processed_at = timezone.now()

@@ -112,6 +112,12 @@ class Customer(models.Model):
     email = models.EmailField(blank=True)
     name = models.CharField(max_length=255, blank=True)
     stripe_customer_id = models.CharField(max_length=255, blank=True, db_index=True)
+    payment_method = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="A saved payment method at the provider (e.g. Stripe's pm_...), "
+        "charged off-session for the card part of a charge.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

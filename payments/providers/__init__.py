@@ -1,0 +1,25 @@
+"""Payment providers behind one small interface (base.PaymentProvider), by name."""
+
+from .base import (
+    CreatedPayment,
+    OffSessionResult,
+    PaymentProvider,
+    ProviderDeclined,
+    ProviderUnavailable,
+    RefundResult,
+    get_provider,
+    provider_names,
+    resolve_provider_name,
+)
+
+__all__ = [
+    "CreatedPayment",
+    "OffSessionResult",
+    "PaymentProvider",
+    "ProviderDeclined",
+    "ProviderUnavailable",
+    "RefundResult",
+    "get_provider",
+    "provider_names",
+    "resolve_provider_name",
+]

@@ -1,0 +1,97 @@
+"""The provider interface. A provider turns a committed Payment into something a payer
+can pay (a URL and/or a client secret), tells its current status when asked
+(reconciliation), refunds, and charges a saved payment method off-session (charges).
+
+Providers never change a payment's state themselves: state changes come from their
+verified webhooks or from reconciliation (services.py). Every call takes an idempotency
+key so a retried or duplicated call never charges twice at the provider either.
+"""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from config.errors import InvalidRequest
+
+
+class ProviderUnavailable(Exception):
+    """Network trouble, timeout or a 5xx: the call may be retried with the same key."""
+
+
+class ProviderDeclined(Exception):
+    """The provider refused the request (a 4xx: bad card, invalid parameters)."""
+
+
+@dataclass(frozen=True)
+class CreatedPayment:
+    provider_payment_id: str
+    payment_url: str = ""
+    client_secret: str = ""
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    provider_refund_id: str
+    status: str  # "succeeded" | "pending" | "failed"
+
+
+@dataclass(frozen=True)
+class OffSessionResult:
+    provider_payment_id: str
+    succeeded: bool
+    failure_reason: str = ""
+
+
+class PaymentProvider(ABC):
+    name: str
+
+    def is_available(self) -> bool:
+        return True
+
+    @abstractmethod
+    def create_payment(self, *, payment, idempotency_key: str) -> CreatedPayment: ...
+
+    @abstractmethod
+    def retrieve_status(self, *, payment) -> str:
+        """One of pending, succeeded, failed, canceled, expired."""
+
+    @abstractmethod
+    def refund(self, *, payment, amount: int, idempotency_key: str) -> RefundResult: ...
+
+    @abstractmethod
+    def charge_off_session(
+        self, *, customer, amount: int, currency: str, idempotency_key: str, description: str, metadata: dict
+    ) -> OffSessionResult: ...
+
+
+_PROVIDERS: dict[str, type[PaymentProvider]] = {}
+
+
+def register(cls: type[PaymentProvider]) -> type[PaymentProvider]:
+    _PROVIDERS[cls.name] = cls
+    return cls
+
+
+def provider_names() -> list[str]:
+    return sorted(_PROVIDERS)
+
+
+def get_provider(name: str) -> PaymentProvider:
+    try:
+        return _PROVIDERS[name]()
+    except KeyError:
+        raise InvalidRequest(f"Unknown provider {name!r}. Known: {', '.join(provider_names())}.", param="provider")
+
+
+def resolve_provider_name(*, merchant, requested: str | None) -> str:
+    """The named provider, else the merchant's region's default, else DEFAULT_PAYMENT_PROVIDER."""
+    name = (
+        requested
+        or (merchant.region.default_provider if merchant.region_id else "")
+        or (settings.DEFAULT_PAYMENT_PROVIDER)
+    )
+    provider = get_provider(name)
+    if not provider.is_available():
+        raise InvalidRequest(f"Provider {name!r} is not configured on this installation.", param="provider")
+    return name

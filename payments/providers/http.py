@@ -1,0 +1,113 @@
+"""A generic payment-link provider over HTTP (as a merchant payments service would use):
+
+    POST {HTTP_PROVIDER_URL}/payments  {"reference", "amount", "currency", "return_url",
+                                       "notify_url", "idempotency_key"} → {"id", "payment_url"}
+    GET  {HTTP_PROVIDER_URL}/payments/{id}                 → {"status"}
+    POST {HTTP_PROVIDER_URL}/payments/{id}/refunds {"amount", "idempotency_key"} → {"id", "status"}
+    POST {HTTP_PROVIDER_URL}/charges {"customer", "payment_method", "amount", "currency",
+                                      "idempotency_key"} → {"id", "status", "failure_reason"?}
+
+Every call has a timeout (HTTP_PROVIDER_TIMEOUT). Its notifications come to
+/api/v1/payments/webhook signed with HTTP_WEBHOOK_SECRET.
+"""
+
+import requests
+from django.conf import settings
+from django.urls import reverse
+
+from .base import (
+    CreatedPayment,
+    OffSessionResult,
+    PaymentProvider,
+    ProviderDeclined,
+    ProviderUnavailable,
+    RefundResult,
+    register,
+)
+
+
+def _request(method: str, path: str, body: dict | None = None, idempotency_key: str | None = None) -> dict:
+    headers = {"Authorization": f"Bearer {settings.HTTP_PROVIDER_API_KEY}"} if settings.HTTP_PROVIDER_API_KEY else {}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    try:
+        response = requests.request(
+            method,
+            settings.HTTP_PROVIDER_URL.rstrip("/") + path,
+            json=body,
+            headers=headers,
+            timeout=settings.HTTP_PROVIDER_TIMEOUT,
+        )
+    except requests.RequestException as exc:
+        raise ProviderUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    if response.status_code >= 500:
+        raise ProviderUnavailable(f"HTTP {response.status_code}: {response.text[:200]}")
+    if response.status_code >= 400:
+        raise ProviderDeclined(f"HTTP {response.status_code}: {response.text[:200]}")
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise ProviderUnavailable("The provider answered with something that is not JSON.") from exc
+
+
+@register
+class HttpProvider(PaymentProvider):
+    name = "http"
+
+    def is_available(self) -> bool:
+        return bool(settings.HTTP_PROVIDER_URL)
+
+    def create_payment(self, *, payment, idempotency_key: str) -> CreatedPayment:
+        body = _request(
+            "POST",
+            "/payments",
+            {
+                "reference": str(payment.pk),
+                "amount": payment.amount,
+                "currency": payment.currency,
+                "return_url": payment.return_url,
+                "notify_url": settings.PUBLIC_BASE_URL.rstrip("/") + reverse("provider-webhook"),
+                "idempotency_key": idempotency_key,
+            },
+            idempotency_key,
+        )
+        if not body.get("id") or not body.get("payment_url"):
+            raise ProviderUnavailable("The provider's answer has no id or payment_url.")
+        return CreatedPayment(provider_payment_id=str(body["id"]), payment_url=str(body["payment_url"]))
+
+    def retrieve_status(self, *, payment) -> str:
+        status = _request("GET", f"/payments/{payment.provider_payment_id}").get("status", "pending")
+        return {"paid": "succeeded"}.get(status, status)
+
+    def refund(self, *, payment, amount: int, idempotency_key: str) -> RefundResult:
+        body = _request(
+            "POST",
+            f"/payments/{payment.provider_payment_id}/refunds",
+            {"amount": amount, "idempotency_key": idempotency_key},
+            idempotency_key,
+        )
+        return RefundResult(provider_refund_id=str(body.get("id", "")), status=body.get("status", "pending"))
+
+    def charge_off_session(
+        self, *, customer, amount: int, currency: str, idempotency_key: str, description: str, metadata: dict
+    ) -> OffSessionResult:
+        if not customer.payment_method:
+            raise ProviderDeclined("The customer has no saved payment method.")
+        body = _request(
+            "POST",
+            "/charges",
+            {
+                "customer": str(customer.pk),
+                "payment_method": customer.payment_method,
+                "amount": amount,
+                "currency": currency,
+                "idempotency_key": idempotency_key,
+            },
+            idempotency_key,
+        )
+        ok = body.get("status") in ("succeeded", "paid")
+        return OffSessionResult(
+            provider_payment_id=str(body.get("id", "")),
+            succeeded=ok,
+            failure_reason="" if ok else str(body.get("failure_reason") or body.get("status")),
+        )

@@ -1,0 +1,45 @@
+"""The mock provider: a checkout page served by Paydesk itself (/pay/mock/<id>) whose
+Pay and Decline buttons send a signed notification through the same webhook path as
+any provider, so the webhook-only flow can be clicked through with no network."""
+
+import uuid
+
+from django.conf import settings
+from django.urls import reverse
+
+from .base import CreatedPayment, OffSessionResult, PaymentProvider, RefundResult, register
+
+DECLINING_METHOD = "mock_card_declined"
+
+
+@register
+class MockProvider(PaymentProvider):
+    name = "mock"
+
+    def create_payment(self, *, payment, idempotency_key: str) -> CreatedPayment:
+        from payments.models import MockCheckout
+
+        checkout, _ = MockCheckout.objects.get_or_create(
+            payment=payment, defaults={"provider_payment_id": f"mock_{payment.pk.hex}"}
+        )
+        url = settings.PUBLIC_BASE_URL.rstrip("/") + reverse("mock-checkout", args=[payment.pk])
+        return CreatedPayment(provider_payment_id=checkout.provider_payment_id, payment_url=url)
+
+    def retrieve_status(self, *, payment) -> str:
+        from payments.models import MockCheckout
+
+        checkout = MockCheckout.objects.filter(payment=payment).first()
+        return {"paid": "succeeded", "failed": "failed"}.get(checkout.status if checkout else "", "pending")
+
+    def refund(self, *, payment, amount: int, idempotency_key: str) -> RefundResult:
+        return RefundResult(
+            provider_refund_id=f"mock_re_{uuid.uuid5(uuid.NAMESPACE_URL, idempotency_key).hex}", status="succeeded"
+        )
+
+    def charge_off_session(
+        self, *, customer, amount: int, currency: str, idempotency_key: str, description: str, metadata: dict
+    ) -> OffSessionResult:
+        charge_id = f"mock_ch_{uuid.uuid5(uuid.NAMESPACE_URL, idempotency_key).hex}"
+        if customer.payment_method == DECLINING_METHOD:
+            return OffSessionResult(provider_payment_id=charge_id, succeeded=False, failure_reason="card_declined")
+        return OffSessionResult(provider_payment_id=charge_id, succeeded=True)

@@ -1,0 +1,146 @@
+"""Webhook-only state changes: provider notifications and Stripe events move payments."""
+
+import pytest
+
+from payments.models import Payment
+from payments.services import payment_create
+from webhooks.models import InboundEvent, OutboundEvent
+from webhooks.tests.support import signed_post, stripe_event
+
+pytestmark = pytest.mark.django_db
+NOTIFY = "/api/v1/payments/webhook"
+
+
+@pytest.fixture
+def payment(merchant):
+    return payment_create(merchant=merchant, order_id="o-1", amount=1500, currency="usd")
+
+
+@pytest.fixture
+def notify(api, settings, django_capture_on_commit_callbacks):
+    def send(payment, status="paid", **over):
+        body = {
+            "provider": "mock",
+            "provider_payment_id": payment.provider_payment_id,
+            "status": status,
+            "amount": payment.amount,
+            "currency": payment.currency,
+            **over,
+        }
+        with django_capture_on_commit_callbacks(execute=True):
+            response = signed_post(api, NOTIFY, body, secret=settings.MOCK_WEBHOOK_SECRET, header="X-Paydesk-Signature")
+        assert response.status_code == 200, response.content
+        payment.refresh_from_db()
+        return response
+
+    return send
+
+
+def test_paid_notification_succeeds_the_payment(payment, notify):
+    notify(payment)
+    assert payment.status == "succeeded"
+    event = payment.timeline.get(type="payment.succeeded")
+    assert (event.from_status, event.to_status, event.source) == ("pending", "succeeded", "provider_webhook")
+    outbound = OutboundEvent.objects.get(type="payment.succeeded")
+    assert outbound.data["id"] == str(payment.pk) and outbound.data["status"] == "succeeded"
+
+
+def test_repeat_notification_is_harmless(payment, notify):
+    notify(payment)
+    notify(payment, id="another-delivery-id")
+    assert payment.timeline.filter(type="payment.succeeded").count() == 1
+    assert OutboundEvent.objects.filter(type="payment.succeeded").count() == 1
+
+
+def test_amount_mismatch_leaves_it_pending_and_flags(payment, notify):
+    notify(payment, amount=1)
+    assert payment.status == "pending"
+    mismatch = payment.timeline.get(type="provider.mismatch")
+    assert mismatch.flagged and mismatch.data["got"]["amount"] == 1
+    assert InboundEvent.objects.get().flagged
+    notify(payment, currency="eur")
+    assert payment.status == "pending" and payment.timeline.filter(type="provider.mismatch").count() == 2
+
+
+def test_late_failure_after_success_changes_nothing(payment, notify):
+    notify(payment, "paid")
+    notify(payment, "failed")
+    assert payment.status == "succeeded"
+    assert payment.timeline.filter(type="provider.late_failed").exists()
+    assert not OutboundEvent.objects.filter(type="payment.failed").exists()
+
+
+def test_success_after_failure_is_flagged_not_applied(payment, notify):
+    notify(payment, "failed")
+    notify(payment, "paid")
+    assert payment.status == "failed"
+    assert payment.timeline.get(type="provider.late_succeeded").flagged
+
+
+def test_unknown_payment_is_200_and_ignored(api, settings, django_capture_on_commit_callbacks, db):
+    body = {"provider": "mock", "provider_payment_id": "mock_nope", "status": "paid", "amount": 1, "currency": "usd"}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = signed_post(api, NOTIFY, body, secret=settings.MOCK_WEBHOOK_SECRET, header="X-Paydesk-Signature")
+    assert response.status_code == 200
+    assert InboundEvent.objects.get().status == "ignored"
+
+
+class TestStripeEvents:
+    @pytest.fixture
+    def stripe_payment(self, merchant):
+        payment = payment_create(merchant=merchant, order_id="s-1", amount=1500, currency="usd", provider="mock")
+        Payment.objects.filter(pk=payment.pk).update(provider="stripe", provider_payment_id="pi_3PaydeskPayment0001")
+        payment.refresh_from_db()
+        return payment
+
+    @pytest.fixture
+    def deliver(self, api, settings, django_capture_on_commit_callbacks):
+        settings.STRIPE_WEBHOOK_SECRET = "whsec_payments"
+
+        def send(name, payment, event_id, **fields):
+            body = stripe_event(name, event_id=event_id, replace={"REPLACE-WITH-PAYMENT-UUID": payment.pk}, **fields)
+            with django_capture_on_commit_callbacks(execute=True):
+                response = signed_post(api, "/api/v1/webhooks/stripe", body, secret="whsec_payments")
+            assert response.status_code == 200
+            payment.refresh_from_db()
+            return InboundEvent.objects.get(event_id=event_id)
+
+        return send
+
+    def test_payment_intent_succeeded(self, stripe_payment, deliver):
+        event = deliver("payment_intent.succeeded", stripe_payment, "evt_s1")
+        assert event.status == "processed" and stripe_payment.status == "succeeded"
+
+    def test_payment_intent_failed(self, stripe_payment, deliver):
+        deliver("payment_intent.payment_failed", stripe_payment, "evt_f1")
+        assert stripe_payment.status == "failed" and stripe_payment.failure_reason
+
+    def test_success_before_a_late_failure(self, stripe_payment, deliver):
+        deliver("payment_intent.succeeded", stripe_payment, "evt_s1")
+        deliver("payment_intent.payment_failed", stripe_payment, "evt_f1")
+        assert stripe_payment.status == "succeeded"
+
+    def test_amount_mismatch_from_stripe(self, stripe_payment, deliver):
+        event = deliver("payment_intent.succeeded", stripe_payment, "evt_s1", amount_received=1, amount=1)
+        assert stripe_payment.status == "pending" and event.flagged
+
+    def test_checkout_session_completed_and_expired(self, merchant, deliver):
+        paid = payment_create(merchant=merchant, order_id="c-1", amount=1000, currency="usd")
+        Payment.objects.filter(pk=paid.pk).update(provider="stripe", provider_payment_id="cs_paid")
+        deliver("checkout.session.completed", paid, "evt_c1", id="cs_paid", metadata={"paydesk_payment": str(paid.pk)})
+        assert paid.status == "succeeded"
+        gone = payment_create(merchant=merchant, order_id="c-2", amount=1000, currency="usd")
+        Payment.objects.filter(pk=gone.pk).update(provider="stripe", provider_payment_id="cs_gone")
+        deliver("checkout.session.expired", gone, "evt_c2", id="cs_gone", metadata={})
+        assert gone.status == "expired"
+
+    def test_checkout_for_something_else_is_ignored(self, stripe_payment, deliver):
+        event = deliver("checkout.session.completed", stripe_payment, "evt_c3", metadata={}, id="cs_other")
+        assert event.status == "ignored" and stripe_payment.status == "pending"
+
+    def test_charge_refunded_at_stripe_is_recorded(self, stripe_payment, deliver):
+        deliver("payment_intent.succeeded", stripe_payment, "evt_s1")
+        deliver("charge.refunded", stripe_payment, "evt_r1")  # amount_refunded: 500 of 1500
+        assert stripe_payment.status == "partially_refunded" and stripe_payment.amount_refunded == 500
+        deliver("charge.refunded", stripe_payment, "evt_r2")  # the same total again: nothing new
+        assert stripe_payment.amount_refunded == 500 and stripe_payment.refunds.count() == 1

@@ -1,0 +1,122 @@
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from payments.models import MockCheckout, Payment, Refund
+from payments.services import payment_create, payment_settle_from_provider, payments_reconcile
+
+pytestmark = pytest.mark.django_db
+
+
+def succeeded_payment(merchant, amount=1000, order_id="o-1"):
+    payment = payment_create(merchant=merchant, order_id=order_id, amount=amount, currency="usd")
+    payment_settle_from_provider(
+        payment_id=payment.pk, outcome="succeeded", amount=amount, currency="usd", source="provider_webhook", data={}
+    )
+    payment.refresh_from_db()
+    return payment
+
+
+class TestRefunds:
+    def test_partial_then_rest(self, merchant, merchant_api):
+        payment = succeeded_payment(merchant)
+        first = merchant_api.post(
+            f"/api/v1/payments/{payment.pk}/refunds", {"amount": 300, "reason": "damaged"}, format="json"
+        )
+        assert first.status_code == 201 and first.json()["status"] == "succeeded"
+        payment.refresh_from_db()
+        assert (payment.status, payment.amount_refunded) == ("partially_refunded", 300)
+        rest = merchant_api.post(f"/api/v1/payments/{payment.pk}/refunds", {}, format="json")
+        assert rest.json()["amount"] == 700
+        payment.refresh_from_db()
+        assert (payment.status, payment.amount_refunded) == ("refunded", 1000)
+
+    def test_never_more_than_what_is_left(self, merchant, merchant_api):
+        payment = succeeded_payment(merchant)
+        merchant_api.post(f"/api/v1/payments/{payment.pk}/refunds", {"amount": 600}, format="json")
+        too_much = merchant_api.post(f"/api/v1/payments/{payment.pk}/refunds", {"amount": 401}, format="json")
+        assert too_much.status_code == 400 and too_much.json()["error"]["param"] == "amount"
+        payment.refresh_from_db()
+        assert payment.amount_refunded == 600 and payment.refunds.count() == 1
+
+    def test_pending_payment_cannot_be_refunded(self, merchant, merchant_api):
+        payment = payment_create(merchant=merchant, order_id="o-2", amount=1000, currency="usd")
+        response = merchant_api.post(f"/api/v1/payments/{payment.pk}/refunds", {}, format="json")
+        assert response.status_code == 409
+
+    def test_failed_provider_refund_releases_the_amount(self, merchant, merchant_api, monkeypatch):
+        from payments.providers.base import ProviderUnavailable
+        from payments.providers.mock import MockProvider
+
+        payment = succeeded_payment(merchant)
+
+        def down(self, **kwargs):
+            raise ProviderUnavailable("provider down")
+
+        monkeypatch.setattr(MockProvider, "refund", down)
+        response = merchant_api.post(f"/api/v1/payments/{payment.pk}/refunds", {"amount": 100}, format="json")
+        assert response.status_code == 502
+        payment.refresh_from_db()
+        assert payment.amount_refunded == 0 and payment.status == "succeeded"
+        assert Refund.objects.get().status == "failed"
+
+
+class TestReconciliation:
+    def test_stuck_payment_is_settled_from_the_provider(self, merchant):
+        payment = payment_create(merchant=merchant, order_id="o-1", amount=1000, currency="usd")
+        MockCheckout.objects.filter(payment=payment).update(status="paid")  # paid, but the webhook never came
+        assert payments_reconcile() == {}  # not old enough yet
+        later = timezone.now() + timedelta(minutes=20)
+        assert payments_reconcile(now=later) == {"succeeded": 1}
+        payment.refresh_from_db()
+        assert payment.status == "succeeded"
+        assert payment.timeline.get(type="payment.succeeded").source == "reconciliation"
+        assert payments_reconcile(now=later) == {}  # nothing pending left
+
+    def test_long_pending_payment_expires(self, merchant):
+        payment = payment_create(merchant=merchant, order_id="o-1", amount=1000, currency="usd")
+        assert payments_reconcile(now=timezone.now() + timedelta(minutes=20)) == {"still_pending": 1}
+        assert payments_reconcile(now=timezone.now() + timedelta(days=2)) == {"expired": 1}
+        payment.refresh_from_db()
+        assert payment.status == "expired"
+
+    def test_command(self, merchant):
+        from io import StringIO
+
+        from django.core.management import call_command
+
+        payment = payment_create(merchant=merchant, order_id="o-1", amount=1000, currency="usd")
+        MockCheckout.objects.filter(payment=payment).update(status="failed")
+        out = StringIO()
+        call_command("audit_payments", "--now", (timezone.now() + timedelta(hours=1)).isoformat(), stdout=out)
+        assert "failed: 1" in out.getvalue()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_reconciliations_at_once_settle_each_payment_once(merchant):
+    payments = [payment_create(merchant=merchant, order_id=f"o-{i}", amount=100, currency="usd") for i in range(30)]
+    MockCheckout.objects.update(status="paid")
+    later = timezone.now() + timedelta(hours=1)
+    results, barrier = [], threading.Barrier(2)
+
+    def run():
+        barrier.wait()
+        try:
+            results.append(payments_reconcile(now=later, limit=10))
+            results.append(payments_reconcile(now=later, limit=100))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.get("succeeded", 0) for r in results) == 30
+    assert set(Payment.objects.values_list("status", flat=True)) == {"succeeded"}
+    for payment in payments:
+        assert payment.timeline.filter(type="payment.succeeded").count() == 1
