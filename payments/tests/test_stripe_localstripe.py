@@ -1,0 +1,155 @@
+"""The stripe provider end to end against localstripe: Paydesk creates the PaymentIntent
+through stripe-python (STRIPE_API_BASE), the payer confirms it at "Stripe", and
+localstripe delivers its signed event to Paydesk's webhook URL (a live server), which
+settles the payment. No network beyond 127.0.0.1."""
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import stripe
+
+from payments.identity.services import api_key_create
+from payments.models import Payment
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+SECRET = "whsec_localstripe_e2e"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def localstripe(tmp_path, settings, live_server):
+    pytest.importorskip("localstripe")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "payments.tests.localstripe_server", str(port), str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()[-2000:]
+            time.sleep(0.1)
+    settings.STRIPE_SECRET_KEY = "sk_test_" + "x" * 24
+    settings.STRIPE_API_BASE = base
+    settings.STRIPE_WEBHOOK_SECRET = SECRET
+    # localstripe signs its events with this secret and posts them to our live server.
+    requests.post(
+        f"{base}/_config/webhooks/paydesk",
+        data={"url": f"{live_server.url}/api/v1/webhooks/stripe", "secret": SECRET},
+        timeout=5,
+    )
+    client = stripe.StripeClient(settings.STRIPE_SECRET_KEY, base_addresses={"api": base})
+    yield client
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def stripe_customer(localstripe, customer):
+    created = localstripe.v1.customers.create({"email": customer.email})
+    customer.stripe_customer_id = created.id
+    customer.save()
+    return customer
+
+
+@pytest.fixture
+def api(merchant):
+    from rest_framework.test import APIClient
+
+    _, raw = api_key_create(merchant=merchant)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+def wait_for_status(payment_id, wanted: str, timeout: float = 15) -> Payment:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        payment = Payment.objects.get(pk=payment_id)
+        if payment.status == wanted:
+            return payment
+        time.sleep(0.2)
+    raise AssertionError(
+        f"payment stayed {payment.status}, wanted {wanted}: {list(payment.timeline.values_list('type', flat=True))}"
+    )
+
+
+def pay_at_stripe(client, intent_id: str, payment_method: str) -> None:
+    """What Stripe.js does in the payer's browser: attach a card and confirm."""
+    client.v1.payment_intents.update(intent_id, {"payment_method": payment_method})
+    try:
+        client.v1.payment_intents.confirm(intent_id)
+    except stripe.CardError:
+        pass  # a declined card: Stripe answers 402 and sends payment_intent.payment_failed
+
+
+def create(api, customer, order_id="e2e-1"):
+    response = api.post(
+        "/api/v1/payments",
+        {"order_id": order_id, "amount": 2000, "currency": "usd", "customer": str(customer.pk), "provider": "stripe"},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def test_payment_succeeds_through_stripes_webhook(localstripe, stripe_customer, api):
+    payment = create(api, stripe_customer)
+    assert payment["provider_payment_id"].startswith("pi_") and payment["client_secret"]
+    intent = localstripe.v1.payment_intents.retrieve(payment["provider_payment_id"])
+    assert intent.amount == 2000 and intent.metadata["paydesk_payment"] == payment["id"]
+    assert Payment.objects.get(pk=payment["id"]).status == "pending"
+    pay_at_stripe(localstripe, payment["provider_payment_id"], "pm_card_visa")
+    settled = wait_for_status(payment["id"], "succeeded")
+    assert settled.timeline.get(type="payment.succeeded").source == "provider_webhook"
+
+
+def test_declined_card_fails_the_payment(localstripe, stripe_customer, api):
+    payment = create(api, stripe_customer)
+    pay_at_stripe(localstripe, payment["provider_payment_id"], "pm_card_chargeCustomerFail")
+    failed = wait_for_status(payment["id"], "failed")
+    assert failed.failure_reason
+
+
+def test_refund_goes_to_stripe(localstripe, stripe_customer, api):
+    payment = create(api, stripe_customer)
+    pay_at_stripe(localstripe, payment["provider_payment_id"], "pm_card_visa")
+    wait_for_status(payment["id"], "succeeded")
+    response = api.post(f"/api/v1/payments/{payment['id']}/refunds", {"amount": 500}, format="json")
+    assert response.status_code == 201, response.content
+    refund = response.json()
+    assert refund["provider_refund_id"].startswith("re_") and refund["status"] == "succeeded"
+    assert Payment.objects.get(pk=payment["id"]).status == "partially_refunded"
+
+
+def test_reconciliation_asks_stripe(localstripe, stripe_customer, api, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from payments.services import payments_reconcile
+
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_not_what_localstripe_signs_with"  # its events are refused now
+    payment = create(api, stripe_customer)
+    pay_at_stripe(localstripe, payment["provider_payment_id"], "pm_card_visa")
+    time.sleep(1.5)
+    assert Payment.objects.get(pk=payment["id"]).status == "pending"
+    assert payments_reconcile(now=timezone.now() + timedelta(hours=1)) == {"succeeded": 1}
+    assert Payment.objects.get(pk=payment["id"]).status == "succeeded"
