@@ -145,27 +145,30 @@ def payment_create(
         raise
 
     try:
+        # Any failure at all (declined, unreachable, timeout, a bug in a plugin) leaves the
+        # payment failed with the reason rather than pending forever.
         created = get_provider(provider_name).create_payment(payment=payment, idempotency_key=f"pay-{payment.pk}")
-    except (ProviderUnavailable, ProviderDeclined, Exception) as exc:
+        with transaction.atomic():
+            Payment.objects.filter(pk=payment.pk).update(
+                provider_payment_id=created.provider_payment_id,
+                payment_url=created.payment_url,
+                client_secret=created.client_secret,
+            )
+            timeline_add(
+                payment=payment,
+                type="provider.payment_created",
+                source=Source.API,
+                data={"provider_payment_id": created.provider_payment_id},
+            )
+    except Exception as exc:
+        if isinstance(exc, IntegrityError):
+            exc = ProviderUnavailable(f"returned id {created.provider_payment_id!r}, already used by another payment")
         reason = f"{provider_name}: {exc}"[:1000]
         logger.warning("provider failed to create a payment", extra={"payment": str(payment.pk), "reason": reason})
         payment_transition(
             payment_id=payment.pk, to="failed", source=Source.API, reason=reason, data={"stage": "provider_create"}
         )
         raise ProviderError(f"The payment provider failed: {reason}")
-
-    with transaction.atomic():
-        Payment.objects.filter(pk=payment.pk).update(
-            provider_payment_id=created.provider_payment_id,
-            payment_url=created.payment_url,
-            client_secret=created.client_secret,
-        )
-        timeline_add(
-            payment=payment,
-            type="provider.payment_created",
-            source=Source.API,
-            data={"provider_payment_id": created.provider_payment_id},
-        )
     payment.refresh_from_db()
     return payment
 
