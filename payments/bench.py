@@ -115,3 +115,89 @@ def idempotent_create(*, n: int, out) -> list[dict]:
     }
 
     return [fresh, replay]
+
+
+@scenario("payment-create", help="POST /api/v1/payments (mock provider): quota token, insert, provider call.", n=1000)
+def payment_create_bench(*, n: int, out) -> dict:
+    from payments.models import Payment
+
+    merchant = merchant_create(name=f"bench-payment-create-{uuid.uuid4().hex[:12]}", quota=n + WARMUP + 10)
+    _, raw_key = api_key_create(merchant=merchant, name="bench")
+    client = Client(headers={"Authorization": f"Bearer {raw_key}"})
+
+    def post(order_id: str):
+        body = {"order_id": order_id, "amount": 1999, "currency": "usd"}
+        return client.post("/api/v1/payments", body, content_type="application/json", secure=True)
+
+    for i in range(WARMUP):
+        check(post(f"warmup-{i}").status_code == 201, "warmup create failed")
+    timer = Timer()
+    for i in range(n):
+        with timer:
+            response = post(f"order-{i}")
+        check(response.status_code == 201, f"create: {response.status_code} {response.content[:300]!r}")
+    created = Payment.objects.filter(merchant=merchant, order_id__startswith="order-").count()
+    check(created == n, f"{n} creates made {created} payments")
+    return {**timer.result(), "created": created, **_ledger_audit()}
+
+
+@scenario("payment-webhook", help="Signed provider notifications settling distinct payments.", n=1000)
+def payment_webhook_bench(*, n: int, out) -> dict:
+    import json as _json
+
+    from django.conf import settings as dj_settings
+
+    from payments.models import Payment
+    from payments.services import payment_create
+    from webhooks.signing import sign
+
+    merchant = merchant_create(name=f"bench-payment-webhook-{uuid.uuid4().hex[:12]}", quota=n + WARMUP + 10)
+    payments = [
+        payment_create(merchant=merchant, order_id=f"o-{i}", amount=500, currency="usd") for i in range(n + WARMUP)
+    ]
+    out(f"payment-webhook: {len(payments)} pending payments created")
+    client = Client()
+    secret = dj_settings.MOCK_WEBHOOK_SECRET.split(",")[0]
+
+    def notify(payment):
+        raw = _json.dumps(
+            {
+                "provider": "mock",
+                "provider_payment_id": payment.provider_payment_id,
+                "status": "paid",
+                "amount": payment.amount,
+                "currency": payment.currency,
+            }
+        )
+        return client.post(
+            "/api/v1/payments/webhook",
+            raw,
+            content_type="application/json",
+            headers={"X-Paydesk-Signature": sign(raw, secret)},
+            secure=True,
+        )
+
+    for payment in payments[:WARMUP]:
+        check(notify(payment).status_code == 200, "warmup notification failed")
+    timer = Timer()
+    for payment in payments[WARMUP:]:
+        with timer:
+            response = notify(payment)
+        check(response.status_code == 200, f"notify: {response.status_code} {response.content[:300]!r}")
+    settled = Payment.objects.filter(merchant=merchant, status="succeeded").count()
+    check(settled == n + WARMUP, f"{settled} of {n + WARMUP} payments succeeded")
+    return {**timer.result(), "settled": settled - WARMUP, **_ledger_audit()}
+
+
+def _ledger_audit() -> dict:
+    """The ledger audit's verdict, printed beside payment figures once the ledger exists."""
+    try:
+        from wallets.selectors import ledger_audit
+    except ImportError:
+        return {}
+    report = ledger_audit()
+    return {
+        "ledger_audit": "ok"
+        if getattr(report, "ok", report.get("ok") if isinstance(report, dict) else False)
+        else "FAILED"
+    }
