@@ -1,16 +1,11 @@
 from django.contrib import admin
 
+from .admin_tools import ReadOnlyAdmin
 from .models import IdempotencyKey
 
 
 @admin.register(IdempotencyKey)
-class IdempotencyKeyAdmin(admin.ModelAdmin):
+class IdempotencyKeyAdmin(ReadOnlyAdmin):
     list_display = ["key", "scope", "method", "path", "state", "response_status", "created_at"]
     list_filter = ["state", "method"]
     search_fields = ["key", "scope", "path"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -1,18 +1,9 @@
 from django.contrib import admin, messages
 
+from config.admin_tools import ReadOnlyAdmin, ReadOnlyTabularInline
+
 from .models import Delivery, DeliveryAttempt, InboundEvent, OutboundEvent, WebhookEndpoint
 from .services import HandlerFailed, delivery_replay, inbound_event_process
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(InboundEvent)
@@ -42,26 +33,16 @@ class InboundEventAdmin(ReadOnlyAdmin):
                 messages.error(request, f"{event}: failed again: {exc}")
 
 
-class DeliveryAttemptInline(admin.TabularInline):
+class DeliveryAttemptInline(ReadOnlyTabularInline):
     model = DeliveryAttempt
-    extra = 0
-    can_delete = False
     readonly_fields = ["number", "started_at", "response_code", "latency_ms", "response_body", "error"]
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-
-class DeliveryInline(admin.TabularInline):
+class DeliveryInline(ReadOnlyTabularInline):
     model = Delivery
-    extra = 0
-    can_delete = False
     fields = ["endpoint", "status", "attempts", "last_response_code", "next_attempt_at", "delivered_at"]
     readonly_fields = fields
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(OutboundEvent)
