@@ -1,0 +1,644 @@
+"""Writes to the ledger. Every money movement goes through `transfer_create` (or its
+locked core `_post`): lock the accounts in pk order, check, write entries, update the
+cached balances, all in one transaction.
+
+Lock order, everywhere: a Transfer row (reversal) or a Hold row first, then accounts by
+pk. Nothing locks an account and then a hold or a transfer, so no two writers deadlock.
+"""
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from functools import partial
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from config.errors import Conflict, IllegalTransition, InsufficientFunds, InvalidRequest, NotFound
+from payments.identity.models import Customer, Merchant
+
+from .models import Account, Entry, Hold, LedgerAudit, Transfer
+
+logger = logging.getLogger("paydesk.wallets")
+
+Leg = tuple[Account, int]
+
+
+# --- Accounts --------------------------------------------------------------------------
+
+
+def _account_get_or_create(*, kind: str, currency: str, merchant_id, customer_id, name: str, **defaults):
+    lookup = {"kind": kind, "currency": currency, "merchant_id": merchant_id, "customer_id": customer_id, "name": name}
+    account = Account.objects.filter(**lookup).first()
+    if account is not None:
+        return account
+    try:
+        with transaction.atomic():
+            return Account.objects.create(**lookup, **defaults)
+    except IntegrityError:  # created concurrently: the unique constraint picked one
+        return Account.objects.get(**lookup)
+
+
+def account_get_or_create(
+    *,
+    kind: str,
+    currency: str,
+    merchant: Merchant | None = None,
+    customer: Customer | None = None,
+    name: str = "",
+) -> Account:
+    """The one account of this kind for this owner and currency, created on first use.
+
+    External funding and provider clearing accounts (where money enters and leaves the
+    system: a card payment collected by a provider is a receivable) may go negative;
+    every other kind may not. Safe under concurrency (unique constraint).
+    """
+    return _account_get_or_create(
+        kind=kind,
+        currency=currency,
+        merchant_id=merchant.pk if merchant is not None else None,
+        customer_id=customer.pk if customer is not None else None,
+        name=name,
+        allow_negative=kind in (Account.Kind.EXTERNAL_FUNDING, Account.Kind.PROVIDER_CLEARING),
+    )
+
+
+def merchant_funding_account(*, merchant: Merchant, currency: str) -> Account:
+    return account_get_or_create(kind=Account.Kind.EXTERNAL_FUNDING, merchant=merchant, currency=currency)
+
+
+def merchant_balance_account(*, merchant: Merchant, currency: str) -> Account:
+    return account_get_or_create(kind=Account.Kind.MERCHANT_BALANCE, merchant=merchant, currency=currency)
+
+
+def wallet_create(*, customer: Customer, currency: str) -> Account:
+    """Open the customer's wallet in `currency` (lowercase ISO code).
+
+    Also opens the merchant's funding and balance accounts in that currency if needed,
+    here rather than on the first credit or debit: creating a shared account inside a
+    transaction that then waits for a wallet lock could deadlock with a writer that holds
+    the wallet lock and waits on the uncommitted insert.
+    Raises Conflict if the customer already has a wallet in that currency (the unique
+    constraint decides between concurrent creates).
+    """
+    currency = currency.lower()
+    merchant = Merchant(pk=customer.merchant_id)
+    merchant_funding_account(merchant=merchant, currency=currency)
+    merchant_balance_account(merchant=merchant, currency=currency)
+    try:
+        with transaction.atomic():
+            return Account.objects.create(
+                kind=Account.Kind.CUSTOMER_WALLET,
+                merchant_id=customer.merchant_id,
+                customer=customer,
+                currency=currency,
+            )
+    except IntegrityError:
+        raise Conflict(f"Customer {customer.pk} already has a {currency} wallet.", param="currency")
+
+
+# --- Transfers -------------------------------------------------------------------------
+
+
+def _check_legs(legs: Sequence[Leg], currency: str) -> None:
+    if len(legs) < 2:
+        raise InvalidRequest("A transfer needs at least two legs.")
+    seen = set()
+    for account, amount in legs:
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
+            raise InvalidRequest("Each leg amount must be a non-zero integer in minor units.", param="amount")
+        if account.currency != currency:
+            raise InvalidRequest(
+                f"Account {account.pk} is in {account.currency}, the transfer in {currency}.", param="currency"
+            )
+        if account.pk in seen:
+            raise InvalidRequest(f"Account {account.pk} appears twice in one transfer.")
+        seen.add(account.pk)
+    if sum(amount for _, amount in legs) != 0:
+        raise InvalidRequest("The legs of a transfer must sum to zero.", param="amount")
+
+
+def _lock_accounts(account_ids) -> dict:
+    """Lock the accounts in pk order (the fixed order that rules out deadlock).
+
+    FOR NO KEY UPDATE, not FOR UPDATE: it excludes every other writer just the same, but
+    not the KEY SHARE lock a foreign-key check takes (a hold or entry inserted elsewhere
+    referencing one of these accounts); with FOR UPDATE, such an insert made while its
+    own transaction holds another account's lock closes a deadlock cycle.
+    """
+    locked = Account.objects.select_for_update(no_key=True).filter(pk__in=set(account_ids)).order_by("pk")
+    return {account.pk: account for account in locked}
+
+
+def _existing_transfer(*, merchant_id, idempotency_key: str, legs: Sequence[Leg] | None) -> Transfer | None:
+    transfer = Transfer.objects.filter(merchant_id=merchant_id, idempotency_key=idempotency_key).first()
+    if transfer is not None and legs is not None:
+        first = sorted((e.account_id, e.amount) for e in transfer.entries.all())
+        if first != sorted((a.pk, amount) for a, amount in legs):
+            raise Conflict(f"Idempotency key {idempotency_key!r} was already used for a different transfer.")
+    return transfer
+
+
+def _post(
+    *,
+    locked: dict,
+    legs: Sequence[tuple[object, int]],
+    currency: str,
+    kind: str,
+    merchant_id=None,
+    reference: str = "",
+    description: str = "",
+    idempotency_key: str | None = None,
+    reverses: Transfer | None = None,
+    created_by=None,
+    release: dict | None = None,
+) -> Transfer:
+    """The core, called with the accounts already locked: check, write, update balances.
+
+    `legs` are (account id, signed amount). `release` maps account id -> amount of `held`
+    to release first (a hold capture). Raises InsufficientFunds naming the first account
+    that would end below its available balance; nothing is written then.
+    """
+    release = release or {}
+    now = timezone.now()
+    new_state = {}
+    for account_id, amount in legs:
+        account = locked[account_id]
+        held = account.held - release.get(account_id, 0)
+        balance = account.balance + amount
+        if not account.allow_negative and amount < 0 and balance - held < 0:
+            raise InsufficientFunds(
+                f"Account {account_id} has {account.balance - account.held} available, {-amount} needed.",
+                param="amount",
+            )
+        new_state[account_id] = (balance, held)
+    transfer = Transfer.objects.create(
+        merchant_id=merchant_id,
+        currency=currency,
+        amount=sum(amount for _, amount in legs if amount > 0),
+        kind=kind,
+        reference=reference,
+        description=description,
+        idempotency_key=idempotency_key,
+        reverses=reverses,
+        created_by=created_by,
+        created_at=now,
+    )
+    Entry.objects.bulk_create(
+        Entry(transfer=transfer, account_id=account_id, amount=amount, balance_after=new_state[account_id][0])
+        for account_id, amount in legs
+    )
+    # Computed values are safe: we hold the row locks, so nobody changed them since the read.
+    _write_balances(new_state)
+    for account_id, (balance, held) in new_state.items():
+        locked[account_id].balance, locked[account_id].held = balance, held
+    return transfer
+
+
+def _write_balances(new_state: dict) -> None:
+    """Set (balance, held) of each locked account. On PostgreSQL one UPDATE ... FROM
+    (VALUES ...) for all legs: one round trip instead of one per account, on the hottest
+    path of the ledger."""
+    if connection.vendor != "postgresql":
+        for account_id, (balance, held) in new_state.items():
+            Account.objects.filter(pk=account_id).update(balance=balance, held=held)
+        return
+    rows = ", ".join(["(%s::uuid, %s::bigint, %s::bigint)"] * len(new_state))
+    params = [value for account_id, (balance, held) in new_state.items() for value in (account_id, balance, held)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Account._meta.db_table} AS a SET balance = v.balance, held = v.held "
+            f"FROM (VALUES {rows}) AS v(id, balance, held) WHERE a.id = v.id",
+            params,
+        )
+
+
+def transfer_create(
+    *,
+    legs: Sequence[Leg],
+    currency: str,
+    kind: str = Transfer.Kind.TRANSFER,
+    merchant: Merchant | None = None,
+    reference: str = "",
+    description: str = "",
+    idempotency_key: str | None = None,
+    created_by=None,
+) -> Transfer:
+    """Move value between accounts: `legs` are (account, signed amount), summing to 0,
+    all in `currency`. A simple transfer is [(source, -amount), (destination, amount)];
+    a split is one negative leg and several positive ones.
+
+    Locks every account involved with SELECT ... FOR UPDATE in pk order, so concurrent
+    transfers never lose an update nor deadlock. The passed Account objects get their
+    new balances.
+    Idempotent on (merchant, idempotency_key): a retry returns the first transfer and
+    moves nothing (the same key with different legs raises Conflict).
+    Raises InvalidRequest (unbalanced, zero or mixed-currency legs), InsufficientFunds
+    (a no-overdraft account would drop below its available balance; nothing changes).
+    """
+    transfer, _ = _transfer_create(
+        legs=legs,
+        currency=currency,
+        kind=kind,
+        merchant_id=merchant.pk if merchant is not None else None,
+        reference=reference,
+        description=description,
+        idempotency_key=idempotency_key,
+        created_by=created_by,
+    )
+    return transfer
+
+
+@transaction.atomic
+def _transfer_create(
+    *, legs, currency, kind, merchant_id, reference, description, idempotency_key, created_by
+) -> tuple[Transfer, bool]:
+    """transfer_create, also saying whether this call created the transfer (False: a replay)."""
+    _check_legs(legs, currency)
+    if idempotency_key is not None:
+        existing = _existing_transfer(merchant_id=merchant_id, idempotency_key=idempotency_key, legs=legs)
+        if existing is not None:
+            return existing, False
+    locked = _lock_accounts(account.pk for account, _ in legs)
+    if idempotency_key is not None:
+        # A concurrent retry with the same key committed while we waited for the locks.
+        existing = _existing_transfer(merchant_id=merchant_id, idempotency_key=idempotency_key, legs=legs)
+        if existing is not None:
+            return existing, False
+    post = partial(
+        _post,
+        locked=locked,
+        legs=[(account.pk, amount) for account, amount in legs],
+        currency=currency,
+        kind=kind,
+        merchant_id=merchant_id,
+        reference=reference,
+        description=description,
+        idempotency_key=idempotency_key,
+        created_by=created_by,
+    )
+    if idempotency_key is None:
+        transfer = post()
+    else:
+        try:
+            with transaction.atomic():  # a savepoint only when a duplicate key is possible
+                transfer = post()
+        except IntegrityError:
+            existing = _existing_transfer(merchant_id=merchant_id, idempotency_key=idempotency_key, legs=legs)
+            if existing is None:
+                raise
+            return existing, False
+    for account, _ in legs:
+        account.balance, account.held = locked[account.pk].balance, locked[account.pk].held
+    return transfer, True
+
+
+@transaction.atomic
+def transfer_reverse(
+    *,
+    transfer: Transfer,
+    amount: int | None = None,
+    reference: str = "",
+    description: str = "",
+    created_by=None,
+) -> Transfer:
+    """Write the opposite transfer, referencing the original: in full (`amount=None`:
+    whatever has not been reversed yet) or partly (two-leg transfers only).
+
+    Locks the original transfer row, then its accounts in pk order; reversals of one
+    transfer never add up to more than it moved, so a full reversal happens at most once.
+    Raises Conflict (nothing left to reverse), InvalidRequest (a reversal of a reversal,
+    an amount above what remains, a partial reversal of a split), InsufficientFunds (the
+    money has left the account it must come back from).
+    """
+    original = Transfer.objects.select_for_update(no_key=True).filter(pk=transfer.pk).first()
+    if original is None:
+        raise NotFound(f"No such transfer: {transfer.pk}.")
+    if original.reverses_id is not None:
+        raise InvalidRequest("A reversal cannot itself be reversed; make a new transfer.")
+    reversed_so_far = original.reversals.aggregate(total=Sum("amount"))["total"] or 0
+    remaining = original.amount - reversed_so_far
+    if remaining <= 0:
+        raise Conflict(f"Transfer {original.pk} is already fully reversed.")
+    if amount is None:
+        amount = remaining
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidRequest("The amount must be a positive integer in minor units.", param="amount")
+    if amount > remaining:
+        raise InvalidRequest(f"Only {remaining} of transfer {original.pk} is left to reverse.", param="amount")
+    original_legs = list(original.entries.values_list("account_id", "amount"))
+    if amount == original.amount:
+        legs = [(account_id, -leg) for account_id, leg in original_legs]
+    elif len(original_legs) == 2:
+        legs = [(account_id, amount if leg < 0 else -amount) for account_id, leg in original_legs]
+    else:
+        raise InvalidRequest("A transfer with several legs can only be reversed in full.", param="amount")
+    locked = _lock_accounts(account_id for account_id, _ in legs)
+    return _post(
+        locked=locked,
+        legs=legs,
+        currency=original.currency,
+        kind=Transfer.Kind.REVERSAL,
+        merchant_id=original.merchant_id,
+        reference=reference or original.reference,
+        description=description,
+        reverses=original,
+        created_by=created_by,
+    )
+
+
+# --- Wallets ---------------------------------------------------------------------------
+
+
+def _wallet_event_data(wallet: Account, transfer: Transfer, amount: int) -> dict:
+    return {
+        "wallet": str(wallet.pk),
+        "customer": str(wallet.customer_id),
+        "currency": wallet.currency,
+        "amount": amount,
+        "balance": wallet.balance,
+        "available": wallet.available,
+        "transfer": str(transfer.pk),
+        "reference": transfer.reference,
+    }
+
+
+def _emit(*, merchant_id, type: str, data: dict) -> None:
+    from webhooks.services import event_emit
+
+    event_emit(merchant=Merchant(pk=merchant_id), type=type, data=data)
+
+
+@transaction.atomic
+def wallet_credit(
+    *,
+    wallet: Account,
+    amount: int,
+    reference: str = "",
+    reason: str = "",
+    idempotency_key: str | None = None,
+    created_by=None,
+) -> Transfer:
+    """Add `amount` (minor units) to the wallet, funded from the merchant's external
+    funding account in that currency, and emit `wallet.credited` in the same transaction.
+
+    Locks both accounts in pk order. Idempotent on idempotency_key (per merchant): a
+    retry returns the first transfer, moves nothing and emits nothing.
+    Raises InvalidRequest (amount not a positive integer).
+    """
+    _check_amount(amount)
+    funding = merchant_funding_account(merchant=Merchant(pk=wallet.merchant_id), currency=wallet.currency)
+    transfer, created = _transfer_create(
+        legs=[(funding, -amount), (wallet, amount)],
+        currency=wallet.currency,
+        kind=Transfer.Kind.ADJUSTMENT if created_by is not None else Transfer.Kind.CREDIT,
+        merchant_id=wallet.merchant_id,
+        reference=reference,
+        description=reason,
+        idempotency_key=idempotency_key,
+        created_by=created_by,
+    )
+    if created:
+        _emit(merchant_id=wallet.merchant_id, type="wallet.credited", data=_wallet_event_data(wallet, transfer, amount))
+    return transfer
+
+
+@transaction.atomic
+def wallet_debit(
+    *,
+    wallet: Account,
+    amount: int,
+    reference: str = "",
+    reason: str = "",
+    idempotency_key: str | None = None,
+    created_by=None,
+) -> Transfer:
+    """Take `amount` (minor units) from the wallet's available balance into the
+    merchant's balance account, and emit `wallet.debited` in the same transaction.
+
+    Locks both accounts in pk order. Idempotent on idempotency_key (per merchant).
+    Raises InsufficientFunds when available < amount (nothing changes, no event),
+    InvalidRequest (amount not a positive integer).
+    """
+    _check_amount(amount)
+    destination = merchant_balance_account(merchant=Merchant(pk=wallet.merchant_id), currency=wallet.currency)
+    transfer, created = _transfer_create(
+        legs=[(wallet, -amount), (destination, amount)],
+        currency=wallet.currency,
+        kind=Transfer.Kind.ADJUSTMENT if created_by is not None else Transfer.Kind.DEBIT,
+        merchant_id=wallet.merchant_id,
+        reference=reference,
+        description=reason,
+        idempotency_key=idempotency_key,
+        created_by=created_by,
+    )
+    if created:
+        _emit(merchant_id=wallet.merchant_id, type="wallet.debited", data=_wallet_event_data(wallet, transfer, amount))
+    return transfer
+
+
+def _check_amount(amount) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidRequest("The amount must be a positive integer in minor units.", param="amount")
+
+
+@transaction.atomic
+def wallet_adjust(*, wallet: Account, amount: int, reason: str, staff_user) -> Transfer:
+    """A staff correction: credit (amount > 0) or debit (amount < 0) with a mandatory
+    reason, recorded on the transfer with the staff user. Same locks and errors as
+    wallet_credit / wallet_debit."""
+    if not reason or not reason.strip():
+        raise InvalidRequest("A reason is required for a balance adjustment.", param="reason")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
+        raise InvalidRequest("The amount must be a non-zero integer in minor units.", param="amount")
+    service = wallet_credit if amount > 0 else wallet_debit
+    return service(
+        wallet=wallet, amount=abs(amount), reason=reason.strip(), reference="staff-adjustment", created_by=staff_user
+    )
+
+
+# --- Holds -----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def hold_create(
+    *,
+    account: Account,
+    amount: int,
+    expires_at: datetime | None = None,
+    reference: str = "",
+    destination: Account | None = None,
+    idempotency_key: str | None = None,
+) -> Hold:
+    """Reserve `amount` of the account's available balance: `held` rises, `balance` does
+    not. `destination` is where a capture posts (default: the merchant's balance account).
+
+    Locks the account. Idempotent on (account, idempotency_key): a retry returns the first
+    hold and reserves nothing more.
+    Raises InsufficientFunds (available < amount; nothing changes), InvalidRequest.
+    """
+    _check_amount(amount)
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidRequest("expires_at must be in the future.", param="expires_at")
+    if destination is None:
+        destination = merchant_balance_account(merchant=Merchant(pk=account.merchant_id), currency=account.currency)
+    if destination.currency != account.currency or destination.pk == account.pk:
+        raise InvalidRequest("A hold's destination must be another account in the same currency.")
+    if idempotency_key is not None:
+        existing = Hold.objects.filter(account=account, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
+    locked = Account.objects.select_for_update(no_key=True).get(pk=account.pk)
+    if idempotency_key is not None:
+        existing = Hold.objects.filter(account=account, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
+    if not locked.allow_negative and locked.balance - locked.held < amount:
+        raise InsufficientFunds(
+            f"Account {account.pk} has {locked.balance - locked.held} available, {amount} needed.", param="amount"
+        )
+    hold = Hold.objects.create(
+        account=locked,
+        destination=destination,
+        amount=amount,
+        expires_at=expires_at,
+        reference=reference,
+        idempotency_key=idempotency_key,
+    )
+    locked.held += amount
+    Account.objects.filter(pk=locked.pk).update(held=locked.held)
+    account.balance, account.held = locked.balance, locked.held
+    return hold
+
+
+def _lock_pending_hold(hold: Hold, *, action: str) -> Hold:
+    locked = Hold.objects.select_for_update(no_key=True).filter(pk=hold.pk).first()
+    if locked is None:
+        raise NotFound(f"No such hold: {hold.pk}.")
+    if locked.status != Hold.Status.PENDING:
+        raise IllegalTransition(f"Hold {hold.pk} is {locked.status}; only a pending hold can be {action}.")
+    return locked
+
+
+@transaction.atomic
+def hold_capture(
+    *,
+    hold: Hold,
+    amount: int | None = None,
+    splits: Sequence[Leg] | None = None,
+    reference: str = "",
+) -> Hold:
+    """Post `amount` (default: all) of a pending hold and release the rest. The money goes
+    to the hold's destination, or is split over `splits` [(account, amount), ...] whose
+    amounts sum to the captured amount.
+
+    Locks the hold, then the accounts in pk order. Not idempotent by itself: a second
+    capture raises IllegalTransition (409), as does capturing an expired hold.
+    Raises InvalidRequest (amount above the hold, bad splits).
+    """
+    locked_hold = _lock_pending_hold(hold, action="captured")
+    if locked_hold.expires_at is not None and locked_hold.expires_at <= timezone.now():
+        raise IllegalTransition(f"Hold {hold.pk} expired at {locked_hold.expires_at.isoformat()}.")
+    if amount is None:
+        amount = locked_hold.amount
+    _check_amount(amount)
+    if amount > locked_hold.amount:
+        raise InvalidRequest(f"Cannot capture {amount}: the hold is for {locked_hold.amount}.", param="amount")
+    account_id = locked_hold.account_id
+    if splits is None:
+        credit_legs = [(locked_hold.destination_id, amount)]
+    else:
+        credit_legs = [(account.pk, part) for account, part in splits]
+        currency = Account.objects.get(pk=account_id).currency
+        _check_legs([(Account(pk=account_id, currency=currency), -amount), *splits], currency)
+    locked = _lock_accounts([account_id, *(a for a, _ in credit_legs)])
+    transfer = _post(
+        locked=locked,
+        legs=[(account_id, -amount), *credit_legs],
+        currency=locked[account_id].currency,
+        kind=Transfer.Kind.HOLD_CAPTURE,
+        merchant_id=locked[account_id].merchant_id,
+        reference=reference or locked_hold.reference,
+        release={account_id: locked_hold.amount},
+    )
+    locked_hold.status = Hold.Status.CAPTURED
+    locked_hold.captured_amount = amount
+    locked_hold.capture_transfer = transfer
+    locked_hold.resolved_at = timezone.now()
+    locked_hold.save(update_fields=["status", "captured_amount", "capture_transfer", "resolved_at"])
+    return locked_hold
+
+
+def _release(locked_hold: Hold, status: str) -> Hold:
+    account = Account.objects.select_for_update(no_key=True).get(pk=locked_hold.account_id)
+    Account.objects.filter(pk=account.pk).update(held=account.held - locked_hold.amount)
+    locked_hold.status = status
+    locked_hold.resolved_at = timezone.now()
+    locked_hold.save(update_fields=["status", "resolved_at"])
+    return locked_hold
+
+
+@transaction.atomic
+def hold_void(*, hold: Hold) -> Hold:
+    """Release a pending hold: `held` drops by its amount, nothing is posted.
+
+    Locks the hold, then its account. Raises IllegalTransition (409) unless pending.
+    """
+    return _release(_lock_pending_hold(hold, action="voided"), Hold.Status.VOIDED)
+
+
+def holds_expire(*, now: datetime | None = None, batch: int = 500) -> int:
+    """Release every pending hold whose expires_at has passed (status `expired`), one
+    short transaction per hold; holds locked by a concurrent capture are skipped (the
+    next run sees them if they are still pending). Safe to run twice. Returns how many."""
+    now = now or timezone.now()
+    expired = 0
+    while True:
+        ids = list(
+            Hold.objects.filter(status=Hold.Status.PENDING, expires_at__lte=now)
+            .order_by("expires_at")
+            .values_list("pk", flat=True)[:batch]
+        )
+        done_this_round = 0
+        for hold_id in ids:
+            with transaction.atomic():
+                hold = (
+                    Hold.objects.select_for_update(no_key=True, skip_locked=True)
+                    .filter(pk=hold_id, status=Hold.Status.PENDING)
+                    .first()
+                )
+                if hold is None:
+                    continue
+                _release(hold, Hold.Status.EXPIRED)
+                done_this_round += 1
+        expired += done_this_round
+        if len(ids) < batch or done_this_round == 0:
+            return expired
+
+
+# --- Audit -----------------------------------------------------------------------------
+
+
+def ledger_audit_run(*, trigger: str) -> LedgerAudit:
+    """Run the ledger audit (selectors.ledger_audit), record the result, and log an error
+    when it fails so staff are alerted (the admin also shows failing audits). Never repairs."""
+    from .selectors import ledger_audit
+
+    started_at = timezone.now()
+    start = time.perf_counter()
+    report = ledger_audit()
+    audit = LedgerAudit.objects.create(
+        ok=report["ok"],
+        trigger=trigger,
+        report=report,
+        started_at=started_at,
+        duration_ms=int((time.perf_counter() - start) * 1000),
+    )
+    if not report["ok"]:
+        logger.error(
+            "ledger audit FAILED",
+            extra={"audit": audit.pk, "violations": sum(len(v) for v in report["violations"].values())},
+        )
+    return audit
