@@ -1,35 +1,26 @@
 from django.contrib import admin, messages
 
+from config.admin_tools import ReadOnlyAdmin, ReadOnlyTabularInline
 from config.errors import DomainError
 from payments.identity.admin import *  # noqa: F401,F403  (registers identity's admin classes)
-from payments.models import MockCheckout, Payment, PaymentEvent, Refund
+from payments.models import Charge, MockCheckout, Payment, PaymentEvent, Refund
 from payments.services import payment_cancel, payment_refund, payments_reconcile
 
 STAFF = PaymentEvent.Source.STAFF
 
 
-class TimelineInline(admin.TabularInline):
+class TimelineInline(ReadOnlyTabularInline):
     model = PaymentEvent
-    extra = 0
-    can_delete = False
     fields = ["created_at", "type", "from_status", "to_status", "source", "flagged", "data"]
     readonly_fields = fields
     ordering = ["created_at", "id"]
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-
-class RefundInline(admin.TabularInline):
+class RefundInline(ReadOnlyTabularInline):
     model = Refund
-    extra = 0
-    can_delete = False
     fields = ["id", "amount", "status", "reason", "provider_refund_id", "created_at"]
     readonly_fields = fields
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class FlaggedFilter(admin.SimpleListFilter):
@@ -85,18 +76,12 @@ class PaymentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Refund)
-class RefundAdmin(admin.ModelAdmin):
+class RefundAdmin(ReadOnlyAdmin):
     list_display = ["id", "payment", "amount", "status", "reason", "created_at"]
     list_filter = ["status"]
     search_fields = ["id", "payment__order_id", "provider_refund_id"]
     list_select_related = ["payment"]
     readonly_fields = [f.name for f in Refund._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(MockCheckout)
@@ -106,3 +91,22 @@ class MockCheckoutAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(Charge)
+class ChargeAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "merchant",
+        "customer",
+        "amount",
+        "currency",
+        "wallet_amount",
+        "external_amount",
+        "status",
+        "created_at",
+    ]
+    list_filter = ["status", "provider", ("merchant", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["id", "payment__id", "provider_charge_id", "customer__external_id"]
+    list_select_related = ["merchant", "customer"]
+    readonly_fields = [f.name for f in Charge._meta.fields]

@@ -9,8 +9,9 @@ from config.api.docs import ERRORS_MONEY, ERRORS_READ, ERRORS_WRITE
 from config.api.fields import CurrencyField, MinorUnitsField
 from config.api.idempotency import idempotent
 from config.api.parsing import parse
+from payments.charges import charge_create
 from payments.identity.selectors import customer_get
-from payments.models import Payment, PaymentEvent, Refund
+from payments.models import Charge, Payment, PaymentEvent, Refund
 from payments.selectors import payment_get, payment_list
 from payments.services import payment_cancel, payment_create, payment_refund
 from payments.splits import splits_validate
@@ -56,7 +57,17 @@ class RefundOut(serializers.ModelSerializer):
 
     class Meta:
         model = Refund
-        fields = ["id", "payment", "amount", "status", "reason", "provider_refund_id", "created_at"]
+        fields = [
+            "id",
+            "payment",
+            "amount",
+            "wallet_amount",
+            "provider_amount",
+            "status",
+            "reason",
+            "provider_refund_id",
+            "created_at",
+        ]
 
 
 class PaymentFilter(filters.FilterSet):
@@ -164,3 +175,74 @@ class PaymentRefundApi(APIView):
         payment = payment_get(merchant=request.user.merchant, payment_id=payment_id)
         refund = payment_refund(payment=payment, amount=data.get("amount"), reason=data["reason"])
         return Response(RefundOut(refund).data, status=201)
+
+
+class ChargeOut(serializers.ModelSerializer):
+    customer = serializers.UUIDField(source="customer_id")
+    payment = serializers.UUIDField(source="payment_id")
+    failure_reason = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Charge
+        fields = [
+            "id",
+            "status",
+            "amount",
+            "currency",
+            "wallet_amount",
+            "external_amount",
+            "payment",
+            "customer",
+            "provider",
+            "provider_charge_id",
+            "split_instructions",
+            "description",
+            "metadata",
+            "failure_reason",
+            "created_at",
+        ]
+
+    def get_failure_reason(self, obj) -> str | None:
+        return obj.failure_reason or None
+
+
+class ChargeFilter(filters.FilterSet):
+    status = filters.ChoiceFilter(choices=Charge.Status.choices)
+    customer = filters.UUIDFilter(field_name="customer_id")
+
+    class Meta:
+        model = Charge
+        fields = ["status", "customer"]
+
+
+class ChargeListCreateApi(ListAPIView):
+    """Wallet first, the rest from the saved card. A declined card is a 201 with status
+    `failed` (the attempt is recorded, the wallet untouched); a short wallet and no card
+    is a 402 with nothing recorded."""
+
+    serializer_class = ChargeOut
+    filterset_class = ChargeFilter
+
+    class Input(serializers.Serializer):
+        customer = serializers.UUIDField()
+        amount = MinorUnitsField()
+        currency = CurrencyField()
+        description = serializers.CharField(required=False, default="", allow_blank=True, max_length=1000)
+        split_instructions = serializers.JSONField(required=False, default=list)
+        metadata = serializers.DictField(required=False, default=dict)
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Charge.objects.none()
+        qs = Charge.objects.order_by("-created_at", "id")
+        merchant = self.request.user.merchant
+        return qs if merchant is None else qs.filter(merchant=merchant)
+
+    @extend_schema(request=Input, responses={201: ChargeOut, **ERRORS_MONEY}, summary="Charge a customer")
+    @idempotent
+    def post(self, request):
+        data = parse(self.Input, request.data)
+        merchant = request.user.require_merchant()
+        customer = customer_get(merchant=merchant, customer_id=data.pop("customer"), param="customer")
+        charge = charge_create(merchant=merchant, customer=customer, **data)
+        return Response(ChargeOut(charge).data, status=201)

@@ -16,6 +16,11 @@ class PaymentsConfig(AppConfig):
             every_seconds=3600,
         )
         periodic.register(
+            name="Resolve charges whose card part could not be made",
+            task="payments.tasks.charges_resolve_pending_task",
+            every_seconds=120,
+        )
+        periodic.register(
             name="Reconcile stuck pending payments (audit_payments)",
             task="payments.tasks.payments_reconcile_task",
             every_seconds=300,

@@ -190,14 +190,41 @@ def payment_webhook_bench(*, n: int, out) -> dict:
 
 
 def _ledger_audit() -> dict:
-    """The ledger audit's verdict, printed beside payment figures once the ledger exists."""
-    try:
-        from wallets.selectors import ledger_audit
-    except ImportError:
-        return {}
+    """The ledger audit's verdict over the whole ledger, printed beside money figures."""
+    from wallets.selectors import ledger_audit
+
     report = ledger_audit()
-    return {
-        "ledger_audit": "ok"
-        if getattr(report, "ok", report.get("ok") if isinstance(report, dict) else False)
-        else "FAILED"
-    }
+    violations = sorted(k for k, v in report["violations"].items() if v)
+    return {"ledger_audit": "ok" if report["ok"] else f"FAILED: {violations}"}
+
+
+@scenario("charge-wallet", help="Wallet-funded charges with a 3-way split, through the charges service.", n=1000)
+def charge_wallet_bench(*, n: int, out) -> dict:
+    from payments.charges import charge_create
+    from wallets.models import Account
+    from wallets.services import wallet_create, wallet_credit
+
+    merchant = merchant_create(name=f"bench-charge-wallet-{uuid.uuid4().hex[:12]}")
+    customers = [customer_create(merchant=merchant, external_id=f"c-{i}") for i in range(100)]
+    for customer in customers:
+        wallet_credit(wallet=wallet_create(customer=customer, currency="usd"), amount=1_000_000)
+    splits = [
+        {"destination": "seller", "bps": 7000},
+        {"destination": "platform", "bps": 1000},
+        {"destination": "courier", "amount": 25},
+    ]
+    for i in range(WARMUP):
+        charge_create(
+            merchant=merchant, customer=customers[i % 100], amount=1000, currency="usd", split_instructions=splits
+        )
+    timer = Timer()
+    for i in range(n):
+        with timer:
+            charge = charge_create(
+                merchant=merchant, customer=customers[i % 100], amount=1000, currency="usd", split_instructions=splits
+            )
+        check(charge.status == "succeeded", f"charge {charge.pk} is {charge.status}")
+    total = n + WARMUP
+    seller = Account.objects.get(merchant=merchant, kind="recipient", name="seller").balance
+    check(seller == 700 * total, f"seller got {seller}, expected {700 * total}")
+    return {**timer.result(), "seller_balance": seller, **_ledger_audit()}

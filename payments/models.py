@@ -16,6 +16,7 @@ __all__ = [
     "PaymentEvent",
     "Refund",
     "MockCheckout",
+    "Charge",
 ]
 
 
@@ -128,6 +129,8 @@ class Refund(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
     amount = models.BigIntegerField()
+    wallet_amount = models.BigIntegerField(default=0, help_text="Returned to the wallet by a ledger reversal.")
+    provider_amount = models.BigIntegerField(default=0, help_text="Refunded through the provider.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     reason = models.CharField(max_length=500, blank=True)
     provider_refund_id = models.CharField(max_length=255, blank=True)
@@ -153,3 +156,53 @@ class MockCheckout(models.Model):
 
     def __str__(self):
         return f"{self.provider_payment_id} ({self.status})"
+
+
+class Charge(models.Model):
+    """One attempt to fund a payment: the customer's wallet first (a hold, captured only
+    when the card part succeeds), then the saved card off-session for the rest."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="charges")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="charges")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="charges")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    wallet_amount = models.BigIntegerField(default=0)
+    external_amount = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    failure_reason = models.TextField(blank=True)
+    provider = models.CharField(max_length=30, blank=True)
+    provider_charge_id = models.CharField(max_length=255, blank=True)
+    hold = models.ForeignKey("wallets.Hold", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    split_instructions = models.JSONField(default=list, blank=True)
+    description = models.CharField(max_length=1000, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="Set while a worker settles it.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="charge_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(wallet_amount__gte=0, external_amount__gte=0)
+                & Q(amount=F("wallet_amount") + F("external_amount")),
+                name="charge_parts_sum_to_amount",
+            ),
+            models.UniqueConstraint(
+                fields=["merchant", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="charge_idempotency_key_unique_per_merchant",
+            ),
+        ]
+
+    def __str__(self):
+        return f"charge {self.amount} {self.currency} ({self.status})"

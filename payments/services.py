@@ -10,13 +10,15 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from config.errors import Conflict, IllegalTransition, InvalidRequest, ProviderError
 from payments.identity.services import subscription_consume_token
 from payments.models import TRANSITIONS, Payment, PaymentEvent, Refund
 from payments.providers import ProviderDeclined, ProviderUnavailable, get_provider, resolve_provider_name
+from wallets.models import Account
+from wallets.services import account_get_or_create, merchant_balance_account, transfer_create, transfer_reverse
 from webhooks.services import event_emit
 
 logger = logging.getLogger("paydesk.payments")
@@ -51,7 +53,9 @@ def payment_data(payment: Payment) -> dict:
 
 
 def payment_lock(payment_id) -> Payment:
-    return Payment.objects.select_for_update().get(pk=payment_id)
+    # NO KEY UPDATE: excludes other writers of the row but not the KEY SHARE lock that
+    # inserting a row referencing it (a timeline event, a charge) takes elsewhere.
+    return Payment.objects.select_for_update(no_key=True).get(pk=payment_id)
 
 
 def timeline_add(
@@ -239,12 +243,14 @@ def payment_settle_from_provider(
 def payment_refund(
     *, payment: Payment, amount: int | None = None, reason: str = "", source: str = Source.API
 ) -> Refund:
-    """Refund all or part of what is left of a succeeded payment through its provider.
+    """Refund all or part of what is left of a succeeded payment, back where it came from.
 
-    Reserves the amount under the payment's row lock (never more than what is left:
-    InvalidRequest on `amount`), commits, calls the provider outside the lock with the
-    refund's id as idempotency key, then records the outcome: partially_refunded /
-    refunded on success; on failure the reservation is released and ProviderError raised.
+    Under the payment's row lock: checks the amount (never more than what is left:
+    InvalidRequest on `amount`), reserves it, and returns any wallet-funded part of a
+    charge at once with a ledger reversal of the wallet capture. The provider-funded
+    rest is refunded through the provider outside the lock (the refund's id as
+    idempotency key); if that fails, its reservation is released and ProviderError raised.
+    Ends partially_refunded or refunded.
     """
     with transaction.atomic():
         locked = payment_lock(payment.pk)
@@ -254,17 +260,51 @@ def payment_refund(
         amount = left if amount is None else amount
         if amount < 1 or amount > left:
             raise InvalidRequest(f"The refund must be between 1 and {left} (what is left).", param="amount")
+        charge = locked.charges.filter(status="succeeded").select_related("hold").first()
+        wallet_part = 0
+        if charge is not None and charge.wallet_amount:
+            wallet_refunded = (
+                locked.refunds.exclude(status=Refund.Status.FAILED).aggregate(total=Sum("wallet_amount"))["total"] or 0
+            )
+            wallet_part = min(amount, charge.wallet_amount - wallet_refunded)
+        provider_part = amount - wallet_part
         Payment.objects.filter(pk=locked.pk).update(amount_refunded=F("amount_refunded") + amount)
-        refund = Refund.objects.create(payment=locked, amount=amount, reason=reason)
+        locked.amount_refunded += amount
+        refund = Refund.objects.create(
+            payment=locked, amount=amount, reason=reason, wallet_amount=wallet_part, provider_amount=provider_part
+        )
         timeline_add(
             payment=locked,
             type="refund.requested",
             source=source,
-            data={"refund": str(refund.pk), "amount": amount, "reason": reason},
+            data={
+                "refund": str(refund.pk),
+                "amount": amount,
+                "wallet_amount": wallet_part,
+                "provider_amount": provider_part,
+                "reason": reason,
+            },
         )
+        if wallet_part:
+            transfer_reverse(
+                transfer=charge.hold.capture_transfer,
+                amount=wallet_part,
+                reference=f"refund:{refund.pk}",
+                description="refund of the wallet part of a charge",
+            )
+        if charge is not None and provider_part:
+            # The card part was booked from the provider's clearing account into the
+            # merchant's balance: book its refund back now (a merchant who paid the money
+            # out cannot refund it: InsufficientFunds, and nothing has happened).
+            _book_card_refund(charge=charge, amount=provider_part, refund=refund, back=False)
+        if not provider_part:
+            return _refund_succeeded(payment=locked, refund=refund, provider_refund_id="", source=source)
 
+    provider_name = charge.provider if charge is not None else locked.provider
     try:
-        result = get_provider(locked.provider).refund(payment=locked, amount=amount, idempotency_key=f"re-{refund.pk}")
+        result = get_provider(provider_name).refund(
+            payment=locked, amount=provider_part, idempotency_key=f"re-{refund.pk}"
+        )
         ok = result.status in ("succeeded", "pending")
         failure = "" if ok else f"provider refund {result.status}"
     except (ProviderUnavailable, ProviderDeclined) as exc:
@@ -272,25 +312,52 @@ def payment_refund(
 
     with transaction.atomic():
         locked = payment_lock(payment.pk)
-        if not ok:
-            Payment.objects.filter(pk=locked.pk).update(amount_refunded=F("amount_refunded") - amount)
-            Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.FAILED, failure_reason=failure[:1000])
-            timeline_add(
-                payment=locked,
-                type="refund.failed",
-                source=source,
-                data={"refund": str(refund.pk), "reason": failure[:500]},
+        if ok:
+            return _refund_succeeded(
+                payment=locked, refund=refund, provider_refund_id=result.provider_refund_id, source=source
             )
-        else:
+        Payment.objects.filter(pk=locked.pk).update(amount_refunded=F("amount_refunded") - provider_part)
+        if charge is not None:
+            _book_card_refund(charge=charge, amount=provider_part, refund=refund, back=True)
+        timeline_add(
+            payment=locked,
+            type="refund.failed",
+            source=source,
+            data={"refund": str(refund.pk), "provider_amount": provider_part, "reason": failure[:500]},
+        )
+        if wallet_part:  # the wallet part went back already: the refund is for that much
             Refund.objects.filter(pk=refund.pk).update(
-                status=Refund.Status.SUCCEEDED, provider_refund_id=result.provider_refund_id
+                amount=wallet_part, provider_amount=0, failure_reason=f"provider part failed: {failure}"[:1000]
             )
-            to = "refunded" if locked.amount_refunded >= locked.amount else "partially_refunded"
-            payment_transition(
-                payment_id=locked.pk, to=to, source=source, data={"refund": str(refund.pk), "amount": amount}
-            )
-    if not ok:
-        raise ProviderError(f"The provider could not refund: {failure}")
+            refund.refresh_from_db()
+            _refund_succeeded(payment=locked, refund=refund, provider_refund_id="", source=source)
+        else:
+            Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.FAILED, failure_reason=failure[:1000])
+    raise ProviderError(f"The provider could not refund: {failure}")
+
+
+def _book_card_refund(*, charge, amount: int, refund: Refund, back: bool) -> None:
+    clearing = account_get_or_create(
+        kind=Account.Kind.PROVIDER_CLEARING, currency=charge.currency, name=charge.provider
+    )
+    balance = merchant_balance_account(merchant=charge.merchant, currency=charge.currency)
+    source, destination = (clearing, balance) if back else (balance, clearing)
+    transfer_create(
+        legs=[(source, -amount), (destination, amount)],
+        currency=charge.currency,
+        merchant=charge.merchant,
+        reference=f"refund:{refund.pk}",
+        description="card refund failed: booked back" if back else "card part of a refund",
+    )
+
+
+def _refund_succeeded(*, payment: Payment, refund: Refund, provider_refund_id: str, source: str) -> Refund:
+    Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.SUCCEEDED, provider_refund_id=provider_refund_id)
+    payment.refresh_from_db(fields=["amount_refunded"])
+    to = "refunded" if payment.amount_refunded >= payment.amount else "partially_refunded"
+    payment_transition(
+        payment_id=payment.pk, to=to, source=source, data={"refund": str(refund.pk), "amount": refund.amount}
+    )
     refund.refresh_from_db()
     return refund
 

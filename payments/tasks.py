@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from payments.charges import charges_resolve_pending
 from payments.identity.services import subscriptions_renew
 from payments.services import payments_reconcile
 
@@ -12,3 +13,8 @@ def subscriptions_renew_task() -> int:
 @shared_task(acks_late=True)
 def payments_reconcile_task() -> dict:
     return payments_reconcile()
+
+
+@shared_task(acks_late=True)
+def charges_resolve_pending_task() -> int:
+    return charges_resolve_pending()

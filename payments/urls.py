@@ -1,6 +1,7 @@
 from django.urls import path
 
 from payments.api import (
+    ChargeListCreateApi,
     PaymentCancelApi,
     PaymentDetailApi,
     PaymentListCreateApi,
@@ -17,6 +18,7 @@ urlpatterns = [
     path("payments/<str:payment_id>/tracking", PaymentTrackingApi.as_view(), name="payment-tracking"),
     path("payments/<str:payment_id>/cancel", PaymentCancelApi.as_view(), name="payment-cancel"),
     path("payments/<str:payment_id>/refunds", PaymentRefundApi.as_view(), name="payment-refunds"),
+    path("charges", ChargeListCreateApi.as_view(), name="charge-list"),
     path("customers", CustomerListCreateApi.as_view(), name="customer-list"),
     path("customers/<str:customer_id>", CustomerDetailApi.as_view(), name="customer-detail"),
 ]

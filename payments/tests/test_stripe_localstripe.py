@@ -153,3 +153,32 @@ def test_reconciliation_asks_stripe(localstripe, stripe_customer, api, settings)
     assert Payment.objects.get(pk=payment["id"]).status == "pending"
     assert payments_reconcile(now=timezone.now() + timedelta(hours=1)) == {"succeeded": 1}
     assert Payment.objects.get(pk=payment["id"]).status == "succeeded"
+
+
+@pytest.mark.parametrize("card,status", [("pm_card_visa", "succeeded"), ("pm_card_chargeCustomerFail", "failed")])
+def test_card_part_of_a_charge_is_charged_off_session(localstripe, stripe_customer, api, settings, card, status):
+    from wallets.services import wallet_create, wallet_credit
+
+    settings.DEFAULT_PAYMENT_PROVIDER = "stripe"
+    stripe_customer.payment_method = card
+    stripe_customer.save()
+    wallet = wallet_create(customer=stripe_customer, currency="usd")
+    wallet_credit(wallet=wallet, amount=700)
+    response = api.post(
+        "/api/v1/charges", {"customer": str(stripe_customer.pk), "amount": 2000, "currency": "usd"}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    charge = response.json()
+    assert (charge["status"], charge["wallet_amount"], charge["external_amount"]) == (status, 700, 1300)
+    assert charge["provider"] == "stripe"
+    wallet.refresh_from_db()
+    if status == "succeeded":
+        intent = localstripe.v1.payment_intents.retrieve(charge["provider_charge_id"])
+        assert (intent.amount, intent.status, intent.customer) == (
+            1300,
+            "succeeded",
+            stripe_customer.stripe_customer_id,
+        )
+        assert (wallet.balance, wallet.held) == (0, 0)
+    else:
+        assert charge["failure_reason"] and (wallet.balance, wallet.held) == (700, 0)
