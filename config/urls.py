@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("webhooks.urls")),
     path("", include("payments.urls")),
     path("", include("wallets.urls")),
+    path("", include("credits.urls")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,154 @@
+"""Inbound Stripe events that grant or revoke credits (registered in CreditsConfig.ready()).
+
+Handlers read only the verified payload (never call Stripe), run in the webhook
+processing transaction, and are idempotent: grants are unique per (Stripe event id,
+invoice line), refund revocations per (event id, grant) and cumulative. An event that
+does not map to a customer or a pack returns Ignored with the reason: the event is
+stored `ignored` with it, visible to staff in admin, never a 500.
+"""
+
+import uuid
+
+from payments.identity.models import Customer
+from webhooks.registry import Ignored, register_handler
+
+from .models import Grant
+from .selectors import pack_for_price
+from .services import credits_grant, credits_revoke_refunded
+
+
+def _customer_by_id(value) -> Customer | None:
+    try:
+        pk = uuid.UUID(str(value))
+    except ValueError:
+        return None
+    return Customer.objects.filter(pk=pk).first()
+
+
+def _positive_int(value) -> int | None:
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+@register_handler("stripe", "checkout.session.completed")
+def checkout_completed(event):
+    obj = event.payload["data"]["object"]
+    metadata = obj.get("metadata") or {}
+    if "credits" not in metadata:
+        return Ignored("credits: the checkout session has no metadata.credits.")
+    if obj.get("payment_status") != "paid":
+        return Ignored(f"credits: payment_status is {obj.get('payment_status')!r}, not paid.")
+    if obj.get("mode") == "subscription":
+        return Ignored("credits: a subscription checkout's credits are granted by its invoice.paid.")
+    units = _positive_int(metadata.get("credits"))
+    if units is None:
+        return Ignored(f"credits: metadata.credits {metadata.get('credits')!r} is not a positive integer.")
+    reference = metadata.get("paydesk_customer") or obj.get("client_reference_id")
+    customer = _customer_by_id(reference) if reference else None
+    if customer is None:
+        return Ignored(f"credits: no Paydesk customer {reference!r} (metadata.paydesk_customer/client_reference_id).")
+    pack = None
+    if metadata.get("pack"):
+        pack = customer.merchant.credit_packs.filter(code=metadata["pack"]).first()
+    grant, created = credits_grant(
+        customer=customer,
+        units=units,
+        source=Grant.Source.STRIPE_CHECKOUT,
+        reason=f"Stripe checkout {obj.get('id', '')}",
+        pack=pack,
+        stripe_event_id=event.event_id,
+        stripe_object_id=obj.get("id") or "",
+        stripe_payment_intent=obj.get("payment_intent") or "",
+        stripe_invoice=obj["invoice"] if isinstance(obj.get("invoice"), str) else "",
+    )
+    if not created and grant.stripe_event_id != event.event_id:
+        return Ignored(f"credits: invoice {obj.get('invoice')} was already granted by event {grant.stripe_event_id}.")
+    return None
+
+
+def _line_price(line: dict) -> str:
+    """The line's price id: `pricing.price_details.price` (API 2025-03-31 and later) or
+    `price.id` (older versions, still sent to accounts pinned to them)."""
+    details = (line.get("pricing") or {}).get("price_details") or {}
+    price = details.get("price")
+    if isinstance(price, dict):
+        price = price.get("id")
+    if not price:
+        legacy = line.get("price")
+        price = legacy.get("id") if isinstance(legacy, dict) else legacy
+    return price or ""
+
+
+def _invoice_payment_intent(obj: dict) -> str:
+    if isinstance(obj.get("payment_intent"), str):
+        return obj["payment_intent"]
+    for payment in (obj.get("payments") or {}).get("data") or []:
+        intent = (payment.get("payment") or {}).get("payment_intent")
+        if isinstance(intent, str):
+            return intent
+    return ""
+
+
+@register_handler("stripe", "invoice.paid")
+def invoice_paid(event):
+    obj = event.payload["data"]["object"]
+    stripe_customer = obj.get("customer")
+    if isinstance(stripe_customer, dict):
+        stripe_customer = stripe_customer.get("id")
+    lines = (obj.get("lines") or {}).get("data") or []
+    mapped = [(line, pack_for_price(price_id=_line_price(line))) for line in lines]
+    mapped = [(line, pack) for line, pack in mapped if pack is not None]
+    if not mapped:
+        prices = ", ".join(sorted({_line_price(line) or "?" for line in lines})) or "none"
+        return Ignored(f"credits: no credit pack for the invoice's prices ({prices}).")
+    customer = Customer.objects.filter(stripe_customer_id=stripe_customer).first() if stripe_customer else None
+    if customer is None:
+        return Ignored(f"credits: no Paydesk customer with Stripe customer {stripe_customer!r}.")
+    intent = _invoice_payment_intent(obj)
+    granted = 0
+    for index, (line, pack) in enumerate(mapped):
+        if pack.merchant_id != customer.merchant_id:
+            continue
+        quantity = _positive_int(line.get("quantity") or 1) or 1
+        grant, created = credits_grant(
+            customer=customer,
+            units=pack.credits * quantity,
+            source=Grant.Source.STRIPE_INVOICE,
+            reason=f"Stripe invoice {obj.get('id', '')}: {quantity} × {pack.code}",
+            pack=pack,
+            stripe_event_id=event.event_id,
+            stripe_line=line.get("id") or f"line-{index}",
+            stripe_object_id=obj.get("id") or "",
+            stripe_payment_intent=intent,
+            stripe_invoice=obj.get("id") or "",
+        )
+        if not created and grant.stripe_event_id != event.event_id:
+            return Ignored(f"credits: invoice {obj.get('id')} was already granted by event {grant.stripe_event_id}.")
+        granted += 1
+    if not granted:
+        return Ignored("credits: the invoice's packs belong to another merchant than its customer.")
+    return None
+
+
+@register_handler("stripe", "charge.refunded")
+def charge_refunded(event):
+    obj = event.payload["data"]["object"]
+    intent = obj.get("payment_intent") or ""
+    if isinstance(intent, dict):
+        intent = intent.get("id") or ""
+    grants = list(Grant.objects.filter(stripe_payment_intent=intent).select_related("customer")) if intent else []
+    if not grants:
+        return Ignored("credits: the refunded charge did not buy credits.")
+    amount = int(obj.get("amount") or 0)
+    refunded = int(obj.get("amount_refunded") or 0)
+    for grant in grants:
+        if obj.get("refunded") or amount <= 0 or refunded >= amount:
+            units = grant.units
+        else:
+            units = grant.units * refunded // amount  # a partial refund revokes its share, rounded down
+        if units > 0:
+            credits_revoke_refunded(grant=grant, refunded_units=units, stripe_event_id=event.event_id)
+    return None

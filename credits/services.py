@@ -1,0 +1,453 @@
+"""Writes for credits: grants, debits, revocations, expiry, all on the ledger.
+
+Units move between a customer's credit account (kind `credits`, no overdraft) and three
+accounts of its merchant in the "credits" unit: `issuance` (external funding, may go
+negative: where credits come from and where revoked ones go back), `consumed` (debits)
+and `expired`.
+
+Lock order, in every write here: the customer's credit account alone first (FOR NO KEY
+UPDATE), then wallets.transfer_create locks the accounts of the transfer in pk order
+(the customer's again, already held, and one merchant account). A transaction holds at
+most one customer's credit account, and whoever holds a merchant account already holds
+its customer account, so no two credit writers deadlock. `Grant.remaining` is only read
+and written under the customer account's lock.
+
+Accounts are created before the transaction that locks them (see wallets.wallet_create:
+an uncommitted account insert awaited by a writer holding a lock could deadlock).
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from config.errors import InsufficientCredits, InsufficientFunds, InvalidRequest
+from payments.identity.models import Customer, Merchant
+from wallets.models import CREDITS_UNIT, Account, Transfer
+from wallets.services import account_get_or_create, transfer_create
+
+from .models import CreditPack, Debit, Grant, Revocation
+
+logger = logging.getLogger("paydesk.credits")
+
+ISSUANCE, CONSUMED, EXPIRED = "issuance", "consumed", "expired"
+MERCHANT_ACCOUNTS = {
+    ISSUANCE: Account.Kind.EXTERNAL_FUNDING,
+    CONSUMED: Account.Kind.MERCHANT_BALANCE,
+    EXPIRED: Account.Kind.MERCHANT_BALANCE,
+}
+MAX_UNITS = 10**12
+
+
+# --- Accounts --------------------------------------------------------------------------
+
+
+def merchant_credit_accounts(*, merchant_id) -> dict[str, Account]:
+    """The merchant's issuance, consumed and expired accounts, created on first use."""
+    found = {
+        a.name: a
+        for a in Account.objects.filter(
+            merchant_id=merchant_id, customer__isnull=True, currency=CREDITS_UNIT, name__in=list(MERCHANT_ACCOUNTS)
+        )
+        if MERCHANT_ACCOUNTS[a.name] == a.kind
+    }
+    for name, kind in MERCHANT_ACCOUNTS.items():
+        if name not in found:
+            found[name] = account_get_or_create(
+                kind=kind, currency=CREDITS_UNIT, merchant=Merchant(pk=merchant_id), name=name
+            )
+    return found
+
+
+def credit_account_get_or_create(*, customer: Customer) -> Account:
+    """The customer's credit account (and its merchant's credit accounts), created on first use."""
+    return _accounts(customer)[0]
+
+
+def _accounts(customer: Customer) -> tuple[Account, dict[str, Account]]:
+    """(the customer's credit account, the merchant's credit accounts), created on first use."""
+    merchant_accounts = merchant_credit_accounts(merchant_id=customer.merchant_id)
+    account = account_get_or_create(
+        kind=Account.Kind.CREDITS,
+        currency=CREDITS_UNIT,
+        merchant=Merchant(pk=customer.merchant_id),
+        customer=customer,
+    )
+    return account, merchant_accounts
+
+
+def _lock(account: Account) -> Account:
+    return Account.objects.select_for_update(no_key=True).get(pk=account.pk)
+
+
+def _check_units(units, param: str = "units") -> None:
+    if isinstance(units, bool) or not isinstance(units, int) or units <= 0 or units > MAX_UNITS:
+        raise InvalidRequest(f"Must be a positive whole number of credits (at most {MAX_UNITS}).", param=param)
+
+
+def _live_grants(account: Account):
+    """Grants with units left, in consumption order: soonest to expire first, then oldest."""
+    return Grant.objects.filter(account=account, remaining__gt=0).order_by(
+        F("expires_at").asc(nulls_last=True), "created_at", "id"
+    )
+
+
+def _consume(account: Account, units: int, *, first: Grant | None = None) -> None:
+    """Take `units` off the grants' remaining (first `first`, then oldest-first). Caller holds the lock."""
+    changed = []
+    if first is not None:
+        first = Grant.objects.get(pk=first.pk)
+        take = min(first.remaining, units)
+        if take:
+            first.remaining -= take
+            units -= take
+            changed.append(first)
+    if units:
+        for grant in _live_grants(account).exclude(pk=first.pk if first else None).iterator(chunk_size=100):
+            take = min(grant.remaining, units)
+            grant.remaining -= take
+            units -= take
+            changed.append(grant)
+            if not units:
+                break
+    if units:  # remaining and balance disagree: the audit's business, never silently fixed
+        logger.error("credit grants cover less than the balance", extra={"account": str(account.pk), "left": units})
+    Grant.objects.bulk_update(changed, ["remaining"])
+
+
+def _emit(*, merchant_id, type: str, data: dict) -> None:
+    from webhooks.services import event_emit
+
+    event_emit(merchant=Merchant(pk=merchant_id), type=type, data=data)
+
+
+def _expire_due(locked: Account, *, now: datetime, accounts: dict[str, Account]) -> int:
+    """Post every due expiry of this (locked) account to the ledger. Returns the units expired."""
+    due = list(Grant.objects.filter(account=locked, remaining__gt=0, expires_at__lte=now).order_by("expires_at"))
+    if not due:
+        return 0
+    total = sum(g.remaining for g in due)
+    transfer = transfer_create(
+        legs=[(locked, -total), (accounts[EXPIRED], total)],
+        currency=CREDITS_UNIT,
+        kind=Transfer.Kind.DEBIT,
+        merchant=Merchant(pk=locked.merchant_id),
+        reference=f"credits:expire:{locked.pk}",
+        description=f"{len(due)} grant(s) expired",
+    )
+    for grant in due:
+        grant.expired_units += grant.remaining
+        grant.remaining = 0
+        grant.expired_at = now
+        grant.expiry_transfer = transfer
+    Grant.objects.bulk_update(due, ["expired_units", "remaining", "expired_at", "expiry_transfer"])
+    return total
+
+
+# --- Grants ----------------------------------------------------------------------------
+
+
+def credits_grant(
+    *,
+    customer: Customer,
+    units: int,
+    source: str,
+    reason: str = "",
+    pack: CreditPack | None = None,
+    expires_at: datetime | None = None,
+    stripe_event_id: str | None = None,
+    stripe_line: str = "",
+    stripe_object_id: str = "",
+    stripe_payment_intent: str = "",
+    stripe_invoice: str = "",
+    created_by=None,
+) -> tuple[Grant, bool]:
+    """Add `units` to the customer's credit account, from the merchant's issuance
+    account, and emit `credits.granted`. Returns (grant, created).
+
+    Locks the customer's credit account, then the transfer's accounts in pk order.
+    Idempotent on (stripe_event_id, stripe_line): a repeat (or a concurrent duplicate,
+    decided by the partial unique constraint) returns the first grant and moves nothing.
+    Once per Stripe invoice too: a checkout session that made an invoice is followed by
+    that invoice's invoice.paid (another event id); whichever comes second, checked under
+    the account lock, returns the first grant instead of granting again.
+    Manual grants (no event id) are not deduplicated here: the API's Idempotency-Key is.
+    Raises InvalidRequest (units not a positive integer).
+    """
+    _check_units(units)
+    if expires_at is None and pack is not None and pack.expires_in_days:
+        expires_at = timezone.now() + timedelta(days=pack.expires_in_days)
+    account, accounts = _accounts(customer)
+    with transaction.atomic():
+        if stripe_event_id is not None:
+            existing = Grant.objects.filter(stripe_event_id=stripe_event_id, stripe_line=stripe_line).first()
+            if existing is not None:
+                return existing, False
+        locked = _lock(account)
+        if stripe_event_id is not None:  # a concurrent delivery committed while we waited
+            existing = Grant.objects.filter(stripe_event_id=stripe_event_id, stripe_line=stripe_line).first()
+            if existing is not None:
+                return existing, False
+        if stripe_invoice:
+            existing = (
+                Grant.objects.filter(customer=customer, stripe_invoice=stripe_invoice)
+                .exclude(stripe_event_id=stripe_event_id)
+                .first()
+            )
+            if existing is not None:
+                return existing, False
+        try:
+            with transaction.atomic():
+                grant = Grant.objects.create(
+                    merchant_id=customer.merchant_id,
+                    customer=customer,
+                    account=locked,
+                    units=units,
+                    remaining=units,
+                    source=source,
+                    pack=pack,
+                    reason=reason,
+                    expires_at=expires_at,
+                    stripe_event_id=stripe_event_id,
+                    stripe_line=stripe_line,
+                    stripe_object_id=stripe_object_id,
+                    stripe_payment_intent=stripe_payment_intent,
+                    stripe_invoice=stripe_invoice,
+                    created_by=created_by,
+                )
+        except IntegrityError:
+            existing = Grant.objects.filter(stripe_event_id=stripe_event_id, stripe_line=stripe_line).first()
+            if existing is None:
+                raise
+            return existing, False
+        grant.transfer = transfer_create(
+            legs=[(accounts[ISSUANCE], -units), (locked, units)],
+            currency=CREDITS_UNIT,
+            kind=Transfer.Kind.ADJUSTMENT if created_by is not None else Transfer.Kind.CREDIT,
+            merchant=Merchant(pk=customer.merchant_id),
+            reference=f"credits:grant:{grant.pk}",
+            description=reason,
+            created_by=created_by,
+        )
+        grant.save(update_fields=["transfer"])
+        _emit(
+            merchant_id=customer.merchant_id,
+            type="credits.granted",
+            data={
+                "grant": str(grant.pk),
+                "customer": str(customer.pk),
+                "units": units,
+                "balance": locked.balance,
+                "source": source,
+                "pack": pack.code if pack else None,
+                "expires_at": expires_at,
+                "stripe_event": stripe_event_id,
+                "reason": reason,
+            },
+        )
+    return grant, True
+
+
+# --- Debits ----------------------------------------------------------------------------
+
+
+def credits_debit(*, customer: Customer, units: int, reason: str = "", ref: str = "") -> tuple[Debit, int]:
+    """Spend `units` of the customer's credits (into the merchant's consumed account),
+    soonest-expiring grants first, and emit `credits.debited`. Returns (debit, balance).
+
+    Locks the customer's credit account, posts its due expiries (expired credits cannot
+    be spent), then debits. Not idempotent by itself: the API's Idempotency-Key is.
+    Raises InsufficientCredits (balance < units; nothing changes), InvalidRequest.
+    """
+    _check_units(units, param="units")
+    account, accounts = _accounts(customer)
+    with transaction.atomic():
+        locked = _lock(account)
+        _expire_due(locked, now=timezone.now(), accounts=accounts)
+        if locked.balance < units:
+            raise InsufficientCredits(f"{locked.balance} credits left, {units} needed.", param="units")
+        try:
+            transfer = transfer_create(
+                legs=[(locked, -units), (accounts[CONSUMED], units)],
+                currency=CREDITS_UNIT,
+                kind=Transfer.Kind.DEBIT,
+                merchant=Merchant(pk=customer.merchant_id),
+                reference=f"credits:debit:{ref}"[:255] if ref else "credits:debit",
+                description=reason,
+            )
+        except InsufficientFunds as exc:  # the ledger's own check, should ours ever be bypassed
+            raise InsufficientCredits(exc.message, param="units")
+        _consume(locked, units)
+        debit = Debit.objects.create(
+            merchant_id=customer.merchant_id,
+            customer=customer,
+            account=locked,
+            units=units,
+            reason=reason,
+            ref=ref,
+            transfer=transfer,
+        )
+        _emit(
+            merchant_id=customer.merchant_id,
+            type="credits.debited",
+            data={
+                "debit": str(debit.pk),
+                "customer": str(customer.pk),
+                "units": units,
+                "balance": locked.balance,
+                "reason": reason,
+                "ref": ref,
+            },
+        )
+    return debit, locked.balance
+
+
+# --- Revocations -----------------------------------------------------------------------
+
+
+def _revoke_locked(
+    *,
+    locked: Account,
+    customer: Customer,
+    accounts: dict[str, Account],
+    requested: int,
+    reason: str,
+    grant: Grant | None,
+    stripe_event_id: str | None,
+    created_by,
+) -> Revocation:
+    revoked = min(requested, max(locked.balance, 0))
+    transfer = None
+    if revoked:
+        transfer = transfer_create(
+            legs=[(locked, -revoked), (accounts[ISSUANCE], revoked)],
+            currency=CREDITS_UNIT,
+            kind=Transfer.Kind.ADJUSTMENT,
+            merchant=Merchant(pk=customer.merchant_id),
+            reference=f"credits:revoke:{grant.pk}" if grant else "credits:revoke",
+            description=reason,
+            created_by=created_by,
+        )
+        _consume(locked, revoked, first=grant)
+    revocation = Revocation.objects.create(
+        merchant_id=customer.merchant_id,
+        customer=customer,
+        account=locked,
+        grant=grant,
+        requested=requested,
+        revoked=revoked,
+        shortfall=requested - revoked,
+        reason=reason,
+        stripe_event_id=stripe_event_id,
+        transfer=transfer,
+        created_by=created_by,
+    )
+    if revocation.shortfall:
+        logger.warning(
+            "credits revoked short: already spent",
+            extra={"customer": str(customer.pk), "requested": requested, "revoked": revoked},
+        )
+    _emit(
+        merchant_id=customer.merchant_id,
+        type="credits.revoked",
+        data={
+            "revocation": str(revocation.pk),
+            "customer": str(customer.pk),
+            "grant": str(grant.pk) if grant else None,
+            "requested": requested,
+            "units": revoked,
+            "shortfall": revocation.shortfall,
+            "balance": locked.balance,
+            "reason": reason,
+            "stripe_event": stripe_event_id,
+        },
+    )
+    return revocation
+
+
+def credits_revoke(
+    *, customer: Customer, units: int, reason: str, grant: Grant | None = None, created_by=None
+) -> Revocation:
+    """Take back up to `units` credits (staff or merchant correction), never below zero:
+    what is no longer there is recorded as the shortfall. With `grant`, that grant's
+    remaining units go first. Emits `credits.revoked`.
+
+    Locks the customer's credit account (after posting its due expiries). Not idempotent.
+    Raises InvalidRequest (no reason, units not positive, grant of another customer).
+    """
+    _check_units(units)
+    if not reason or not reason.strip():
+        raise InvalidRequest("A reason is required to revoke credits.", param="reason")
+    if grant is not None and grant.customer_id != customer.pk:
+        raise InvalidRequest("That grant belongs to another customer.", param="grant")
+    account, accounts = _accounts(customer)
+    with transaction.atomic():
+        locked = _lock(account)
+        _expire_due(locked, now=timezone.now(), accounts=accounts)
+        return _revoke_locked(
+            locked=locked,
+            customer=customer,
+            accounts=accounts,
+            requested=units,
+            reason=reason.strip(),
+            grant=grant,
+            stripe_event_id=None,
+            created_by=created_by,
+        )
+
+
+def credits_revoke_refunded(*, grant: Grant, refunded_units: int, stripe_event_id: str) -> Revocation | None:
+    """A refund of the purchase behind `grant`: bring the units revoked for refunds of it
+    up to `refunded_units` (Stripe's refund totals are cumulative, so a repeated or
+    late, smaller total revokes nothing more), down to what is left on the account.
+
+    Locks the customer's credit account; idempotent on (stripe_event_id, grant) and on
+    the cumulative total. Returns the revocation, or None when nothing more is due.
+    """
+    customer = grant.customer
+    account, accounts = _accounts(customer)
+    refunded_units = min(refunded_units, grant.units)
+    with transaction.atomic():
+        locked = _lock(account)
+        existing = Revocation.objects.filter(stripe_event_id=stripe_event_id, grant=grant).first()
+        if existing is not None:
+            return existing
+        already = (
+            Revocation.objects.filter(grant=grant, stripe_event_id__isnull=False).aggregate(n=Sum("requested"))["n"]
+            or 0
+        )
+        if refunded_units - already <= 0:
+            return None
+        _expire_due(locked, now=timezone.now(), accounts=accounts)
+        return _revoke_locked(
+            locked=locked,
+            customer=customer,
+            accounts=accounts,
+            requested=refunded_units - already,
+            reason=f"Stripe refund ({stripe_event_id})",
+            grant=grant,
+            stripe_event_id=stripe_event_id,
+            created_by=None,
+        )
+
+
+# --- Expiry ----------------------------------------------------------------------------
+
+
+def credits_expire(*, now: datetime | None = None) -> int:
+    """Post every due expiry to the ledger (periodic task): for each credit account with
+    an expired grant that has units left, one short transaction that locks the account
+    and moves those units to the merchant's expired account. Safe to run twice and
+    concurrently with debits (which post due expiries themselves). Returns the units expired."""
+    now = now or timezone.now()
+    total = 0
+    account_ids = (
+        Grant.objects.filter(remaining__gt=0, expires_at__lte=now).values_list("account_id", flat=True).distinct()
+    )
+    for account in Account.objects.filter(pk__in=list(account_ids)):
+        accounts = merchant_credit_accounts(merchant_id=account.merchant_id)
+        with transaction.atomic():
+            total += _expire_due(_lock(account), now=now, accounts=accounts)
+    return total
