@@ -13,6 +13,7 @@ admin.site.index_title = "Back office"
 api_v1 = [
     path("", include("webhooks.urls")),
     path("", include("payments.urls")),
+    path("", include("installments.urls")),
     path("", include("wallets.urls")),
     path("", include("credits.urls")),
 ]

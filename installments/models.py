@@ -1,0 +1,128 @@
+"""Buy now, pay later: an order split into installments collected when due."""
+
+import uuid
+
+from django.db import models
+from django.db.models import F, Q
+
+from payments.identity.models import Customer, Merchant
+
+
+class InstallmentOrder(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        COMPLETED = "completed"
+        DEFAULTED = "defaulted"
+        CANCELED = "canceled"
+
+    class Interval(models.TextChoices):
+        MONTH = "month"
+        WEEK = "week"
+        DAY = "day"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="installment_orders")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="installment_orders")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    down_payment = models.BigIntegerField(default=0)
+    down_payment_charge = models.ForeignKey(
+        "payments.Charge", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    interval = models.CharField(max_length=5, choices=Interval.choices, blank=True)
+    interval_count = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    description = models.CharField(max_length=1000, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="installment_order_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(down_payment__gte=0) & Q(down_payment__lt=F("amount")),
+                name="installment_order_down_payment_within_amount",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.amount} {self.currency} in installments ({self.status})"
+
+
+class Installment(models.Model):
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled"
+        PROCESSING = "processing"
+        PAID = "paid"
+        FAILED = "failed"  # a charge failed; retried on the dunning schedule
+        DEFAULTED = "defaulted"
+        CANCELED = "canceled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    order = models.ForeignKey(InstallmentOrder, on_delete=models.CASCADE, related_name="installments")
+    sequence = models.PositiveIntegerField()
+    due_date = models.DateField()
+    amount = models.BigIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.SCHEDULED)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(help_text="When collection next tries it (due date, then dunning).")
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="Set while a collector charges it.")
+    last_error = models.TextField(blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["order", "sequence"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="installment_amount_positive"),
+            models.UniqueConstraint(fields=["order", "sequence"], name="installment_sequence_unique"),
+        ]
+        indexes = [
+            # The collector's claim: due, collectable rows in due order.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="installment_collectable_idx",
+                condition=Q(status__in=["scheduled", "failed", "processing"]),
+            )
+        ]
+
+    def __str__(self):
+        return f"#{self.sequence} {self.amount} due {self.due_date} ({self.status})"
+
+    @property
+    def is_overdue(self) -> bool:
+        from django.utils import timezone
+
+        return self.status in ("scheduled", "failed") and self.due_date < timezone.localdate()
+
+
+class InstallmentCharge(models.Model):
+    """Which charge paid (or tried to pay) which installment, attempt by attempt."""
+
+    installment = models.ForeignKey(Installment, on_delete=models.CASCADE, related_name="charge_attempts")
+    attempt = models.PositiveIntegerField()
+    charge = models.ForeignKey("payments.Charge", on_delete=models.PROTECT, related_name="installment_attempts")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["installment", "attempt"]
+        constraints = [
+            models.UniqueConstraint(fields=["installment", "attempt"], name="installment_charge_once_per_attempt")
+        ]
+
+
+class InstallmentEvent(models.Model):
+    """The order's timeline: every status change of the order or one of its installments."""
+
+    order = models.ForeignKey(InstallmentOrder, on_delete=models.CASCADE, related_name="timeline")
+    installment = models.ForeignKey(Installment, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    type = models.CharField(max_length=60)
+    from_status = models.CharField(max_length=12, blank=True)
+    to_status = models.CharField(max_length=12, blank=True)
+    source = models.CharField(max_length=20, default="api")
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
