@@ -160,6 +160,9 @@ CORS_ALLOW_HEADERS = [
 # --- API ---------------------------------------------------------------------------
 API_THROTTLE_RATE = env("API_THROTTLE_RATE", default="1000/min")
 AUTH_FAILURE_THROTTLE_RATE = env("AUTH_FAILURE_THROTTLE_RATE", default="30/min")
+# Trusted proxies in front of the app. 0: the client address is REMOTE_ADDR and a
+# client-sent X-Forwarded-For is ignored (else anyone could dodge the throttles with it).
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
 IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
 DEFAULT_PAYMENT_QUOTA = env.int("DEFAULT_PAYMENT_QUOTA", default=10_000)
 JWT_ALGORITHM = "HS256"
@@ -173,6 +176,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["payments.identity.permissions.IsMerchantOrStaff"],
     "DEFAULT_THROTTLE_CLASSES": ["config.api.throttling.CallerRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api": API_THROTTLE_RATE, "auth_failure": AUTH_FAILURE_THROTTLE_RATE},
+    "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_PAGINATION_CLASS": "config.api.pagination.LimitPagePagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "config.api.schema.AutoSchema",
