@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from config.admin_tools import ReadOnlyAdmin, ReadOnlyTabularInline
 
 from .models import Delivery, DeliveryAttempt, InboundEvent, OutboundEvent, WebhookEndpoint
-from .services import HandlerFailed, delivery_replay, inbound_event_process
+from .services import HandlerFailed, delivery_replay, endpoint_disable, endpoint_enable, inbound_event_process
 
 
 @admin.register(InboundEvent)
@@ -77,7 +77,9 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     list_filter = ["enabled"]
     search_fields = ["url", "merchant__name"]
     list_select_related = ["merchant"]
-    readonly_fields = ["merchant", "secret", "consecutive_failures", "created_at"]
+    # `enabled` changes only through the actions, which go through the services.
+    readonly_fields = ["merchant", "secret", "enabled", "disabled_reason", "consecutive_failures", "created_at"]
+    actions = ["enable", "disable"]
     fields = [
         "merchant",
         "url",
@@ -91,3 +93,15 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # merchants register endpoints through the API (the secret is shown once there)
+
+    @admin.action(description="Re-enable selected endpoints (their kept deliveries are sent)")
+    def enable(self, request, queryset):
+        for endpoint in queryset:
+            endpoint_enable(endpoint=endpoint)
+        messages.success(request, f"{queryset.count()} endpoints enabled.")
+
+    @admin.action(description="Disable selected endpoints")
+    def disable(self, request, queryset):
+        for endpoint in queryset:
+            endpoint_disable(endpoint=endpoint, reason=f"disabled by staff ({request.user})")
+        messages.success(request, f"{queryset.count()} endpoints disabled.")

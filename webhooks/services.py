@@ -171,7 +171,17 @@ def endpoint_create(*, merchant, url: str, events: list[str], description: str =
 
 
 def endpoint_disable(*, endpoint: WebhookEndpoint, reason: str = "disabled by the merchant") -> WebhookEndpoint:
+    """Stop sending to the endpoint. Its undelivered deliveries are kept (pending or
+    retrying) but are no longer due; they resume if the endpoint is re-enabled."""
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(enabled=False, disabled_reason=reason)
+    endpoint.refresh_from_db()
+    return endpoint
+
+
+def endpoint_enable(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+    """Staff re-enable an endpoint: its failure count starts again from zero (else the next
+    failure would disable it at once) and its kept deliveries become due; the sweep sends them."""
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(enabled=True, disabled_reason="", consecutive_failures=0)
     endpoint.refresh_from_db()
     return endpoint
 
@@ -235,8 +245,13 @@ def _claim_lease() -> timedelta:
 
 
 def _due_q(now: datetime) -> Q:
-    return Q(status__in=[Delivery.Status.PENDING, Delivery.Status.RETRYING], next_attempt_at__lte=now) & (
-        Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - _claim_lease())
+    """Pending or retrying, its time has come, nobody (alive) holds it, and its endpoint is
+    enabled. A disabled endpoint (DELETE, or too many failures) gets no further attempts:
+    its deliveries stay pending/retrying, untouched, and go out if staff re-enable it."""
+    return (
+        Q(status__in=[Delivery.Status.PENDING, Delivery.Status.RETRYING], next_attempt_at__lte=now)
+        & Q(endpoint__enabled=True)
+        & (Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - _claim_lease()))
     )
 
 

@@ -9,7 +9,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from webhooks.models import Delivery, OutboundEvent, WebhookEndpoint
-from webhooks.services import deliveries_due_ids, delivery_attempt, endpoint_create, event_emit
+from webhooks.services import deliveries_due_ids, delivery_attempt, endpoint_create, endpoint_enable, event_emit
 from webhooks.tasks import webhooks_sweep_task
 
 pytestmark = pytest.mark.django_db
@@ -122,6 +122,44 @@ def test_endpoint_is_disabled_after_repeated_failures(merchant, settings, allow_
     assert endpoint.enabled is False and "3 failures" in endpoint.disabled_reason
     event_emit(merchant=merchant, type="payment.failed", data={})
     assert Delivery.objects.count() == 3  # a disabled endpoint gets no new deliveries
+
+
+def test_disabled_endpoint_gets_no_further_attempts(merchant, endpoint, receiver, merchant_api):
+    with mock.patch("webhooks.tasks.delivery_attempt_task.delay"):
+        event_emit(merchant=merchant, type="payment.succeeded", data={})
+    delivery = Delivery.objects.get()
+    assert merchant_api.delete(f"/api/v1/webhook-endpoints/{endpoint.pk}").status_code == 200
+    later = timezone.now() + timedelta(days=1)
+    assert deliveries_due_ids(now=later) == []
+    assert delivery_attempt(delivery_id=delivery.pk, now=later) is None
+    assert webhooks_sweep_task()["deliveries"] == 0
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("pending", 0)  # kept, not due, not failed
+    assert receiver.requests == []
+    endpoint_enable(endpoint=endpoint)  # staff re-enable: the kept delivery goes out
+    assert webhooks_sweep_task()["deliveries"] == 1
+    assert len(receiver.requests) == 1 and Delivery.objects.get().status == "delivered"
+
+
+def test_auto_disabled_endpoint_stops_retrying(merchant, settings, allow_loopback):
+    settings.WEBHOOK_DISABLE_AFTER_FAILURES = 2
+    endpoint = endpoint_create(merchant=merchant, url="http://127.0.0.1:9/dead", events=["*"])
+    for _ in range(3):
+        event_emit(merchant=merchant, type="payment.failed", data={})
+    first, second, third = Delivery.objects.order_by("created_at", "pk")
+    assert delivery_attempt(delivery_id=first.pk) == "retrying"
+    assert delivery_attempt(delivery_id=second.pk) == "retrying"
+    endpoint.refresh_from_db()
+    assert endpoint.enabled is False
+    assert delivery_attempt(delivery_id=third.pk) is None  # disabled by then: never tried
+    attempts = dict(Delivery.objects.values_list("pk", "attempts"))
+    assert sorted(attempts.values()) == [0, 1, 1]
+    far = timezone.now() + timedelta(days=10)
+    assert deliveries_due_ids(now=far) == []
+    for delivery_id in attempts:
+        assert delivery_attempt(delivery_id=delivery_id, now=far) is None
+    assert dict(Delivery.objects.values_list("pk", "attempts")) == attempts
+    assert set(Delivery.objects.values_list("status", flat=True)) <= {"pending", "retrying"}
 
 
 def test_stale_claim_of_a_dead_worker_is_reclaimed(merchant, endpoint, receiver):
