@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 
 from config.admin_tools import ReadOnlyAdmin, ReadOnlyTabularInline
+from config.errors import Conflict
 
 from .models import Delivery, DeliveryAttempt, InboundEvent, OutboundEvent, WebhookEndpoint
 from .services import HandlerFailed, delivery_replay, endpoint_disable, endpoint_enable, inbound_event_process
@@ -66,9 +67,17 @@ class DeliveryAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Replay now")
     def replay_now(self, request, queryset):
-        for delivery in queryset:
-            delivery_replay(delivery=delivery)
-        messages.success(request, f"{queryset.count()} deliveries queued.")
+        queued = 0
+        for delivery in queryset.select_related("endpoint"):
+            try:
+                delivery_replay(delivery=delivery)
+            except Conflict as exc:
+                messages.warning(request, f"{delivery}: {exc}")
+                continue
+            queued += 1
+            if not delivery.endpoint.enabled:
+                messages.warning(request, f"{delivery}: queued, but its endpoint is disabled: re-enable it to send.")
+        messages.success(request, f"{queued} deliveries queued.")
 
 
 @admin.register(WebhookEndpoint)

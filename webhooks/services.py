@@ -10,16 +10,16 @@ import time
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-import requests
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from config.errors import InvalidRequest, NotFound
+from config.errors import Conflict, InvalidRequest, NotFound
 from config.ids import parse_uuid
 
+from . import http
 from .models import Delivery, DeliveryAttempt, InboundEvent, OutboundEvent, WebhookEndpoint
 from .registry import Ignored, event_types, handlers_for
 from .signing import sign
@@ -240,7 +240,8 @@ def retry_delay(attempts: int) -> float | None:
 
 
 def _claim_lease() -> timedelta:
-    # A claim older than this belongs to a worker that died mid-delivery.
+    # A claim older than this belongs to a worker that died mid-delivery: a live one
+    # finishes a send within WEBHOOK_DELIVERY_TIMEOUT (a total deadline, webhooks.http).
     return timedelta(seconds=settings.WEBHOOK_DELIVERY_TIMEOUT * 3 + 30)
 
 
@@ -275,22 +276,10 @@ def delivery_claim(*, delivery_id, now: datetime | None = None) -> Delivery | No
     return delivery
 
 
-_session: requests.Session | None = None
-
-
-def _http() -> requests.Session:
-    """One HTTP session per worker process: keep-alive to endpoints, and no proxy lookup in
-    the environment on every send (trust_env off: deliveries go straight to the merchant)."""
-    global _session
-    if _session is None:
-        _session = requests.Session()
-        _session.trust_env = False
-    return _session
-
-
 def delivery_send(*, delivery: Delivery) -> tuple[int | None, str, str, int]:
-    """POST the event to the endpoint, outside any transaction. Returns
-    (status code or None, truncated response body, error, latency ms)."""
+    """POST the event to the endpoint, outside any transaction, within a total deadline
+    of WEBHOOK_DELIVERY_TIMEOUT seconds (webhooks.http). Returns (status code or None,
+    truncated response body, error, latency ms)."""
     body = event_body(delivery.event)
     headers = {
         "Content-Type": "application/json",
@@ -300,26 +289,53 @@ def delivery_send(*, delivery: Delivery) -> tuple[int | None, str, str, int]:
     started = time.perf_counter()
     try:
         endpoint_url_check(delivery.endpoint.url)  # again at send time: DNS may have changed
-        response = _http().post(
-            delivery.endpoint.url,
-            data=body.encode(),
-            headers=headers,
-            timeout=settings.WEBHOOK_DELIVERY_TIMEOUT,
-            allow_redirects=False,
+        answer = http.post(
+            delivery.endpoint.url, body=body.encode(), headers=headers, deadline=settings.WEBHOOK_DELIVERY_TIMEOUT
         )
-        return response.status_code, response.text[:1000], "", int((time.perf_counter() - started) * 1000)
-    except Exception as exc:  # timeout, refused connection, SSRF refusal: all mean "retry"
+        return answer.status, answer.text(1000), "", int((time.perf_counter() - started) * 1000)
+    except Exception as exc:  # deadline, refused connection, SSRF refusal: all mean "retry"
         return None, "", f"{type(exc).__name__}: {exc}"[:1000], int((time.perf_counter() - started) * 1000)
 
 
 @transaction.atomic
 def delivery_record(
     *, delivery: Delivery, code: int | None, body: str, error: str, latency_ms: int, now: datetime | None = None
-) -> Delivery:
+) -> Delivery | None:
     """Record an attempt's outcome: 2xx delivered; otherwise retry on the schedule, or
     `failed` once it is used up. Counts the endpoint's consecutive failures and disables
-    it past WEBHOOK_DISABLE_AFTER_FAILURES."""
+    it past WEBHOOK_DISABLE_AFTER_FAILURES.
+
+    Applies only if this worker still holds the claim it sent under (same claimed_at and
+    attempt number, checked in the UPDATE itself): if the claim was lost (the lease ran
+    out and another worker reclaimed it, or it finished meanwhile) the outcome is
+    dropped, logged, and None returned, so a late answer never overwrites a newer one."""
     now = now or timezone.now()
+    ok = code is not None and 200 <= code < 300
+    fields = {
+        "last_response_code": code,
+        "last_error": "" if ok else (error or f"HTTP {code}"),
+        "claimed_at": None,
+    }
+    if ok:
+        fields.update(status=Delivery.Status.DELIVERED, delivered_at=now)
+    else:
+        delay = retry_delay(delivery.attempts)
+        if delay is None:
+            fields["status"] = Delivery.Status.FAILED
+        else:
+            fields.update(status=Delivery.Status.RETRYING, next_attempt_at=now + timedelta(seconds=delay))
+    held = Delivery.objects.filter(
+        pk=delivery.pk,
+        claimed_at=delivery.claimed_at,
+        attempts=delivery.attempts,
+        status__in=[Delivery.Status.PENDING, Delivery.Status.RETRYING],
+    ).update(**fields)
+    if not held:
+        logger.warning(
+            "delivery outcome dropped: the claim was lost before it was recorded",
+            extra={"delivery": str(delivery.pk), "attempt": delivery.attempts, "code": code},
+        )
+        return None
     DeliveryAttempt.objects.create(
         delivery=delivery,
         number=delivery.attempts,
@@ -329,50 +345,48 @@ def delivery_record(
         response_body=body,
         error=error,
     )
-    ok = code is not None and 200 <= code < 300
-    delivery.last_response_code = code
-    delivery.last_error = "" if ok else (error or f"HTTP {code}")
-    delivery.claimed_at = None
+    for name, value in fields.items():
+        setattr(delivery, name, value)
     if ok:
-        delivery.status, delivery.delivered_at = Delivery.Status.DELIVERED, now
         # Only when there is something to reset: every success writing the endpoint row
         # would serialise all workers delivering to one endpoint on that row.
         WebhookEndpoint.objects.filter(pk=delivery.endpoint_id, consecutive_failures__gt=0).update(
             consecutive_failures=0
         )
     else:
-        delay = retry_delay(delivery.attempts)
-        if delay is None:
-            delivery.status = Delivery.Status.FAILED
-        else:
-            delivery.status, delivery.next_attempt_at = Delivery.Status.RETRYING, now + timedelta(seconds=delay)
         WebhookEndpoint.objects.filter(pk=delivery.endpoint_id).update(
             consecutive_failures=F("consecutive_failures") + 1
         )
         WebhookEndpoint.objects.filter(
             pk=delivery.endpoint_id, enabled=True, consecutive_failures__gte=settings.WEBHOOK_DISABLE_AFTER_FAILURES
         ).update(enabled=False, disabled_reason=f"disabled after {settings.WEBHOOK_DISABLE_AFTER_FAILURES} failures")
-    delivery.save(
-        update_fields=["status", "delivered_at", "next_attempt_at", "claimed_at", "last_response_code", "last_error"]
-    )
     return delivery
 
 
 def delivery_attempt(*, delivery_id, now: datetime | None = None) -> str | None:
-    """Claim, send, record. Safe to call twice or from two workers at once."""
+    """Claim, send, record. Safe to call twice or from two workers at once. None when
+    there was nothing to send, or the outcome was dropped because the claim was lost."""
     delivery = delivery_claim(delivery_id=delivery_id, now=now)
     if delivery is None:
         return None
     code, body, error, latency_ms = delivery_send(delivery=delivery)
-    return delivery_record(delivery=delivery, code=code, body=body, error=error, latency_ms=latency_ms).status
+    recorded = delivery_record(delivery=delivery, code=code, body=body, error=error, latency_ms=latency_ms)
+    return recorded.status if recorded is not None else None
 
 
-def delivery_replay(*, delivery: Delivery) -> Delivery:
+def delivery_replay(*, delivery: Delivery, now: datetime | None = None) -> Delivery:
     """Staff "replay now": due immediately, whatever its status (a delivered event may be
-    sent again; receivers dedupe on the event id)."""
-    Delivery.objects.filter(pk=delivery.pk).update(
-        status=Delivery.Status.PENDING, next_attempt_at=timezone.now(), claimed_at=None
+    sent again; receivers dedupe on the event id). Refused with Conflict while a worker
+    is sending it (a claim younger than the lease): clearing that claim would let a
+    second worker send it at the same time, and the first one's outcome be dropped."""
+    now = now or timezone.now()
+    replayed = (
+        Delivery.objects.filter(pk=delivery.pk)
+        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - _claim_lease()))
+        .update(status=Delivery.Status.PENDING, next_attempt_at=now, claimed_at=None)
     )
+    if not replayed:
+        raise Conflict("This delivery is being sent right now; replay it once that attempt is recorded.")
     from .tasks import delivery_attempt_task
 
     transaction.on_commit(lambda: enqueue(delivery_attempt_task, str(delivery.pk)))

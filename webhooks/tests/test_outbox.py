@@ -1,5 +1,7 @@
 import json
+import socket
 import threading
+import time
 from datetime import timedelta
 from unittest import mock
 
@@ -8,8 +10,18 @@ import stripe
 from django.db import connection, transaction
 from django.utils import timezone
 
+from config.errors import Conflict
 from webhooks.models import Delivery, OutboundEvent, WebhookEndpoint
-from webhooks.services import deliveries_due_ids, delivery_attempt, endpoint_create, endpoint_enable, event_emit
+from webhooks.services import (
+    deliveries_due_ids,
+    delivery_attempt,
+    delivery_claim,
+    delivery_record,
+    delivery_replay,
+    endpoint_create,
+    endpoint_enable,
+    event_emit,
+)
 from webhooks.tasks import webhooks_sweep_task
 
 pytestmark = pytest.mark.django_db
@@ -201,3 +213,86 @@ def test_two_workers_never_send_the_same_attempt(merchant, receiver, allow_loopb
     assert len(sent) == 40 and len(set(sent)) == 40
     assert set(Delivery.objects.values_list("status", flat=True)) == {"delivered"}
     assert set(Delivery.objects.values_list("attempts", flat=True)) == {1}
+
+
+def test_outcome_arriving_after_the_claim_was_lost_is_dropped(merchant, endpoint, receiver):
+    event_emit(merchant=merchant, type="payment.succeeded", data={})
+    delivery_id = Delivery.objects.get().pk
+    t0 = timezone.now()
+    slow = delivery_claim(delivery_id=delivery_id, now=t0)  # worker A, then stuck past the lease
+    later = t0 + timedelta(minutes=10)
+    fast = delivery_claim(delivery_id=delivery_id, now=later)  # worker B reclaims
+    assert fast is not None and fast.attempts == 2
+    # A's late answer arrives before B's: it must not record anything.
+    assert delivery_record(delivery=slow, code=200, body="", error="", latency_ms=1) is None
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.claimed_at) == ("pending", later)
+    assert delivery_record(delivery=fast, code=500, body="", error="", latency_ms=1).status == "retrying"
+    # ...or after it: still dropped, B's outcome stands.
+    assert delivery_record(delivery=slow, code=200, body="", error="", latency_ms=1) is None
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.last_response_code, delivery.attempts) == ("retrying", 500, 2)
+    assert list(delivery.attempt_log.values_list("number", "response_code")) == [(2, 500)]
+
+
+class DrippingReceiver:
+    """Accepts, reads the request, then answers one byte every `interval` seconds: each
+    read finishes well within a per-read timeout, the whole answer takes `total` s."""
+
+    def __init__(self, interval=0.2, total=6.0):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        self.interval, self.total = interval, total
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.recv(65536)
+            answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + b"X-Pad: " + b"x" * 200 + b"\r\n\r\nok"
+            deadline = time.monotonic() + self.total
+            try:
+                for byte in answer:
+                    if time.monotonic() > deadline:
+                        break
+                    conn.sendall(bytes([byte]))
+                    time.sleep(self.interval)
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_dripping_receiver_cannot_hold_a_worker_past_the_deadline(merchant, settings, allow_loopback):
+    settings.WEBHOOK_DELIVERY_TIMEOUT = 1.0
+    slow = DrippingReceiver(interval=0.2, total=6.0)
+    try:
+        endpoint_create(merchant=merchant, url=slow.url, events=["*"])
+        event_emit(merchant=merchant, type="payment.failed", data={})
+        started = time.monotonic()
+        status = delivery_attempt(delivery_id=Delivery.objects.get().pk)
+        elapsed = time.monotonic() - started
+    finally:
+        slow.close()
+    assert elapsed < 2.5, elapsed
+    delivery = Delivery.objects.get()
+    assert status == "retrying" and delivery.last_response_code is None
+    assert "DeadlineExceeded" in delivery.last_error
+
+
+def test_replay_refuses_to_clear_a_claim_in_flight(merchant, endpoint, receiver):
+    event_emit(merchant=merchant, type="payment.succeeded", data={})
+    delivery = Delivery.objects.get()
+    claimed = delivery_claim(delivery_id=delivery.pk)
+    with pytest.raises(Conflict):
+        delivery_replay(delivery=delivery)
+    delivery.refresh_from_db()
+    assert delivery.claimed_at == claimed.claimed_at
+    # The worker's outcome is still recorded...
+    assert delivery_record(delivery=claimed, code=200, body="", error="", latency_ms=1).status == "delivered"
+    # ...and once nothing is in flight, replay works (a stale claim counts as nothing).
+    assert delivery_replay(delivery=delivery).status == "pending"
+    Delivery.objects.filter(pk=delivery.pk).update(claimed_at=timezone.now() - timedelta(hours=1))
+    assert delivery_replay(delivery=delivery).claimed_at is None
