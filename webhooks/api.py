@@ -7,7 +7,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api.docs import ERRORS_READ, ERRORS_WRITE
+from config.api.docs import ERROR_UNAVAILABLE, ERRORS_READ, ERRORS_WRITE
 from config.api.fields import CurrencyField, MinorUnitsField
 from config.api.idempotency import idempotent
 from config.api.parsing import parse
@@ -42,11 +42,11 @@ class _InboundApi(APIView):
 class StripeWebhookApi(_InboundApi):
     @extend_schema(
         request={"application/json": {"type": "object", "description": "A Stripe event, signed (Stripe-Signature)."}},
-        responses={200: ReceivedOut, 400: ERRORS_WRITE[400], 503: ERRORS_READ.get(503)},
+        responses={200: ReceivedOut, 400: ERRORS_WRITE[400], 503: ERROR_UNAVAILABLE},
         summary="Receive a Stripe event (target of `stripe listen --forward-to`)",
     )
     def post(self, request):
-        return _received(*inbound.receive_stripe(body=request.body, headers=request.headers))
+        return _received(*inbound.receive_stripe(body=inbound.request_body(request), headers=request.headers))
 
 
 class ProviderNotificationIn(serializers.Serializer):
@@ -74,7 +74,7 @@ class ProviderWebhookApi(_InboundApi):
         summary="Receive a non-Stripe provider's signed notification (X-Paydesk-Signature)",
     )
     def post(self, request):
-        return _received(*receive_provider_notification(body=request.body, headers=request.headers))
+        return _received(*receive_provider_notification(body=inbound.request_body(request), headers=request.headers))
 
 
 class EndpointOut(serializers.ModelSerializer):

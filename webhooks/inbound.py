@@ -9,8 +9,10 @@ import re
 
 from django.conf import settings
 
+from config.api.parsers import refuse_nul
 from config.errors import InvalidRequest, ServiceUnavailable
 
+from .models import InboundEvent
 from .services import inbound_event_enqueue, inbound_event_record
 from .signing import SignatureVerificationError, verify
 
@@ -18,6 +20,9 @@ logger = logging.getLogger("paydesk.webhooks")
 
 KEPT_HEADERS = ("Content-Type", "User-Agent", "Stripe-Signature", "X-Paydesk-Signature", "X-Request-Id")
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
+# The stored columns' sizes (InboundEvent.event_id, .type): longer is refused, not truncated.
+EVENT_ID_MAX = InboundEvent._meta.get_field("event_id").max_length
+EVENT_TYPE_MAX = InboundEvent._meta.get_field("type").max_length
 
 
 def _secrets(raw: str) -> list[str]:
@@ -35,34 +40,59 @@ def provider_webhook_secrets(provider: str) -> list[str]:
     return _secrets(getattr(settings, name, None) or os.environ.get(name, ""))
 
 
-def _check_size(body: bytes) -> None:
-    if len(body) > settings.WEBHOOK_MAX_BODY_BYTES:
-        raise InvalidRequest(f"The body is larger than {settings.WEBHOOK_MAX_BODY_BYTES} bytes.")
+def _too_large() -> InvalidRequest:
+    return InvalidRequest(f"The body is larger than {settings.WEBHOOK_MAX_BODY_BYTES} bytes.")
 
 
-def _json_object(body: bytes) -> dict:
+def request_body(request) -> bytes:
+    """The raw body, refused (400) by its Content-Length before anything is read when it
+    is over WEBHOOK_MAX_BODY_BYTES. (Reading it first would also make Django raise
+    RequestDataTooBig past DATA_UPLOAD_MAX_MEMORY_SIZE.)"""
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise InvalidRequest("The Content-Length header is not a number.")
+    if declared > settings.WEBHOOK_MAX_BODY_BYTES:
+        raise _too_large()
+    return request.body
+
+
+def _text(body: bytes) -> str:
+    """Size-checked UTF-8 text of the body: JSON is UTF-8, and verifying a signature or
+    storing the raw body needs text."""
+    if len(body) > settings.WEBHOOK_MAX_BODY_BYTES:
+        raise _too_large()
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("The body is not UTF-8 text.")
+
+
+def _json_object(text: str) -> dict:
+    """The body as a JSON object with no NUL character anywhere (PostgreSQL cannot store one)."""
+    try:
+        payload = json.loads(text)
+    except ValueError as exc:
         raise InvalidRequest(f"Malformed JSON: {exc}")
     if not isinstance(payload, dict):
         raise InvalidRequest("The body must be a JSON object.")
+    refuse_nul(payload)
     return payload
 
 
 def _kept_headers(headers) -> dict:
-    return {h: headers[h] for h in KEPT_HEADERS if h in headers}
+    return {h: headers[h].replace("\x00", "") for h in KEPT_HEADERS if h in headers}
 
 
 def receive_stripe(*, body: bytes, headers) -> tuple[object, bool]:
     """Verify (Stripe-Signature, 300 s tolerance, any of the configured secrets), store,
     enqueue. Returns (event, created). Raises InvalidRequest (400) or ServiceUnavailable."""
-    _check_size(body)
+    text = _text(body)
     secrets = stripe_webhook_secrets()
     verified = False
     if secrets:
         try:
-            verify(body, headers.get("Stripe-Signature"), secrets, settings.WEBHOOK_TOLERANCE_SECONDS)
+            verify(text, headers.get("Stripe-Signature"), secrets, settings.WEBHOOK_TOLERANCE_SECONDS)
         except SignatureVerificationError as exc:
             logger.warning("stripe webhook refused: bad signature", extra={"reason": str(exc)[:200]})
             raise InvalidRequest(f"Signature verification failed: {exc}", param="Stripe-Signature")
@@ -70,10 +100,14 @@ def receive_stripe(*, body: bytes, headers) -> tuple[object, bool]:
     elif not settings.DEBUG:
         logger.error("stripe webhook refused: STRIPE_WEBHOOK_SECRET is not set and DEBUG is off")
         raise ServiceUnavailable("Stripe webhooks are disabled: STRIPE_WEBHOOK_SECRET is not configured.")
-    payload = _json_object(body)
+    payload = _json_object(text)
     event_id, event_type, data = payload.get("id"), payload.get("type"), payload.get("data")
     if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str) or not event_type:
         raise InvalidRequest("A Stripe event needs a string `id` and `type`.", param="id")
+    if len(event_id) > EVENT_ID_MAX:
+        raise InvalidRequest(f"The event `id` is longer than {EVENT_ID_MAX} characters.", param="id")
+    if len(event_type) > EVENT_TYPE_MAX:
+        raise InvalidRequest(f"The event `type` is longer than {EVENT_TYPE_MAX} characters.", param="type")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise InvalidRequest("A Stripe event needs `data.object`.", param="data")
     event, created = inbound_event_record(
@@ -81,7 +115,7 @@ def receive_stripe(*, body: bytes, headers) -> tuple[object, bool]:
         event_id=event_id,
         type=event_type,
         payload=payload,
-        raw_body=body.decode("utf-8"),
+        raw_body=text,
         headers=_kept_headers(headers),
         verified=verified,
     )
@@ -94,8 +128,8 @@ def receive_provider(*, body: bytes, headers, validate) -> tuple[object, bool]:
     """A non-Stripe provider's notification (API.md: POST /api/v1/payments/webhook),
     signed with X-Paydesk-Signature and the provider's own secret. `validate(payload)`
     checks the body's shape (a DRF serializer in the view) and returns clean data."""
-    _check_size(body)
-    payload = _json_object(body)
+    text = _text(body)
+    payload = _json_object(text)
     provider = payload.get("provider")
     if not isinstance(provider, str) or not PROVIDER_NAME.match(provider) or provider == "stripe":
         raise InvalidRequest("`provider` must name a configured non-Stripe provider.", param="provider")
@@ -103,7 +137,7 @@ def receive_provider(*, body: bytes, headers, validate) -> tuple[object, bool]:
     if not secrets:
         raise InvalidRequest(f"No webhook secret is configured for provider {provider!r}.", param="provider")
     try:
-        verify(body, headers.get("X-Paydesk-Signature"), secrets, settings.WEBHOOK_TOLERANCE_SECONDS)
+        verify(text, headers.get("X-Paydesk-Signature"), secrets, settings.WEBHOOK_TOLERANCE_SECONDS)
     except SignatureVerificationError as exc:
         logger.warning("provider webhook refused: bad signature", extra={"provider": provider})
         raise InvalidRequest(f"Signature verification failed: {exc}", param="X-Paydesk-Signature")
@@ -121,7 +155,7 @@ def receive_provider(*, body: bytes, headers, validate) -> tuple[object, bool]:
         event_id=event_id,
         type=f"payment.{data['status']}",
         payload=payload,
-        raw_body=body.decode("utf-8"),
+        raw_body=text,
         headers=_kept_headers(headers),
         verified=True,
     )

@@ -15,7 +15,7 @@ def sign(body: str | bytes, secret: str, timestamp: int | None = None) -> str:
     return stripe.WebhookSignature.generate_signature_header(body, secret, timestamp=timestamp)
 
 
-def verify(body: bytes, header: str | None, secrets: list[str], tolerance: int) -> None:
+def verify(body: str | bytes, header: str | None, secrets: list[str], tolerance: int) -> None:
     """Raise SignatureVerificationError unless `header` signs `body` with one of `secrets`
     within `tolerance` seconds. During a rotation both the old and the new secret work."""
     if not secrets:

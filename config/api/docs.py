@@ -23,6 +23,7 @@ def _r(description: str) -> OpenApiResponse:
     return OpenApiResponse(response=ErrorOut, description=description)
 
 
+ERROR_UNAVAILABLE = _r("service_unavailable (a service or setting the request needs is missing)")
 ERRORS_READ = {
     401: _r("authentication_error"),
     403: _r("permission_error"),

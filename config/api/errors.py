@@ -5,7 +5,7 @@
 
 import logging
 
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
@@ -86,6 +86,11 @@ def exception_handler(exc, context):
             param, messages = next(iter(exc.message_dict.items()))
             return error_response(400, "invalid_request_error", f"{param}: {messages[0]}", param=param)
         return error_response(400, "invalid_request_error", exc.messages[0])
+    if isinstance(exc, RequestDataTooBig):
+        # Django refuses to read a body over DATA_UPLOAD_MAX_MEMORY_SIZE.
+        return error_response(400, "invalid_request_error", "The request body is too large.")
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return error_response(400, "invalid_request_error", str(exc) or "Too many fields in the request.")
     if isinstance(exc, drf.ParseError):
         return error_response(400, "invalid_request_error", f"Malformed request body: {exc.detail}")
     if isinstance(exc, drf.Throttled):

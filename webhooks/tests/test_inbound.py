@@ -1,3 +1,5 @@
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -163,6 +165,81 @@ class TestShape:
     def test_wrong_shape_is_400(self, api, stripe_secret, raw):
         assert post(api, raw, stripe_secret).status_code == 400
         assert not InboundEvent.objects.exists()
+
+
+class TestHostileInput:
+    """Whatever arrives at the two webhook URLs, the answer is a 400 in the error shape,
+    never a 500 (a DataError from PostgreSQL, a UnicodeDecodeError, RequestDataTooBig)."""
+
+    URLS = [STRIPE_URL, "/api/v1/payments/webhook"]
+
+    def signed_bytes(self, api, url, raw: bytes, secret: str, **extra):
+        timestamp = int(time.time())
+        digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + raw, hashlib.sha256).hexdigest()
+        header = "HTTP_STRIPE_SIGNATURE" if url == STRIPE_URL else "HTTP_X_PAYDESK_SIGNATURE"
+        return api.generic(
+            "POST", url, raw, content_type="application/json", **{header: f"t={timestamp},v1={digest}"}, **extra
+        )
+
+    def assert_400(self, response):
+        assert response.status_code == 400, response.content
+        assert response.json()["error"]["type"] == "invalid_request_error"
+        assert not InboundEvent.objects.exists()
+
+    @pytest.mark.parametrize("url", URLS)
+    def test_non_utf8_body_is_400(self, api, stripe_secret, settings, url):
+        secret = stripe_secret if url == STRIPE_URL else settings.MOCK_WEBHOOK_SECRET
+        raw = json.dumps(event() if url == STRIPE_URL else {"provider": "mock"}).encode()[:-1] + b', "x": "\xff"}'
+        self.assert_400(self.signed_bytes(api, url, raw, secret))
+
+    @pytest.mark.parametrize("url", URLS)
+    def test_body_over_djangos_upload_limit_is_400(self, api, stripe_secret, url):
+        raw = b'{"padding": "' + b"x" * (3 * 1024 * 1024) + b'"}'  # > DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB)
+        self.assert_400(self.signed_bytes(api, url, raw, stripe_secret))
+
+    @pytest.mark.parametrize("url", URLS)
+    def test_body_over_a_lower_upload_limit_is_400(self, api, stripe_secret, settings, url):
+        settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000  # below WEBHOOK_MAX_BODY_BYTES: Django refuses first
+        raw = json.dumps(event() | {"padding": "x" * 2000}).encode()
+        self.assert_400(self.signed_bytes(api, url, raw, stripe_secret))
+
+    @pytest.mark.parametrize(
+        "change,param",
+        [
+            (lambda e: e.update(id="evt_" + "x" * 252), "id"),
+            (lambda e: e.update(type="paydesk_test." + "x" * 88), "type"),
+            (lambda e: e.update(id="evt_\x00"), "id"),
+            (lambda e: e["data"]["object"]["metadata"].update(note="a\x00b"), "data.object.metadata.note"),
+            (lambda e: e["data"]["object"]["metadata"].update({"k\x00": "v"}), "data.object.metadata.k\\u0000"),
+            (lambda e: e["data"]["object"].update(lines=["ok", "n\x00"]), "data.object.lines[1]"),
+        ],
+        ids=["id-256", "type-101", "nul-in-id", "nul-in-value", "nul-in-key", "nul-in-list"],
+    )
+    def test_signed_event_that_cannot_be_stored_is_400(self, api, stripe_secret, change, param):
+        body = event()
+        body["data"]["object"].setdefault("metadata", {})
+        change(body)
+        response = post(api, body, stripe_secret)
+        self.assert_400(response)
+        assert response.json()["error"]["param"] == param
+
+    def test_longest_storable_id_and_type_are_accepted(self, api, stripe_secret):
+        body = event("evt_" + "x" * 251, type_="paydesk_test." + "x" * 87)
+        assert post(api, body, stripe_secret).status_code == 200
+
+    def test_nul_in_a_provider_notification_is_400(self, api, settings):
+        body = {
+            "provider": "mock",
+            "provider_payment_id": "mock_pay_1",
+            "status": "paid",
+            "amount": 1000,
+            "currency": "usd",
+            "extra": {"note": "a\x00b"},
+        }
+        response = signed_post(
+            api, "/api/v1/payments/webhook", body, secret=settings.MOCK_WEBHOOK_SECRET, header="X-Paydesk-Signature"
+        )
+        self.assert_400(response)
 
 
 class TestProcessing:
