@@ -85,3 +85,25 @@ def test_every_response_has_a_request_id(api):
     assert response["X-Request-Id"] == "abc-123"
     generated = api.get("/api/v1/payments/ping", HTTP_X_REQUEST_ID="bad id <script>")["X-Request-Id"]
     assert generated != "bad id <script>" and len(generated) == 32
+
+
+@pytest.mark.parametrize(
+    "metadata,param",
+    [
+        ({"note": "a\x00b"}, "metadata.note"),
+        ({"k\x00": "v"}, "metadata.k\\u0000"),
+        ({"l": [1, "\x00"]}, "metadata.l[1]"),
+    ],
+    ids=["value", "key", "list"],
+)
+def test_nul_character_in_a_json_body_is_400_not_a_database_error(merchant_api, metadata, param):
+    body = {"order_id": "o-nul", "amount": 1000, "currency": "usd", "metadata": metadata}
+    error = assert_error(merchant_api.post("/api/v1/payments", body, format="json"), 400, "invalid_request_error")
+    assert error["param"] == param
+
+
+def test_form_and_multipart_bodies_still_parse(merchant_api):
+    """The browsable API posts forms: those parsers stay."""
+    assert merchant_api.post("/api/v1/customers", {"external_id": "multipart"}).status_code == 201
+    form = merchant_api.post("/api/v1/customers", "external_id=form", content_type="application/x-www-form-urlencoded")
+    assert form.status_code == 201
