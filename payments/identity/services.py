@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Case, DateTimeField, F, Q, Value, When
 from django.utils import timezone
 
 from config.errors import Conflict, QuotaExceeded
@@ -88,15 +88,28 @@ def api_key_touch(*, api_key: ApiKey, now: datetime | None = None) -> None:
         api_key.last_used_at = now
 
 
-def subscription_consume_token(*, merchant: Merchant) -> None:
+def subscription_consume_token(*, merchant: Merchant, now: datetime | None = None) -> None:
     """Take one payment-creation token, atomically, in the caller's transaction.
 
-    One conditional UPDATE: concurrent creates can never take more than the quota.
-    Raises QuotaExceeded when none is left in the current period.
+    One conditional UPDATE, which also starts the new period when the current one has
+    ended (a full quota, minus this token): creations never depend on the hourly renewal
+    task having run, so they keep working with no beat at all. Concurrent creates can
+    never take more than the quota: PostgreSQL re-checks the WHERE clause on the row as
+    the previous writer left it, so after one of them rolls the period over, the others
+    take from the new period's tokens. Raises QuotaExceeded when none is left.
     """
-    taken = Subscription.objects.filter(
-        merchant=merchant, tokens_remaining__gt=0, period_end__gt=timezone.now()
-    ).update(tokens_remaining=F("tokens_remaining") - 1)
+    now = now or timezone.now()
+    start, end = month_period(now)
+    ended = Q(period_end__lte=now)
+    taken = (
+        Subscription.objects.filter(merchant=merchant)
+        .filter(Q(period_end__gt=now, tokens_remaining__gt=0) | (ended & Q(quota__gt=0)))
+        .update(
+            tokens_remaining=Case(When(ended, then=F("quota") - 1), default=F("tokens_remaining") - 1),
+            period_start=Case(When(ended, then=Value(start)), default=F("period_start"), output_field=DateTimeField()),
+            period_end=Case(When(ended, then=Value(end)), default=F("period_end"), output_field=DateTimeField()),
+        )
+    )
     if not taken:
         raise QuotaExceeded()
 
