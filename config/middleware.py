@@ -5,6 +5,7 @@ import uuid
 from django.http import JsonResponse
 
 from config.api.errors import error_body
+from config.api.negotiation import is_staff_session
 from config.logging import request_id_var
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
@@ -80,5 +81,9 @@ class ApiErrorShapeMiddleware:
 
 
 def _is_browsable(request, response) -> bool:
-    # DRF's browsable API renders its own HTML error pages for a staff user in a browser.
-    return response.get("Content-Type", "").startswith("text/html") and getattr(response, "renderer_context", None)
+    # DRF's browsable API renders its own HTML error pages, for a logged-in staff user only.
+    return bool(
+        response.get("Content-Type", "").startswith("text/html")
+        and getattr(response, "renderer_context", None)
+        and is_staff_session(request)
+    )
