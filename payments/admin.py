@@ -60,19 +60,20 @@ class PaymentAdmin(admin.ModelAdmin):
             except DomainError as exc:
                 messages.error(request, f"{payment.order_id}: {exc.message}")
 
-    @admin.action(description="Refund what is left")
+    @admin.action(description="Refund what is left", permissions=["change"])
     def refund_in_full(self, request, queryset):
         self._each(
             request, queryset, lambda p: payment_refund(payment=p, reason=f"staff: {request.user}", source=STAFF)
         )
 
-    @admin.action(description="Cancel (pending only)")
+    @admin.action(description="Cancel (pending only)", permissions=["change"])
     def cancel(self, request, queryset):
         self._each(request, queryset, lambda p: payment_cancel(payment=p, source=STAFF))
 
-    @admin.action(description="Reconcile stuck pending payments now")
+    @admin.action(description="Reconcile the selected pending payments now", permissions=["change"])
     def reconcile_now(self, request, queryset):
-        messages.info(request, f"Reconciliation: {payments_reconcile() or 'nothing due'}")
+        counts = payments_reconcile(payment_ids=[p.pk for p in queryset])
+        messages.info(request, f"Reconciliation: {counts or 'nothing pending among the selected'}")
 
 
 @admin.register(Refund)

@@ -1,37 +1,42 @@
 """Charges: wallet first, then the saved card (DESIGN.md "Charges, wallets first").
 
-    charge_create ── tx 1: lock the wallet, hold what it can cover, record a pending charge
+    charge_create ── wallet covers it all: one transaction moves the money, settles the
+                     splits and records a succeeded charge
+                 ── otherwise tx 1: lock the wallet, hold what it can cover, record a
+                     pending charge
                  ── no lock: charge the rest to the saved card off-session (idempotency key)
                  ── tx 2: card ok → capture the hold, book the card part, settle splits
                           card declined → void the hold (the wallet is as it was)
 
-A provider that cannot be reached leaves the charge pending with its hold; the periodic
-`charges_resolve_pending` asks again with the same idempotency key, so a charge is never
-made twice at the provider and never lost.
+A provider that cannot be reached (or answers "processing") leaves the charge pending
+with its hold; the charge's provider webhook, or the periodic `charges_resolve_pending`
+asking again with the same idempotency key, settles it, so a charge is never made twice
+at the provider and never lost. A charge still unresolved after CHARGE_PENDING_DEADLINE
+seconds is failed, its hold released, and flagged for staff.
+
+A charge owns its Payment: only the charge flow moves it (not cancel, not the payments
+reconciliation, not a provider notification about the payment itself).
+Lock order (booking.py): payment row, charge row, hold or transfer row, accounts by pk.
 """
 
 import logging
 import uuid
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from config.errors import InsufficientFunds
+from config.errors import Conflict, InsufficientFunds, InvalidRequest
+from payments import booking
 from payments.models import Charge, Payment, PaymentEvent
 from payments.providers import ProviderDeclined, ProviderUnavailable, get_provider, resolve_provider_name
-from payments.services import payment_transition, timeline_add
-from payments.splits import splits_allocate, splits_validate
-from wallets.models import Account
-from wallets.services import (
-    account_get_or_create,
-    hold_capture,
-    hold_create,
-    hold_void,
-    merchant_balance_account,
-    transfer_create,
-)
+from payments.providers.base import OffSessionResult
+from payments.services import payment_lock, payment_transition, timeline_add
+from payments.splits import splits_validate
+from wallets.models import Account, Hold
+from wallets.services import hold_capture, hold_create, hold_void, transfer_create
 from webhooks.services import event_emit
 
 logger = logging.getLogger("paydesk.charges")
@@ -58,6 +63,13 @@ def _wallet(customer, currency: str) -> Account | None:
     return Account.objects.filter(kind=Account.Kind.CUSTOMER_WALLET, customer=customer, currency=currency).first()
 
 
+def _existing(*, merchant, idempotency_key: str, customer, amount: int, currency: str) -> Charge | None:
+    charge = Charge.objects.filter(merchant=merchant, idempotency_key=idempotency_key).first()
+    if charge is not None and (charge.customer_id, charge.amount, charge.currency) != (customer.pk, amount, currency):
+        raise Conflict(f"Idempotency key {idempotency_key!r} was already used for a different charge.")
+    return charge
+
+
 def charge_create(
     *,
     merchant,
@@ -72,19 +84,32 @@ def charge_create(
 ) -> Charge:
     """Charge `amount` to the customer: wallet first, the rest to the saved card.
 
-    Idempotent on (merchant, idempotency_key): a repeat returns the first charge and
-    charges nothing (installments derive the key from installment and attempt).
-    Locks the wallet account while holding. Raises InsufficientFunds (402) when the wallet
-    is short and there is no saved card, with nothing changed; InvalidRequest for bad
-    splits. A declined card returns the charge `failed` with the wallet untouched.
+    Idempotent on (merchant, idempotency_key): a repeat for the same customer, amount and
+    currency returns the first charge and charges nothing (installments derive the key
+    from installment and attempt); the key reused for another charge raises Conflict.
+    Locks the wallet and the accounts it books to, in pk order.
+    Raises InsufficientFunds (402) when the wallet is short and there is no saved card,
+    with nothing changed; InvalidRequest for bad splits. A declined card returns the
+    charge `failed` with the wallet untouched; an unreachable provider returns it `pending`.
     """
     currency = currency.lower()
     splits = splits_validate(instructions=split_instructions or [], amount=amount)
+    lookup = {"merchant": merchant, "customer": customer, "amount": amount, "currency": currency}
     if idempotency_key:
-        existing = Charge.objects.filter(merchant=merchant, idempotency_key=idempotency_key).first()
+        existing = _existing(idempotency_key=idempotency_key, **lookup)
         if existing is not None:
             return existing
-
+    # Created before the transactions that lock them (booking.py says why).
+    wallet = _wallet(customer, currency)
+    provider, provider_error = None, None
+    if customer.payment_method:
+        try:
+            provider = resolve_provider_name(merchant=merchant, requested=None)
+        except InvalidRequest as exc:  # matters only if the wallet falls short
+            provider_error = exc
+    accounts = booking.payment_accounts(
+        merchant=merchant, currency=currency, amount=amount, split_instructions=splits, provider=provider
+    )
     try:
         charge = _charge_begin(
             merchant=merchant,
@@ -96,35 +121,51 @@ def charge_create(
             metadata=metadata or {},
             idempotency_key=idempotency_key,
             order_id=order_id,
+            wallet=wallet,
+            provider=provider,
+            provider_error=provider_error,
+            accounts=accounts,
         )
     except IntegrityError:
-        existing = Charge.objects.filter(merchant=merchant, idempotency_key=idempotency_key).first()
+        existing = _existing(idempotency_key=idempotency_key, **lookup) if idempotency_key else None
         if existing is None:
             raise
         return existing
-    if charge.external_amount == 0:
-        return _charge_finish(charge_id=charge.pk, card_ok=True, provider_charge_id="", reason="")
+    if charge.status != Charge.Status.PENDING:
+        return charge
     return _charge_card(charge)
 
 
 @transaction.atomic
 def _charge_begin(
-    *, merchant, customer, amount, currency, description, splits, metadata, idempotency_key, order_id
+    *,
+    merchant,
+    customer,
+    amount,
+    currency,
+    description,
+    splits,
+    metadata,
+    idempotency_key,
+    order_id,
+    wallet,
+    provider,
+    provider_error,
+    accounts,
 ) -> Charge:
-    wallet = _wallet(customer, currency)
+    booking.accounts_lock([wallet, *accounts.all()])
     available = 0
     if wallet is not None:
-        wallet = Account.objects.select_for_update(no_key=True).get(pk=wallet.pk)
+        wallet.refresh_from_db(fields=["balance", "held"])
         available = max(wallet.balance - wallet.held, 0)
     wallet_amount = min(available, amount)
     external_amount = amount - wallet_amount
-    provider = ""
-    if external_amount:
-        if not customer.payment_method:
-            raise InsufficientFunds(
-                f"The wallet covers {wallet_amount} of {amount} and the customer has no saved card.", param="amount"
-            )
-        provider = resolve_provider_name(merchant=merchant, requested=None)
+    if external_amount and not provider:
+        if provider_error is not None:
+            raise provider_error
+        raise InsufficientFunds(
+            f"The wallet covers {wallet_amount} of {amount} and the customer has no saved card.", param="amount"
+        )
     charge_id = uuid.uuid4()
     payment = Payment.objects.create(
         merchant=merchant,
@@ -132,7 +173,7 @@ def _charge_begin(
         order_id=order_id or f"charge:{charge_id}",
         amount=amount,
         currency=currency,
-        provider=provider or "wallet",
+        provider=provider if external_amount else "wallet",
         description=description,
         metadata=metadata,
         split_instructions=splits,
@@ -153,29 +194,38 @@ def _charge_begin(
         currency=currency,
         wallet_amount=wallet_amount,
         external_amount=external_amount,
-        provider=provider,
+        provider=provider if external_amount else "",
         split_instructions=splits,
         description=description,
         metadata=metadata,
         idempotency_key=idempotency_key,
     )
-    if wallet_amount:
-        charge.hold = hold_create(
-            account=wallet, amount=wallet_amount, reference=f"charge:{charge.pk}", idempotency_key=f"charge:{charge.pk}"
-        )
-        charge.save(update_fields=["hold"])
     timeline_add(
         payment=payment,
         type="charge.created",
         source=Source.API,
         data={"charge": str(charge.pk), "wallet_amount": wallet_amount, "external_amount": external_amount},
     )
+    reference = f"charge:{charge.pk}"
+    if not external_amount:  # the wallet covers it all: done in this transaction
+        charge.wallet_transfer = transfer_create(
+            legs=[(wallet, -amount), (accounts.merchant_balance, amount)],
+            currency=currency,
+            merchant=merchant,
+            reference=reference,
+            description="wallet part of a charge",
+        )
+        booking.splits_settle(accounts=accounts, payment=payment, reference=reference)
+        return _charge_succeeded(charge=charge, provider_charge_id="")
+    if wallet_amount:
+        charge.hold = hold_create(account=wallet, amount=wallet_amount, reference=reference, idempotency_key=reference)
+        charge.save(update_fields=["hold"])
     return charge
 
 
 def _charge_card(charge: Charge) -> Charge:
-    """Charge the card part (no lock held); record the answer, or leave it pending when
-    the provider could not be reached."""
+    """Charge the card part (no lock held) and record the answer; leave the charge
+    pending when the provider could not be reached or is still processing."""
     try:
         result = get_provider(charge.provider).charge_off_session(
             customer=charge.customer,
@@ -186,7 +236,7 @@ def _charge_card(charge: Charge) -> Charge:
             metadata={"paydesk_charge": str(charge.pk), "paydesk_payment": str(charge.payment_id)},
         )
     except ProviderDeclined as exc:
-        return _charge_finish(charge_id=charge.pk, card_ok=False, provider_charge_id="", reason=str(exc)[:500])
+        result = OffSessionResult(provider_payment_id="", status="failed", failure_reason=str(exc)[:500])
     except ProviderUnavailable as exc:
         logger.warning(
             "card part of a charge could not be made; it stays pending and is retried",
@@ -195,94 +245,210 @@ def _charge_card(charge: Charge) -> Charge:
         Charge.objects.filter(pk=charge.pk).update(failure_reason=f"retrying: {exc}"[:500], claimed_at=None)
         charge.refresh_from_db()
         return charge
-    return _charge_finish(
+    return _charge_record(charge=charge, result=result, source=Source.API)
+
+
+def _charge_record(*, charge: Charge, result: OffSessionResult, source: str) -> Charge:
+    if result.status == "pending":
+        with transaction.atomic():
+            Charge.objects.filter(pk=charge.pk).update(
+                provider_charge_id=result.provider_payment_id, failure_reason="", claimed_at=None
+            )
+            if result.provider_payment_id:
+                Payment.objects.filter(pk=charge.payment_id).update(provider_payment_id=result.provider_payment_id)
+        charge.refresh_from_db()
+        return charge
+    return charge_finish(
         charge_id=charge.pk,
         card_ok=result.succeeded,
         provider_charge_id=result.provider_payment_id,
         reason=result.failure_reason,
+        source=source,
     )
 
 
-@transaction.atomic
-def _charge_finish(*, charge_id, card_ok: bool, provider_charge_id: str, reason: str) -> Charge:
-    """Settle a pending charge: capture or void its hold, book the card part, settle the
-    splits, move the payment, emit charge.succeeded / charge.failed. A no-op unless pending."""
-    charge = Charge.objects.select_for_update(no_key=True).select_related("merchant", "customer").get(pk=charge_id)
-    if charge.status != Charge.Status.PENDING:
-        return charge
+def charge_finish(*, charge_id, card_ok: bool, provider_charge_id: str, reason: str, source: str) -> Charge:
+    """Settle a pending charge once the card part's outcome is known: capture or void the
+    hold, book the card part, settle the splits, move the payment, emit charge.succeeded /
+    charge.failed. Locks the payment, the charge, the hold, then the accounts. A no-op
+    unless the charge is pending, so a webhook and the API answer may both call it."""
+    charge = Charge.objects.select_related("merchant").get(pk=charge_id)
+    accounts = booking.payment_accounts(
+        merchant=charge.merchant,
+        currency=charge.currency,
+        amount=charge.amount,
+        split_instructions=charge.split_instructions,
+        provider=charge.provider,
+    )
+    with transaction.atomic():
+        payment_lock(charge.payment_id)
+        charge = Charge.objects.select_for_update(no_key=True).select_related("merchant", "customer").get(pk=charge_id)
+        if charge.status != Charge.Status.PENDING:
+            return charge
+        hold = Hold.objects.select_for_update(no_key=True).get(pk=charge.hold_id) if charge.hold_id else None
+        booking.accounts_lock([hold.account if hold else None, *accounts.all()])
+        if card_ok:
+            return _charge_card_succeeded(
+                charge=charge, hold=hold, accounts=accounts, provider_charge_id=provider_charge_id, source=source
+            )
+        if hold is not None:
+            hold_void(hold=hold)
+        return _charge_failed(
+            charge=charge, provider_charge_id=provider_charge_id, reason=reason or "card_declined", source=source
+        )
+
+
+def _charge_card_succeeded(*, charge, hold, accounts, provider_charge_id: str, source: str) -> Charge:
+    payment = charge.payment
+    reference = f"charge:{charge.pk}"
+    if hold is not None:
+        charge.wallet_transfer = hold_capture(hold=hold, reference=reference).capture_transfer
+    booking.book_collected(accounts=accounts, payment=payment, amount=charge.external_amount, reference=reference)
+    booking.splits_settle(accounts=accounts, payment=payment, reference=reference)
+    if provider_charge_id:
+        # The payment's provider id is the card part's: refunds and Stripe's events find it.
+        Payment.objects.filter(pk=payment.pk).update(provider_payment_id=provider_charge_id)
+    return _charge_succeeded(charge=charge, provider_charge_id=provider_charge_id, source=source)
+
+
+def _charge_succeeded(*, charge: Charge, provider_charge_id: str, source: str = Source.API) -> Charge:
     charge.provider_charge_id = provider_charge_id
-    charge.claimed_at = None
-    if card_ok:
-        merchant_balance = merchant_balance_account(merchant=charge.merchant, currency=charge.currency)
-        if charge.hold_id:
-            hold_capture(hold=charge.hold, reference=f"charge:{charge.pk}")
-        if charge.external_amount:
-            clearing = account_get_or_create(
-                kind=Account.Kind.PROVIDER_CLEARING, currency=charge.currency, name=charge.provider
-            )
-            transfer_create(
-                legs=[(clearing, -charge.external_amount), (merchant_balance, charge.external_amount)],
-                currency=charge.currency,
-                merchant=charge.merchant,
-                reference=f"charge:{charge.pk}",
-                description="card part of a charge",
-            )
-        parts = splits_allocate(instructions=charge.split_instructions, amount=charge.amount)
-        parts = [(d, p) for d, p in parts if p > 0]
-        if parts:
-            recipients = [
-                (
-                    account_get_or_create(
-                        kind=Account.Kind.RECIPIENT, merchant=charge.merchant, currency=charge.currency, name=d[:100]
-                    ),
-                    p,
-                )
-                for d, p in parts
-            ]
-            transfer_create(
-                legs=[(merchant_balance, -sum(p for _, p in parts)), *recipients],
-                currency=charge.currency,
-                merchant=charge.merchant,
-                reference=f"charge:{charge.pk}",
-                description="split instructions",
-            )
-        charge.status, charge.failure_reason = Charge.Status.SUCCEEDED, ""
-        charge.save(update_fields=["status", "failure_reason", "provider_charge_id", "claimed_at", "updated_at"])
-        payment_transition(
-            payment_id=charge.payment_id, to="succeeded", source=Source.API, data={"charge": str(charge.pk)}
-        )
-        event_emit(merchant=charge.merchant, type="charge.succeeded", data=charge_data(charge))
-    else:
-        if charge.hold_id:
-            hold_void(hold=charge.hold)
-        charge.status, charge.failure_reason = Charge.Status.FAILED, reason or "card_declined"
-        charge.save(update_fields=["status", "failure_reason", "provider_charge_id", "claimed_at", "updated_at"])
-        payment_transition(
-            payment_id=charge.payment_id,
-            to="failed",
-            source=Source.API,
-            reason=charge.failure_reason,
-            data={"charge": str(charge.pk)},
-        )
-        event_emit(merchant=charge.merchant, type="charge.failed", data=charge_data(charge))
+    charge.status, charge.failure_reason, charge.claimed_at = Charge.Status.SUCCEEDED, "", None
+    charge.save(
+        update_fields=["status", "failure_reason", "provider_charge_id", "claimed_at", "wallet_transfer", "updated_at"]
+    )
+    payment_transition(payment_id=charge.payment_id, to="succeeded", source=source, data={"charge": str(charge.pk)})
+    event_emit(merchant=charge.merchant, type="charge.succeeded", data=charge_data(charge))
     return charge
+
+
+def _charge_failed(*, charge: Charge, provider_charge_id: str, reason: str, source: str) -> Charge:
+    charge.provider_charge_id = provider_charge_id
+    charge.status, charge.failure_reason, charge.claimed_at = Charge.Status.FAILED, reason[:1000], None
+    charge.save(update_fields=["status", "failure_reason", "provider_charge_id", "claimed_at", "updated_at"])
+    payment_transition(
+        payment_id=charge.payment_id,
+        to="failed",
+        source=source,
+        reason=charge.failure_reason,
+        data={"charge": str(charge.pk)},
+    )
+    event_emit(merchant=charge.merchant, type="charge.failed", data=charge_data(charge))
+    return charge
+
+
+def charge_settle_from_provider(
+    *,
+    charge: Charge,
+    outcome: str,
+    amount: int | None,
+    currency: str | None,
+    provider_charge_id: str,
+    data: dict,
+    reason: str = "",
+) -> tuple[str, bool]:
+    """The provider's webhook about a charge's card part. Returns (what happened, flagged).
+
+    The amount must be the card part (`external_amount`), never the whole charge; a
+    mismatch changes nothing and is flagged. A pending charge is settled; a repeat is a
+    no-op; a late failure after success changes nothing; a success for a charge already
+    failed is flagged for staff (money arrived for something we gave up on)."""
+    source = Source.PROVIDER_WEBHOOK
+    if (amount is not None and amount != charge.external_amount) or (
+        currency is not None and currency.lower() != charge.currency
+    ):
+        with transaction.atomic():
+            timeline_add(
+                payment=payment_lock(charge.payment_id),
+                type="provider.mismatch",
+                source=source,
+                flagged=True,
+                data={
+                    **data,
+                    "charge": str(charge.pk),
+                    "expected": {"amount": charge.external_amount, "currency": charge.currency},
+                    "got": {"amount": amount, "currency": currency},
+                },
+            )
+        logger.error("provider event does not match the charge's card part", extra={"charge": str(charge.pk)})
+        return "mismatch", True
+    if charge.status == Charge.Status.PENDING and outcome in ("succeeded", "failed", "canceled"):
+        settled = charge_finish(
+            charge_id=charge.pk,
+            card_ok=outcome == "succeeded",
+            provider_charge_id=provider_charge_id,
+            reason=reason or outcome,
+            source=source,
+        )
+        if settled.status == ("succeeded" if outcome == "succeeded" else "failed"):
+            return outcome, False
+        charge = settled  # settled meanwhile by the other path: judge it below
+    if (charge.status == "succeeded") == (outcome == "succeeded"):
+        return "duplicate", False
+    flagged = outcome == "succeeded"
+    with transaction.atomic():
+        timeline_add(
+            payment=payment_lock(charge.payment_id),
+            type=f"provider.late_{outcome}",
+            source=source,
+            flagged=flagged,
+            data={**data, "charge": str(charge.pk), "status_kept": charge.status},
+        )
+    if flagged:
+        logger.error("provider reports success for a charge already failed", extra={"charge": str(charge.pk)})
+    return f"ignored_after_{charge.status}", flagged
 
 
 def charges_resolve_pending(
     *, now: datetime | None = None, older_than: timedelta = timedelta(minutes=1), limit: int = 200
 ) -> int:
-    """Ask the provider again (same idempotency key: never a second charge) about charges
-    whose card part could not be made. Claimed with SKIP LOCKED and a lease: concurrent
-    runs never work on one charge at once. Returns how many were looked at."""
+    """Ask again about charges whose card part is unresolved: the same idempotency key
+    (never a second charge) when the provider was unreachable, a status lookup when it
+    answered "processing". Past CHARGE_PENDING_DEADLINE the charge is failed and flagged.
+    Claimed with SKIP LOCKED and a lease: concurrent runs never work on one charge at
+    once; one charge's trouble never stops the run. Returns how many were looked at."""
     now = now or timezone.now()
     with transaction.atomic():
         due = list(
             Charge.objects.select_for_update(skip_locked=True)
-            .filter(status=Charge.Status.PENDING, external_amount__gt=0, created_at__lte=now - older_than)
+            .filter(status=Charge.Status.PENDING, created_at__lte=now - older_than)
             .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - timedelta(minutes=5)))
             .order_by("created_at")[:limit]
         )
         Charge.objects.filter(pk__in=[c.pk for c in due]).update(claimed_at=now)
     for charge in due:
-        _charge_card(charge)
+        try:
+            _charge_resolve(charge, now=now)
+        except Exception:
+            logger.exception("could not resolve a pending charge", extra={"charge": str(charge.pk)})
+            Charge.objects.filter(pk=charge.pk).update(claimed_at=None)
     return len(due)
+
+
+def _charge_resolve(charge: Charge, *, now: datetime) -> Charge:
+    if charge.created_at <= now - timedelta(seconds=settings.CHARGE_PENDING_DEADLINE):
+        with transaction.atomic():
+            timeline_add(
+                payment=payment_lock(charge.payment_id),
+                type="charge.abandoned",
+                source=Source.RECONCILIATION,
+                flagged=True,
+                data={"charge": str(charge.pk), "reason": "the provider never confirmed the card part"},
+            )
+        logger.error("pending charge abandoned at its deadline", extra={"charge": str(charge.pk)})
+        return charge_finish(
+            charge_id=charge.pk,
+            card_ok=False,
+            provider_charge_id=charge.provider_charge_id,
+            reason="provider did not confirm in time",
+            source=Source.RECONCILIATION,
+        )
+    if not charge.provider_charge_id:
+        return _charge_card(charge)
+    try:
+        result = get_provider(charge.provider).retrieve_charge(provider_charge_id=charge.provider_charge_id)
+    except (ProviderUnavailable, ProviderDeclined) as exc:
+        logger.warning("pending charge: status lookup failed", extra={"charge": str(charge.pk), "error": str(exc)})
+        Charge.objects.filter(pk=charge.pk).update(claimed_at=None)
+        return charge
+    return _charge_record(charge=charge, result=result, source=Source.RECONCILIATION)

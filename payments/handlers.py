@@ -6,7 +6,8 @@ payment_settle_from_provider holds those rules. Events about something that is n
 Paydesk payment return Ignored with the reason.
 """
 
-from payments.models import Payment, PaymentEvent
+from payments.charges import charge_settle_from_provider
+from payments.models import Charge, Payment, PaymentEvent
 from payments.services import payment_record_provider_refund, payment_settle_from_provider
 from webhooks.registry import Ignored, register_handler
 from webhooks.services import inbound_event_flag
@@ -22,20 +23,47 @@ GENERIC_OUTCOMES = {
 }
 
 
-def _settle(event, payment: Payment | None, outcome: str, amount, currency, reason: str = ""):
-    if payment is None:
+def _settle(
+    event,
+    payment: Payment | None,
+    outcome: str,
+    amount,
+    currency,
+    reason: str = "",
+    charge: Charge | None = None,
+    provider_id: str = "",
+):
+    """Settle the payment, or, when the event is about a charge's card part (the payment
+    belongs to a charge), the charge: a charge owns its payment."""
+    if charge is None and payment is not None:
+        charge = Charge.objects.filter(payment=payment).first()
+    if payment is None and charge is None:
         return Ignored("No Paydesk payment matches this event.")
-    result, flagged = payment_settle_from_provider(
-        payment_id=payment.pk,
-        outcome=outcome,
-        amount=amount,
-        currency=currency,
-        source=SOURCE,
-        data={"event": event.event_id, "event_type": event.type, "provider": event.provider},
-        reason=reason,
-    )
+    data = {"event": event.event_id, "event_type": event.type, "provider": event.provider}
+    if charge is not None:
+        result, flagged = charge_settle_from_provider(
+            charge=charge,
+            outcome=outcome,
+            amount=amount,
+            currency=currency,
+            provider_charge_id=provider_id,
+            data=data,
+            reason=reason,
+        )
+        subject = f"charge {charge.pk}"
+    else:
+        result, flagged = payment_settle_from_provider(
+            payment_id=payment.pk,
+            outcome=outcome,
+            amount=amount,
+            currency=currency,
+            source=SOURCE,
+            data=data,
+            reason=reason,
+        )
+        subject = f"payment {payment.pk}"
     if flagged:
-        inbound_event_flag(event=event, reason=f"payment {payment.pk}: {result}")
+        inbound_event_flag(event=event, reason=f"{subject}: {result}")
     return None
 
 
@@ -44,7 +72,15 @@ def provider_notification(event):
     """API.md's provider notification: {"provider", "provider_payment_id", "status", "amount", "currency"}."""
     body = event.payload
     payment = Payment.objects.filter(provider=event.provider, provider_payment_id=body["provider_payment_id"]).first()
-    return _settle(event, payment, GENERIC_OUTCOMES[body["status"]], body["amount"], body["currency"])
+    outcome = GENERIC_OUTCOMES[body["status"]]
+    provider_id = body["provider_payment_id"]
+    return _settle(event, payment, outcome, body["amount"], body["currency"], provider_id=provider_id)
+
+
+def _stripe_charge(obj: dict) -> Charge | None:
+    """A Paydesk charge's off-session PaymentIntent carries its id in the metadata."""
+    charge_id = (obj.get("metadata") or {}).get("paydesk_charge")
+    return Charge.objects.filter(pk=charge_id).first() if charge_id and _is_uuid(charge_id) else None
 
 
 def _stripe_payment(obj: dict) -> Payment | None:
@@ -70,7 +106,10 @@ def _is_uuid(value: str) -> bool:
 def stripe_intent_succeeded(event):
     obj = event.payload["data"]["object"]
     amount = obj.get("amount_received") or obj.get("amount")
-    return _settle(event, _stripe_payment(obj), "succeeded", amount, obj.get("currency"))
+    charge, currency = _stripe_charge(obj), obj.get("currency")
+    return _settle(
+        event, _stripe_payment(obj), "succeeded", amount, currency, charge=charge, provider_id=obj.get("id", "")
+    )
 
 
 @register_handler("stripe", "payment_intent.payment_failed")
@@ -78,7 +117,10 @@ def stripe_intent_failed(event):
     obj = event.payload["data"]["object"]
     error = obj.get("last_payment_error") or {}
     reason = error.get("message") or error.get("code") or "payment failed"
-    return _settle(event, _stripe_payment(obj), "failed", None, obj.get("currency"), reason=reason)
+    charge, currency, provider_id = _stripe_charge(obj), obj.get("currency"), obj.get("id", "")
+    return _settle(
+        event, _stripe_payment(obj), "failed", None, currency, reason=reason, charge=charge, provider_id=provider_id
+    )
 
 
 @register_handler("stripe", "checkout.session.completed")

@@ -180,6 +180,14 @@ class Charge(models.Model):
     provider = models.CharField(max_length=30, blank=True)
     provider_charge_id = models.CharField(max_length=255, blank=True)
     hold = models.ForeignKey("wallets.Hold", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    wallet_transfer = models.ForeignKey(
+        "wallets.Transfer",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="What moved the wallet part (the hold's capture, or a direct transfer): refunds reverse it.",
+    )
     split_instructions = models.JSONField(default=list, blank=True)
     description = models.CharField(max_length=1000, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
@@ -203,6 +211,7 @@ class Charge(models.Model):
                 name="charge_idempotency_key_unique_per_merchant",
             ),
         ]
+        indexes = [models.Index(fields=["created_at"], condition=Q(status="pending"), name="charge_pending_idx")]
 
     def __str__(self):
         return f"charge {self.amount} {self.currency} ({self.status})"

@@ -10,15 +10,16 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
-from config.errors import Conflict, IllegalTransition, InvalidRequest, ProviderError
+from config.errors import Conflict, IllegalTransition, InsufficientFunds, InvalidRequest, ProviderError
+from payments import booking
 from payments.identity.services import subscription_consume_token
-from payments.models import TRANSITIONS, Payment, PaymentEvent, Refund
+from payments.models import TRANSITIONS, Charge, Payment, PaymentEvent, Refund
 from payments.providers import ProviderDeclined, ProviderUnavailable, get_provider, resolve_provider_name
-from wallets.models import Account
-from wallets.services import account_get_or_create, merchant_balance_account, transfer_create, transfer_reverse
+from wallets.models import Transfer
+from wallets.services import transfer_reverse
 from webhooks.services import event_emit
 
 logger = logging.getLogger("paydesk.payments")
@@ -177,8 +178,15 @@ def payment_create(
     return payment
 
 
+def _charge_backed(payment: Payment) -> bool:
+    return Charge.objects.filter(payment_id=payment.pk).exists()
+
+
 def payment_cancel(*, payment: Payment, source: str = Source.API) -> Payment:
-    """Cancel a pending payment. Anything else: IllegalTransition (409)."""
+    """Cancel a pending payment. Anything else, or a charge's payment (it settles with its
+    charge), raises IllegalTransition (409)."""
+    if _charge_backed(payment):
+        raise IllegalTransition("This payment belongs to a charge and settles with it; it cannot be canceled.")
     return payment_transition(payment_id=payment.pk, to="canceled", source=source)
 
 
@@ -197,7 +205,20 @@ def payment_settle_from_provider(
     - a late failure/cancel after success → no change (never undo a success).
     - success after a failure/cancel/expiry → no change, flagged: money arrived for a
       payment we gave up on, staff must look.
+    On success the collected amount is booked (provider clearing → merchant balance) and
+    the split instructions settled, in the same transaction. Locks the payment, then the
+    accounts in pk order.
     """
+    payment = Payment.objects.select_related("merchant").get(pk=payment_id)
+    accounts = None
+    if outcome == "succeeded" and payment.status == "pending":
+        accounts = booking.payment_accounts(
+            merchant=payment.merchant,
+            currency=payment.currency,
+            amount=payment.amount,
+            split_instructions=payment.split_instructions,
+            provider=payment.provider,
+        )
     with transaction.atomic():
         payment = payment_lock(payment_id)
         if (amount is not None and amount != payment.amount) or (
@@ -216,7 +237,7 @@ def payment_settle_from_provider(
             )
             logger.error("provider notification does not match the payment", extra={"payment": str(payment.pk)})
             return "mismatch", True
-        if payment.status == outcome:
+        if payment.status == outcome or (outcome == "succeeded" and payment.status in REFUND_STATES):
             return "duplicate", False
         if outcome not in TRANSITIONS.get(payment.status, ()):
             flagged = outcome == "succeeded"
@@ -233,11 +254,40 @@ def payment_settle_from_provider(
                     extra={"payment": str(payment.pk), "status": payment.status},
                 )
             return f"ignored_after_{payment.status}", flagged
+        if outcome == "succeeded":
+            booking.accounts_lock(accounts.all())
+            reference = f"payment:{payment.pk}"
+            booking.book_collected(accounts=accounts, payment=payment, amount=payment.amount, reference=reference)
+            booking.splits_settle(accounts=accounts, payment=payment, reference=reference)
         payment_transition(payment_id=payment.pk, to=outcome, source=source, data=data, reason=reason)
         return outcome, False
 
 
 # --- Refunds ------------------------------------------------------------------------------
+
+REFUND_STATES = ("partially_refunded", "refunded")
+
+
+def _payment_accounts(payment: Payment, charge: Charge | None) -> booking.PaymentAccounts:
+    provider = (charge.provider if charge is not None else payment.provider) or None
+    return booking.payment_accounts(
+        merchant=payment.merchant,
+        currency=payment.currency,
+        amount=payment.amount,
+        split_instructions=payment.split_instructions,
+        provider=provider if (charge is None or charge.external_amount) else None,
+    )
+
+
+def _refunded_change(*, payment: Payment, accounts, by: int, reference: str) -> None:
+    """Move the payment's reserved refund total by `by` (under its row lock) and take the
+    recipients' shares back pro rata (or give them back when `by` < 0)."""
+    before = payment.amount_refunded
+    Payment.objects.filter(pk=payment.pk).update(amount_refunded=F("amount_refunded") + by)
+    payment.amount_refunded = before + by
+    booking.splits_rebalance(
+        accounts=accounts, payment=payment, refunded_before=before, refunded_after=before + by, reference=reference
+    )
 
 
 def payment_refund(
@@ -245,13 +295,20 @@ def payment_refund(
 ) -> Refund:
     """Refund all or part of what is left of a succeeded payment, back where it came from.
 
-    Under the payment's row lock: checks the amount (never more than what is left:
-    InvalidRequest on `amount`), reserves it, and returns any wallet-funded part of a
-    charge at once with a ledger reversal of the wallet capture. The provider-funded
-    rest is refunded through the provider outside the lock (the refund's id as
-    idempotency key); if that fails, its reservation is released and ProviderError raised.
-    Ends partially_refunded or refunded.
+    Under the payment's row lock (then the wallet transfer's, then the accounts' in pk
+    order): checks the amount (never more than what is left: InvalidRequest on
+    `amount`), reserves it, takes the recipients' split shares back pro rata, returns any
+    wallet-funded part of a charge at once with a ledger reversal of the wallet transfer,
+    and books the provider part out of the merchant's balance. That part is then refunded
+    through the provider outside the lock (the refund's id as idempotency key); if the
+    provider refuses, its booking and reservation are undone and ProviderError raised.
+    Ends partially_refunded or refunded, judged on the refunds that succeeded.
+    Raises InsufficientFunds (402) when the merchant or a recipient has paid the money
+    out, with nothing changed.
     """
+    payment = Payment.objects.select_related("merchant").get(pk=payment.pk)
+    charge = payment.charges.filter(status=Charge.Status.SUCCEEDED).first()
+    accounts = _payment_accounts(payment, charge)
     with transaction.atomic():
         locked = payment_lock(payment.pk)
         if locked.status not in ("succeeded", "partially_refunded"):
@@ -260,7 +317,6 @@ def payment_refund(
         amount = left if amount is None else amount
         if amount < 1 or amount > left:
             raise InvalidRequest(f"The refund must be between 1 and {left} (what is left).", param="amount")
-        charge = locked.charges.filter(status="succeeded").select_related("hold").first()
         wallet_part = 0
         if charge is not None and charge.wallet_amount:
             wallet_refunded = (
@@ -268,8 +324,6 @@ def payment_refund(
             )
             wallet_part = min(amount, charge.wallet_amount - wallet_refunded)
         provider_part = amount - wallet_part
-        Payment.objects.filter(pk=locked.pk).update(amount_refunded=F("amount_refunded") + amount)
-        locked.amount_refunded += amount
         refund = Refund.objects.create(
             payment=locked, amount=amount, reason=reason, wallet_amount=wallet_part, provider_amount=provider_part
         )
@@ -285,19 +339,25 @@ def payment_refund(
                 "reason": reason,
             },
         )
+        reference = f"refund:{refund.pk}"
+        wallet_transfer = None
+        if wallet_part:
+            wallet_transfer = Transfer.objects.select_for_update(no_key=True).get(pk=charge.wallet_transfer_id)
+        wallet_accounts = [e.account for e in wallet_transfer.entries.all()] if wallet_transfer else []
+        booking.accounts_lock([*accounts.all(), *wallet_accounts])
+        _refunded_change(payment=locked, accounts=accounts, by=amount, reference=reference)
         if wallet_part:
             transfer_reverse(
-                transfer=charge.hold.capture_transfer,
+                transfer=wallet_transfer,
                 amount=wallet_part,
-                reference=f"refund:{refund.pk}",
+                reference=reference,
                 description="refund of the wallet part of a charge",
             )
-        if charge is not None and provider_part:
-            # The card part was booked from the provider's clearing account into the
-            # merchant's balance: book its refund back now (a merchant who paid the money
-            # out cannot refund it: InsufficientFunds, and nothing has happened).
-            _book_card_refund(charge=charge, amount=provider_part, refund=refund, back=False)
-        if not provider_part:
+        if provider_part:
+            booking.book_provider_refund(
+                accounts=accounts, payment=locked, amount=provider_part, reference=reference, back=False
+            )
+        else:
             return _refund_succeeded(payment=locked, refund=refund, provider_refund_id="", source=source)
 
     provider_name = charge.provider if charge is not None else locked.provider
@@ -308,7 +368,7 @@ def payment_refund(
         ok = result.status in ("succeeded", "pending")
         failure = "" if ok else f"provider refund {result.status}"
     except (ProviderUnavailable, ProviderDeclined) as exc:
-        result, ok, failure = None, False, str(exc)
+        ok, failure = False, str(exc)
 
     with transaction.atomic():
         locked = payment_lock(payment.pk)
@@ -316,9 +376,11 @@ def payment_refund(
             return _refund_succeeded(
                 payment=locked, refund=refund, provider_refund_id=result.provider_refund_id, source=source
             )
-        Payment.objects.filter(pk=locked.pk).update(amount_refunded=F("amount_refunded") - provider_part)
-        if charge is not None:
-            _book_card_refund(charge=charge, amount=provider_part, refund=refund, back=True)
+        booking.accounts_lock(accounts.all())
+        booking.book_provider_refund(
+            accounts=accounts, payment=locked, amount=provider_part, reference=reference, back=True
+        )
+        _refunded_change(payment=locked, accounts=accounts, by=-provider_part, reference=reference)
         timeline_add(
             payment=locked,
             type="refund.failed",
@@ -336,28 +398,18 @@ def payment_refund(
     raise ProviderError(f"The provider could not refund: {failure}")
 
 
-def _book_card_refund(*, charge, amount: int, refund: Refund, back: bool) -> None:
-    clearing = account_get_or_create(
-        kind=Account.Kind.PROVIDER_CLEARING, currency=charge.currency, name=charge.provider
-    )
-    balance = merchant_balance_account(merchant=charge.merchant, currency=charge.currency)
-    source, destination = (clearing, balance) if back else (balance, clearing)
-    transfer_create(
-        legs=[(source, -amount), (destination, amount)],
-        currency=charge.currency,
-        merchant=charge.merchant,
-        reference=f"refund:{refund.pk}",
-        description="card refund failed: booked back" if back else "card part of a refund",
-    )
-
-
 def _refund_succeeded(*, payment: Payment, refund: Refund, provider_refund_id: str, source: str) -> Refund:
+    """Mark the refund succeeded and move the payment by what has succeeded so far
+    (refunds still in flight don't count): refunded once they cover the amount."""
     Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.SUCCEEDED, provider_refund_id=provider_refund_id)
-    payment.refresh_from_db(fields=["amount_refunded"])
-    to = "refunded" if payment.amount_refunded >= payment.amount else "partially_refunded"
-    payment_transition(
-        payment_id=payment.pk, to=to, source=source, data={"refund": str(refund.pk), "amount": refund.amount}
-    )
+    succeeded = payment.refunds.filter(status=Refund.Status.SUCCEEDED).aggregate(total=Sum("amount"))["total"] or 0
+    payment.refresh_from_db(fields=["status"])
+    to = "refunded" if succeeded >= payment.amount else "partially_refunded"
+    data = {"refund": str(refund.pk), "amount": refund.amount}
+    if to in TRANSITIONS.get(payment.status, ()):
+        payment_transition(payment_id=payment.pk, to=to, source=source, data=data)
+    else:
+        timeline_add(payment=payment, type="refund.succeeded", source=source, data=data)
     refund.refresh_from_db()
     return refund
 
@@ -369,14 +421,20 @@ def _reconcile_lease() -> timedelta:
     return timedelta(minutes=5)
 
 
-def payments_reconcile_claim(*, now: datetime, limit: int) -> list[Payment]:
+def payments_reconcile_claim(*, now: datetime, limit: int, payment_ids=None) -> list[Payment]:
     """Claim stuck pending payments (SKIP LOCKED + a lease), so concurrent runs split the
-    work and never ask about one payment twice at once."""
-    cutoff = now - timedelta(seconds=settings.PAYMENT_RECONCILE_AFTER_SECONDS)
+    work and never ask about one payment twice at once. `payment_ids` (staff asking about
+    these now) skips the age threshold."""
+    pending = Payment.objects.filter(status="pending").exclude(
+        Exists(Charge.objects.filter(payment=OuterRef("pk")))  # a charge resolves its own payment
+    )
+    if payment_ids is not None:
+        pending = pending.filter(pk__in=payment_ids)
+    else:
+        pending = pending.filter(created_at__lte=now - timedelta(seconds=settings.PAYMENT_RECONCILE_AFTER_SECONDS))
     with transaction.atomic():
         rows = list(
-            Payment.objects.select_for_update(skip_locked=True)
-            .filter(status="pending", created_at__lte=cutoff)
+            pending.select_for_update(skip_locked=True)
             .filter(Q(reconcile_claimed_at__isnull=True) | Q(reconcile_claimed_at__lt=now - _reconcile_lease()))
             .order_by("created_at")[:limit]
         )
@@ -384,78 +442,109 @@ def payments_reconcile_claim(*, now: datetime, limit: int) -> list[Payment]:
     return rows
 
 
-def payments_reconcile(*, now: datetime | None = None, limit: int = 500) -> dict:
+def _reconcile_one(payment: Payment, *, now: datetime) -> str:
+    try:
+        status = "pending"
+        if payment.provider_payment_id:
+            status = get_provider(payment.provider).retrieve_status(payment=payment)
+    except Exception as exc:  # the provider's trouble: judge by age alone
+        logger.warning(
+            "reconciliation could not reach the provider", extra={"payment": str(payment.pk), "error": str(exc)[:200]}
+        )
+        status = "unknown"
+    outcome = status
+    if status in ("pending", "unknown") and payment.created_at <= now - timedelta(
+        seconds=settings.PAYMENT_EXPIRE_AFTER_SECONDS
+    ):
+        outcome = "expired"
+    if outcome not in ("succeeded", "failed", "canceled", "expired"):
+        return "still_pending"
+    result, _ = payment_settle_from_provider(
+        payment_id=payment.pk,
+        outcome=outcome,
+        amount=None,
+        currency=None,
+        source=Source.RECONCILIATION,
+        data={"provider_status": status},
+        reason="expired while pending" if outcome == "expired" else "",
+    )
+    return result
+
+
+def payments_reconcile(*, now: datetime | None = None, limit: int = 500, payment_ids=None) -> dict:
     """Ask providers about payments pending longer than PAYMENT_RECONCILE_AFTER_SECONDS and
     settle them (succeeded / failed / canceled), or expire those pending longer than
     PAYMENT_EXPIRE_AFTER_SECONDS. Safe to run repeatedly and concurrently."""
     now = now or timezone.now()
     counts: dict[str, int] = {}
-    for payment in payments_reconcile_claim(now=now, limit=limit):
+    for payment in payments_reconcile_claim(now=now, limit=limit, payment_ids=payment_ids):
         try:
-            status = (
-                get_provider(payment.provider).retrieve_status(payment=payment)
-                if (payment.provider_payment_id)
-                else "pending"
-            )
-        except Exception as exc:  # one provider's trouble must not stop the run
-            logger.warning(
-                "reconciliation could not reach the provider",
-                extra={"payment": str(payment.pk), "error": str(exc)[:200]},
-            )
-            status = "unknown"
-        outcome = status
-        if status in ("pending", "unknown") and payment.created_at <= now - timedelta(
-            seconds=settings.PAYMENT_EXPIRE_AFTER_SECONDS
-        ):
-            outcome = "expired"
-        if outcome in ("succeeded", "failed", "canceled", "expired"):
-            result, _ = payment_settle_from_provider(
-                payment_id=payment.pk,
-                outcome=outcome,
-                amount=None,
-                currency=None,
-                source=Source.RECONCILIATION,
-                data={"provider_status": status},
-                reason="expired while pending" if outcome == "expired" else "",
-            )
-            counts[result] = counts.get(result, 0) + 1
-        else:
-            counts["still_pending"] = counts.get("still_pending", 0) + 1
-        Payment.objects.filter(pk=payment.pk).update(reconcile_claimed_at=None)
+            result = _reconcile_one(payment, now=now)
+        except Exception:  # one payment's trouble must not stop the run
+            logger.exception("reconciliation failed for a payment", extra={"payment": str(payment.pk)})
+            result = "error"
+        finally:
+            Payment.objects.filter(pk=payment.pk).update(reconcile_claimed_at=None)
+        counts[result] = counts.get(result, 0) + 1
     return counts
 
 
-@transaction.atomic
 def payment_record_provider_refund(
     *, payment_id, total_refunded: int, provider_refund_id: str, source: str, data: dict
 ) -> str:
-    """The provider reports `total_refunded` so far (e.g. a refund made in Stripe's
-    dashboard). Records the part Paydesk did not know about as a refund; a report of no
-    more than we know is a no-op (repeats, and the echo of our own refunds)."""
-    payment = payment_lock(payment_id)
-    extra = min(total_refunded, payment.amount) - payment.amount_refunded
-    if extra <= 0:
-        return "known"
-    if payment.status not in ("succeeded", "partially_refunded"):
-        timeline_add(
-            payment=payment,
-            type="provider.refund_unexpected",
-            source=source,
-            flagged=True,
-            data={**data, "status": payment.status, "total_refunded": total_refunded},
+    """The provider reports `total_refunded` so far of what it collected (e.g. a refund
+    made in Stripe's dashboard). Records the part Paydesk did not know about as a refund
+    and books it like one of ours; a report of no more than we know is a no-op (repeats,
+    and the echo of our own refunds). The provider only knows its own part: wallet parts
+    of a charge never count here. If the merchant's balance (or a recipient's) no longer
+    holds the money, the refund is recorded all the same and flagged for staff."""
+    payment = Payment.objects.select_related("merchant").get(pk=payment_id)
+    charge = payment.charges.filter(status=Charge.Status.SUCCEEDED).first()
+    accounts = _payment_accounts(payment, charge)
+    with transaction.atomic():
+        payment = payment_lock(payment_id)
+        collected = charge.external_amount if charge is not None else payment.amount
+        known = (
+            payment.refunds.exclude(status=Refund.Status.FAILED).aggregate(total=Sum("provider_amount"))["total"] or 0
         )
-        return "flagged"
-    Payment.objects.filter(pk=payment.pk).update(amount_refunded=F("amount_refunded") + extra)
-    refund = Refund.objects.create(
-        payment=payment,
-        amount=extra,
-        status=Refund.Status.SUCCEEDED,
-        provider_refund_id=provider_refund_id,
-        reason="refunded at the provider",
-    )
-    payment.amount_refunded += extra
-    to = "refunded" if payment.amount_refunded >= payment.amount else "partially_refunded"
-    payment_transition(
-        payment_id=payment.pk, to=to, source=source, data={**data, "refund": str(refund.pk), "amount": extra}
-    )
-    return to
+        extra = min(total_refunded, collected) - known
+        if extra <= 0:
+            return "known"
+        if payment.status not in ("succeeded", "partially_refunded"):
+            timeline_add(
+                payment=payment,
+                type="provider.refund_unexpected",
+                source=source,
+                flagged=True,
+                data={**data, "status": payment.status, "total_refunded": total_refunded},
+            )
+            return "flagged"
+        extra = min(extra, payment.amount - payment.amount_refunded)
+        refund = Refund.objects.create(
+            payment=payment,
+            amount=extra,
+            provider_amount=extra,
+            provider_refund_id=provider_refund_id,
+            reason="refunded at the provider",
+        )
+        reference = f"refund:{refund.pk}"
+        booking.accounts_lock(accounts.all())
+        try:
+            with transaction.atomic():
+                _refunded_change(payment=payment, accounts=accounts, by=extra, reference=reference)
+                booking.book_provider_refund(
+                    accounts=accounts, payment=payment, amount=extra, reference=reference, back=False
+                )
+        except InsufficientFunds as exc:
+            Payment.objects.filter(pk=payment.pk).update(amount_refunded=F("amount_refunded") + extra)
+            timeline_add(
+                payment=payment,
+                type="refund.unbooked",
+                source=source,
+                flagged=True,
+                data={**data, "refund": str(refund.pk), "amount": extra, "reason": exc.message},
+            )
+            logger.error("a provider refund could not be booked on the ledger", extra={"payment": str(payment.pk)})
+        _refund_succeeded(payment=payment, refund=refund, provider_refund_id=provider_refund_id, source=source)
+        payment.refresh_from_db(fields=["status"])
+        return payment.status

@@ -10,6 +10,7 @@ go one by one to the first bps parts. What is not allocated stays with the merch
 from config.errors import InvalidRequest
 
 MAX_PARTS = 50
+MAX_DESTINATION = 100  # the recipient's ledger account is named after it
 
 
 def splits_validate(*, instructions, amount: int, param: str = "split_instructions") -> list[dict]:
@@ -19,14 +20,21 @@ def splits_validate(*, instructions, amount: int, param: str = "split_instructio
         return []
     if not isinstance(instructions, list) or len(instructions) > MAX_PARTS:
         raise InvalidRequest(f"Must be a list of at most {MAX_PARTS} items.", param=param)
-    clean, total_bps, total_fixed = [], 0, 0
+    clean, total_bps, total_fixed, seen = [], 0, 0, set()
     for i, item in enumerate(instructions):
         where = f"{param}[{i}]"
         if not isinstance(item, dict):
             raise InvalidRequest("Each split is an object.", param=where)
         destination = item.get("destination")
-        if not isinstance(destination, str) or not destination.strip() or len(destination) > 255:
-            raise InvalidRequest("destination must be a non-empty string.", param=f"{where}.destination")
+        if not isinstance(destination, str) or not destination.strip() or len(destination.strip()) > MAX_DESTINATION:
+            raise InvalidRequest(
+                f"destination must be a non-empty string of at most {MAX_DESTINATION} characters.",
+                param=f"{where}.destination",
+            )
+        destination = destination.strip()
+        if destination in seen:  # one recipient, one part: two legs on one account cannot be booked
+            raise InvalidRequest(f"destination {destination!r} appears twice.", param=f"{where}.destination")
+        seen.add(destination)
         has_amount, has_bps = "amount" in item, "bps" in item
         if has_amount == has_bps:
             raise InvalidRequest("Give exactly one of amount or bps.", param=where)
@@ -40,7 +48,7 @@ def splits_validate(*, instructions, amount: int, param: str = "split_instructio
             total_bps += value
         else:
             total_fixed += value
-        clean.append({"destination": destination.strip(), key: value})
+        clean.append({"destination": destination, key: value})
     if total_bps > 10_000:
         raise InvalidRequest("The basis points add up to more than 10000.", param=param)
     if total_fixed + amount * total_bps // 10_000 > amount:

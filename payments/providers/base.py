@@ -39,8 +39,12 @@ class RefundResult:
 @dataclass(frozen=True)
 class OffSessionResult:
     provider_payment_id: str
-    succeeded: bool
+    status: str  # "succeeded" | "failed" | "pending" (still processing: its webhook or a later look settles it)
     failure_reason: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
 
 
 class PaymentProvider(ABC):
@@ -63,6 +67,10 @@ class PaymentProvider(ABC):
     def charge_off_session(
         self, *, customer, amount: int, currency: str, idempotency_key: str, description: str, metadata: dict
     ) -> OffSessionResult: ...
+
+    @abstractmethod
+    def retrieve_charge(self, *, provider_charge_id: str) -> OffSessionResult:
+        """Where an off-session charge that answered `pending` stands now."""
 
 
 _PROVIDERS: dict[str, type[PaymentProvider]] = {}

@@ -6,6 +6,9 @@
     POST {HTTP_PROVIDER_URL}/payments/{id}/refunds {"amount", "idempotency_key"} → {"id", "status"}
     POST {HTTP_PROVIDER_URL}/charges {"customer", "payment_method", "amount", "currency",
                                       "idempotency_key"} → {"id", "status", "failure_reason"?}
+    GET  {HTTP_PROVIDER_URL}/charges/{id}                  → {"id", "status", "failure_reason"?}
+
+A charge's status is succeeded/paid, pending/processing, or anything else (failed).
 
 Every call has a timeout (HTTP_PROVIDER_TIMEOUT). Its notifications come to
 /api/v1/payments/webhook signed with HTTP_WEBHOOK_SECRET.
@@ -105,9 +108,18 @@ class HttpProvider(PaymentProvider):
             },
             idempotency_key,
         )
-        ok = body.get("status") in ("succeeded", "paid")
-        return OffSessionResult(
-            provider_payment_id=str(body.get("id", "")),
-            succeeded=ok,
-            failure_reason="" if ok else str(body.get("failure_reason") or body.get("status")),
-        )
+        return _charge_result(body)
+
+    def retrieve_charge(self, *, provider_charge_id: str) -> OffSessionResult:
+        return _charge_result(_request("GET", f"/charges/{provider_charge_id}"))
+
+
+def _charge_result(body: dict) -> OffSessionResult:
+    status = {"succeeded": "succeeded", "paid": "succeeded", "pending": "pending", "processing": "pending"}.get(
+        body.get("status"), "failed"
+    )
+    return OffSessionResult(
+        provider_payment_id=str(body.get("id", "")),
+        status=status,
+        failure_reason="" if status != "failed" else str(body.get("failure_reason") or body.get("status")),
+    )

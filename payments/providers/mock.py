@@ -41,5 +41,8 @@ class MockProvider(PaymentProvider):
     ) -> OffSessionResult:
         charge_id = f"mock_ch_{uuid.uuid5(uuid.NAMESPACE_URL, idempotency_key).hex}"
         if customer.payment_method == DECLINING_METHOD:
-            return OffSessionResult(provider_payment_id=charge_id, succeeded=False, failure_reason="card_declined")
-        return OffSessionResult(provider_payment_id=charge_id, succeeded=True)
+            return OffSessionResult(provider_payment_id=charge_id, status="failed", failure_reason="card_declined")
+        return OffSessionResult(provider_payment_id=charge_id, status="succeeded")
+
+    def retrieve_charge(self, *, provider_charge_id: str) -> OffSessionResult:
+        return OffSessionResult(provider_payment_id=provider_charge_id, status="succeeded")  # never answers pending

@@ -148,13 +148,25 @@ class StripeProvider(PaymentProvider):
             intent_id = getattr(intent_id, "id", None) or ""
             return OffSessionResult(
                 provider_payment_id=intent_id,
-                succeeded=False,
+                status="failed",
                 failure_reason=exc.code or exc.user_message or "card_declined",
             )
         except stripe.InvalidRequestError as exc:
             raise ProviderDeclined(str(exc)) from exc
         except stripe.StripeError as exc:
             raise ProviderUnavailable(str(exc)) from exc
-        ok = intent.status == "succeeded"
-        reason = "" if ok else (getattr(intent.last_payment_error, "code", None) or intent.status)
-        return OffSessionResult(provider_payment_id=intent.id, succeeded=ok, failure_reason=reason or "")
+        return _off_session_result(intent)
+
+    def retrieve_charge(self, *, provider_charge_id: str) -> OffSessionResult:
+        return _off_session_result(_call(_client().v1.payment_intents.retrieve, provider_charge_id))
+
+
+def _off_session_result(intent) -> OffSessionResult:
+    """succeeded; processing (some payment methods) or requires_capture is still on its
+    way: pending, settled by payment_intent.* webhooks; anything else is a failure."""
+    if intent.status == "succeeded":
+        return OffSessionResult(provider_payment_id=intent.id, status="succeeded")
+    if intent.status in ("processing", "requires_capture"):
+        return OffSessionResult(provider_payment_id=intent.id, status="pending")
+    reason = getattr(intent.last_payment_error, "code", None) or intent.status
+    return OffSessionResult(provider_payment_id=intent.id, status="failed", failure_reason=reason or "failed")

@@ -131,9 +131,7 @@ class TestThrottling:
     def test_a_forged_x_forwarded_for_does_not_dodge_the_auth_failure_throttle(self, settings):
         settings.AUTH_FAILURE_THROTTLE_RATE = "3/min"
         bad = bearer("pd_test_wrongwrongwrong")
-        codes = [
-            bad.get("/api/v1/customers", HTTP_X_FORWARDED_FOR=f"10.0.0.{i}").status_code for i in range(5)
-        ]
+        codes = [bad.get("/api/v1/customers", HTTP_X_FORWARDED_FOR=f"10.0.0.{i}").status_code for i in range(5)]
         assert codes == [401, 401, 401, 429, 429]
 
     def test_api_rate_per_caller(self, settings, merchant_api, client_for):

@@ -5,7 +5,7 @@ import threading
 import pytest
 from django.db import connection
 
-from payments.charges import charge_create, charges_resolve_pending
+from payments.charges import charge_create
 from payments.models import Charge, Payment
 from payments.providers.mock import DECLINING_METHOD
 from payments.services import payment_refund
@@ -164,28 +164,6 @@ def test_refund_goes_back_to_the_wallet_then_the_card(merchant, customer, funded
     clearing = Account.objects.get(kind="provider_clearing", currency="usd", name="mock")
     assert clearing.balance == 0
     assert_ledger_clean()
-
-
-def test_unreachable_provider_keeps_the_charge_pending_then_resolves_it(merchant, customer, funded, monkeypatch):
-    from payments.providers.base import ProviderUnavailable
-    from payments.providers.mock import MockProvider
-
-    customer.payment_method = "mock_card_ok"
-    customer.save()
-    original = MockProvider.charge_off_session
-    monkeypatch.setattr(
-        MockProvider, "charge_off_session", lambda self, **kw: (_ for _ in ()).throw(ProviderUnavailable("timeout"))
-    )
-    charge = charge_create(merchant=merchant, customer=customer, amount=1500, currency="usd")
-    assert charge.status == "pending" and balance(funded) == (1000, 1000)  # still held
-    monkeypatch.setattr(MockProvider, "charge_off_session", original)
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    assert charges_resolve_pending(now=timezone.now() + timedelta(minutes=5)) == 1
-    charge.refresh_from_db()
-    assert charge.status == "succeeded" and balance(funded) == (0, 0)
 
 
 @pytest.mark.postgres

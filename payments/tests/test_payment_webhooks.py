@@ -85,6 +85,22 @@ def test_unknown_payment_is_200_and_ignored(api, settings, django_capture_on_com
     assert InboundEvent.objects.get().status == "ignored"
 
 
+@pytest.fixture
+def deliver(api, settings, django_capture_on_commit_callbacks):
+    """deliver(recorded event name, payment, event id, **data.object fields): a signed Stripe event, processed."""
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_payments"
+
+    def send(name, payment, event_id, **fields):
+        body = stripe_event(name, event_id=event_id, replace={"REPLACE-WITH-PAYMENT-UUID": payment.pk}, **fields)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = signed_post(api, "/api/v1/webhooks/stripe", body, secret="whsec_payments")
+        assert response.status_code == 200
+        payment.refresh_from_db()
+        return InboundEvent.objects.get(event_id=event_id)
+
+    return send
+
+
 class TestStripeEvents:
     @pytest.fixture
     def stripe_payment(self, merchant):
@@ -92,20 +108,6 @@ class TestStripeEvents:
         Payment.objects.filter(pk=payment.pk).update(provider="stripe", provider_payment_id="pi_3PaydeskPayment0001")
         payment.refresh_from_db()
         return payment
-
-    @pytest.fixture
-    def deliver(self, api, settings, django_capture_on_commit_callbacks):
-        settings.STRIPE_WEBHOOK_SECRET = "whsec_payments"
-
-        def send(name, payment, event_id, **fields):
-            body = stripe_event(name, event_id=event_id, replace={"REPLACE-WITH-PAYMENT-UUID": payment.pk}, **fields)
-            with django_capture_on_commit_callbacks(execute=True):
-                response = signed_post(api, "/api/v1/webhooks/stripe", body, secret="whsec_payments")
-            assert response.status_code == 200
-            payment.refresh_from_db()
-            return InboundEvent.objects.get(event_id=event_id)
-
-        return send
 
     def test_payment_intent_succeeded(self, stripe_payment, deliver):
         event = deliver("payment_intent.succeeded", stripe_payment, "evt_s1")
@@ -144,3 +146,96 @@ class TestStripeEvents:
         assert stripe_payment.status == "partially_refunded" and stripe_payment.amount_refunded == 500
         deliver("charge.refunded", stripe_payment, "evt_r2")  # the same total again: nothing new
         assert stripe_payment.amount_refunded == 500 and stripe_payment.refunds.count() == 1
+
+    def test_refund_at_stripe_is_booked_and_a_repeated_success_is_no_alarm(self, stripe_payment, deliver):
+        from wallets.models import Account
+        from wallets.selectors import ledger_audit
+
+        deliver("payment_intent.succeeded", stripe_payment, "evt_s1")
+        deliver("charge.refunded", stripe_payment, "evt_r1")  # 500 of 1500 refunded in the dashboard
+        balance = Account.objects.get(merchant=stripe_payment.merchant, kind="merchant_balance", currency="usd")
+        assert balance.balance == 1000
+        again = deliver("payment_intent.succeeded", stripe_payment, "evt_s2")  # redelivered, after the refund
+        assert not again.flagged and not stripe_payment.timeline.filter(flagged=True).exists()
+        assert ledger_audit()["ok"]
+
+
+class TestStripeCharges:
+    """A charge's card part is an off-session PaymentIntent: Stripe's events about it
+    concern the card part only, never the wallet part."""
+
+    @pytest.fixture
+    def charge(self, merchant, settings):
+        from payments.charges import charge_create
+        from payments.tests.factories import CustomerFactory
+        from payments.tests.fake_http import FakeHTTP
+        from wallets.services import wallet_create, wallet_credit
+
+        customer = CustomerFactory(merchant=merchant, stripe_customer_id="cus_1", payment_method="pm_1")
+        wallet_credit(wallet=wallet_create(customer=customer, currency="usd"), amount=1000)
+        intent = {"id": "pi_card", "object": "payment_intent", "status": "succeeded", "amount": 500, "currency": "usd"}
+        server = FakeHTTP({("POST", "/v1/payment_intents"): (200, intent)})
+        settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE = "sk_test_" + "c" * 24, server.url
+        settings.DEFAULT_PAYMENT_PROVIDER = "stripe"
+        try:
+            charge = charge_create(merchant=merchant, customer=customer, amount=1500, currency="usd")
+        finally:
+            server.close()
+        assert charge.status == "succeeded"
+        return charge
+
+    def test_success_event_for_the_card_part_is_no_mismatch(self, charge, deliver):
+        metadata = {"paydesk_charge": str(charge.pk), "paydesk_payment": str(charge.payment_id)}
+        event = deliver(
+            "payment_intent.succeeded", charge.payment, "evt_c", id="pi_card", amount=500, amount_received=500,
+            metadata=metadata,
+        )  # fmt: skip
+        assert event.status == "processed" and not event.flagged
+        assert not charge.payment.timeline.filter(flagged=True).exists()
+
+    def test_card_part_refunded_in_the_dashboard(self, charge, deliver):
+        from wallets.models import Account
+        from wallets.selectors import ledger_audit
+
+        metadata = {"paydesk_payment": str(charge.payment_id)}
+        deliver("charge.refunded", charge.payment, "evt_r", payment_intent="pi_card", amount=500, metadata=metadata)
+        payment = charge.payment
+        payment.refresh_from_db()
+        assert (payment.status, payment.amount_refunded) == ("partially_refunded", 500)
+        refund = payment.refunds.get()
+        assert (refund.wallet_amount, refund.provider_amount) == (0, 500)
+        wallet = Account.objects.get(customer=charge.customer, kind="customer_wallet")
+        assert wallet.balance == 0  # the wallet part stays spent: Stripe only refunded the card
+        # Stripe then reports its whole card part refunded: nothing more is ours to record.
+        deliver(
+            "charge.refunded", charge.payment, "evt_r2", payment_intent="pi_card", amount=500, amount_refunded=500,
+            metadata=metadata,
+        )  # fmt: skip
+        assert payment.refunds.count() == 1
+        assert ledger_audit()["ok"]
+
+
+def test_split_instructions_of_a_payment_settle_when_it_succeeds_and_refunds_take_them_back(merchant, notify):
+    from payments.services import payment_refund
+    from wallets.models import Account
+    from wallets.selectors import ledger_audit
+
+    payment = payment_create(
+        merchant=merchant,
+        order_id="split-1",
+        amount=1000,
+        currency="usd",
+        split_instructions=[{"destination": "seller", "bps": 9000}],
+    )
+    notify(payment)
+
+    def balances():
+        accounts = Account.objects.filter(merchant=merchant).values_list("kind", "name", "balance")
+        return {(kind, name): balance for kind, name, balance in accounts}
+
+    clearing, seller = ("provider_clearing", "mock"), ("recipient", "seller")
+    merchant_balance = ("merchant_balance", "")
+    assert balances() == {clearing: -1000, merchant_balance: 100, seller: 900}
+    payment_refund(payment=payment, amount=500)
+    assert balances() == {clearing: -500, merchant_balance: 50, seller: 450}
+    assert ledger_audit()["ok"]

@@ -7,6 +7,8 @@ from django.utils import timezone
 
 from payments.models import MockCheckout, Payment, Refund
 from payments.services import payment_create, payment_settle_from_provider, payments_reconcile
+from wallets.models import Account
+from wallets.selectors import ledger_audit
 
 pytestmark = pytest.mark.django_db
 
@@ -47,21 +49,31 @@ class TestRefunds:
         response = merchant_api.post(f"/api/v1/payments/{payment.pk}/refunds", {}, format="json")
         assert response.status_code == 409
 
-    def test_failed_provider_refund_releases_the_amount(self, merchant, merchant_api, monkeypatch):
-        from payments.providers.base import ProviderUnavailable
-        from payments.providers.mock import MockProvider
+    def test_failed_provider_refund_releases_the_amount(self, merchant, merchant_api, settings):
+        from payments.tests.fake_http import FakeHTTP
 
-        payment = succeeded_payment(merchant)
-
-        def down(self, **kwargs):
-            raise ProviderUnavailable("provider down")
-
-        monkeypatch.setattr(MockProvider, "refund", down)
-        response = merchant_api.post(f"/api/v1/payments/{payment.pk}/refunds", {"amount": 100}, format="json")
+        server = FakeHTTP(
+            {
+                ("POST", "/payments"): (200, {"id": "p_1", "payment_url": "https://pay.example/p_1"}),
+                ("POST", "/payments/p_1/refunds"): (503, {"error": "provider down"}),
+            }
+        )
+        settings.HTTP_PROVIDER_URL = server.url
+        try:
+            payment = payment_create(merchant=merchant, order_id="o-h", amount=1000, currency="usd", provider="http")
+            payment_settle_from_provider(
+                payment_id=payment.pk, outcome="succeeded", amount=1000, currency="usd", source="api", data={}
+            )
+            response = merchant_api.post(f"/api/v1/payments/{payment.pk}/refunds", {"amount": 100}, format="json")
+        finally:
+            server.close()
         assert response.status_code == 502
         payment.refresh_from_db()
         assert payment.amount_refunded == 0 and payment.status == "succeeded"
         assert Refund.objects.get().status == "failed"
+        assert ledger_audit()["ok"]
+        merchant_balance = Account.objects.get(merchant=merchant, kind="merchant_balance")
+        assert merchant_balance.balance == 1000  # booked out for the refund, then back
 
 
 class TestReconciliation:
@@ -97,9 +109,15 @@ class TestReconciliation:
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_two_reconciliations_at_once_settle_each_payment_once(merchant):
-    payments = [payment_create(merchant=merchant, order_id=f"o-{i}", amount=100, currency="usd") for i in range(30)]
-    MockCheckout.objects.update(status="paid")
+def test_two_reconciliations_at_once_ask_about_and_settle_each_payment_once(merchant, settings):
+    from payments.tests.fake_http import FakeHTTP
+
+    server = FakeHTTP({})
+    settings.HTTP_PROVIDER_URL = server.url
+    for i in range(30):
+        server.routes[("POST", "/payments")] = (200, {"id": f"p_{i}", "payment_url": f"https://pay.example/{i}"})
+        server.routes[("GET", f"/payments/p_{i}")] = (200, {"status": "paid"})
+        payment_create(merchant=merchant, order_id=f"o-{i}", amount=100, currency="usd", provider="http")
     later = timezone.now() + timedelta(hours=1)
     results, barrier = [], threading.Barrier(2)
 
@@ -112,11 +130,17 @@ def test_two_reconciliations_at_once_settle_each_payment_once(merchant):
             connection.close()
 
     threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        server.close()
+    asked = [r["path"] for r in server.requests if r["method"] == "GET"]
+    assert sorted(asked) == sorted(f"/payments/p_{i}" for i in range(30))  # each payment asked about once
     assert sum(r.get("succeeded", 0) for r in results) == 30
     assert set(Payment.objects.values_list("status", flat=True)) == {"succeeded"}
-    for payment in payments:
+    for payment in Payment.objects.all():
         assert payment.timeline.filter(type="payment.succeeded").count() == 1
+    assert ledger_audit()["ok"]

@@ -30,6 +30,8 @@ def test_fixed_and_bps_parts_with_remainder_to_the_first():
         ([{"destination": "a", "amount": 900}, {"destination": "b", "bps": 2000}], "split_instructions"),
         ([{"destination": "a", "amount": 1, "bps": 1}], "split_instructions[0]"),
         ([{"destination": "", "amount": 1}], "split_instructions[0].destination"),
+        ([{"destination": "x" * 101, "amount": 1}], "split_instructions[0].destination"),
+        ([{"destination": "a", "amount": 1}, {"destination": " a ", "bps": 1}], "split_instructions[1].destination"),
         ([{"destination": "a", "amount": 1.5}], "split_instructions[0].amount"),
         ([{"destination": "a", "bps": 0}], "split_instructions[0].bps"),
         ("nope", "split_instructions"),

@@ -1,0 +1,135 @@
+"""How payments and charges move money on the ledger (wallets app): the one place that
+knows which accounts a payment touches.
+
+    money a provider collected   clearing (merchant, provider) → merchant balance
+    split instructions           merchant balance → recipients, one multi-leg transfer
+    wallet part of a charge      wallet → merchant balance (a transfer, or a hold capture)
+    refund, provider part        merchant balance → clearing (booked back if the provider refuses)
+    refund, wallet part          a reversal of the wallet transfer (wallets.transfer_reverse)
+    refund, recipients' shares   recipients → merchant balance, pro rata and cumulative:
+                                 once refunds total T of an amount A, recipient i has given
+                                 back exactly floor(share_i × T / A), so a full refund
+                                 returns every share exactly and partial ones never overshoot
+
+Accounts are created by `payment_accounts` before the transaction that books (creating
+a shared account inside a transaction that then waits for locks can deadlock with
+another creator). Callers hold the payment's row lock and call `accounts_lock` once with
+every account the transaction will touch, so they are locked in pk order up front and a
+transaction that books several transfers never deadlocks with one that books one.
+Lock order everywhere: payment row, charge row, hold or transfer row, accounts by pk.
+"""
+
+from dataclasses import dataclass, field
+
+from wallets.models import Account
+from wallets.services import account_get_or_create, merchant_balance_account, transfer_create
+
+from .splits import splits_allocate
+
+
+@dataclass
+class PaymentAccounts:
+    merchant_balance: Account
+    clearing: Account | None = None
+    # (recipient account, its share of the payment amount), shares > 0 only
+    recipients: list[tuple[Account, int]] = field(default_factory=list)
+
+    def all(self) -> list[Account]:
+        accounts = [self.merchant_balance, *(account for account, _ in self.recipients)]
+        return accounts + ([self.clearing] if self.clearing is not None else [])
+
+
+def clearing_account(*, merchant, provider: str, currency: str) -> Account:
+    """What the provider owes the merchant: it goes negative when a provider collects."""
+    return account_get_or_create(
+        kind=Account.Kind.PROVIDER_CLEARING, merchant=merchant, currency=currency, name=provider
+    )
+
+
+def payment_accounts(
+    *, merchant, currency: str, amount: int, split_instructions: list, provider: str | None
+) -> PaymentAccounts:
+    """The ledger accounts a payment books to, created on first use. `provider` None: no
+    provider part (a wallet-only charge)."""
+    shares = [(d, share) for d, share in splits_allocate(instructions=split_instructions, amount=amount) if share > 0]
+    # Created in name order: two first-time creators never wait on each other's inserts in a cycle.
+    by_name = {
+        destination: account_get_or_create(
+            kind=Account.Kind.RECIPIENT, merchant=merchant, currency=currency, name=destination
+        )
+        for destination, _ in sorted(shares)
+    }
+    recipients = [(by_name[destination], share) for destination, share in shares]
+    return PaymentAccounts(
+        merchant_balance=merchant_balance_account(merchant=merchant, currency=currency),
+        clearing=clearing_account(merchant=merchant, provider=provider, currency=currency) if provider else None,
+        recipients=recipients,
+    )
+
+
+def accounts_lock(accounts) -> None:
+    """Lock every account a transaction will book to, in pk order, before the first
+    transfer (re-locking them later in the same transaction is free)."""
+    ids = sorted({account.pk for account in accounts if account is not None})
+    list(Account.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk").values_list("pk"))
+
+
+def book_collected(*, accounts: PaymentAccounts, payment, amount: int, reference: str) -> None:
+    """The provider collected `amount` for the merchant."""
+    transfer_create(
+        legs=[(accounts.clearing, -amount), (accounts.merchant_balance, amount)],
+        currency=payment.currency,
+        merchant=payment.merchant,
+        reference=reference,
+        description="collected by the provider",
+    )
+
+
+def book_provider_refund(*, accounts: PaymentAccounts, payment, amount: int, reference: str, back: bool) -> None:
+    """The provider part of a refund leaves the merchant's balance (back=True: the
+    provider refused it, so it returns). InsufficientFunds if the merchant paid it out."""
+    source, destination = (
+        (accounts.clearing, accounts.merchant_balance) if back else (accounts.merchant_balance, accounts.clearing)
+    )
+    transfer_create(
+        legs=[(source, -amount), (destination, amount)],
+        currency=payment.currency,
+        merchant=payment.merchant,
+        reference=reference,
+        description="refund through the provider refused: booked back" if back else "refund through the provider",
+    )
+
+
+def splits_settle(*, accounts: PaymentAccounts, payment, reference: str) -> None:
+    """Pay each recipient its share out of the merchant's balance, in one transfer."""
+    if not accounts.recipients:
+        return
+    total = sum(share for _, share in accounts.recipients)
+    transfer_create(
+        legs=[(accounts.merchant_balance, -total), *accounts.recipients],
+        currency=payment.currency,
+        merchant=payment.merchant,
+        reference=reference,
+        description="split instructions",
+    )
+
+
+def splits_rebalance(*, accounts: PaymentAccounts, payment, refunded_before: int, refunded_after: int, reference: str):
+    """Refunds went from `refunded_before` to `refunded_after`: take the recipients'
+    pro-rata shares back (or, when a refund was refused, give them back). Exact over any
+    sequence of refunds. InsufficientFunds if a recipient has already spent its share."""
+    legs = []
+    for account, share in accounts.recipients:
+        delta = share * refunded_after // payment.amount - share * refunded_before // payment.amount
+        if delta:
+            legs.append((account, -delta))
+    total = -sum(amount for _, amount in legs)
+    if not legs:
+        return
+    transfer_create(
+        legs=[*legs, (accounts.merchant_balance, total)],
+        currency=payment.currency,
+        merchant=payment.merchant,
+        reference=reference,
+        description="split shares of a refund" if total > 0 else "split shares of a refused refund: returned",
+    )
