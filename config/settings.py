@@ -164,6 +164,9 @@ AUTH_FAILURE_THROTTLE_RATE = env("AUTH_FAILURE_THROTTLE_RATE", default="30/min")
 # client-sent X-Forwarded-For is ignored (else anyone could dodge the throttles with it).
 NUM_PROXIES = env.int("NUM_PROXIES", default=0)
 IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
+# A key still "in flight" after this long was left by a process that died mid-request:
+# a retry with the same key and body runs again. Keep it above the longest request.
+IDEMPOTENCY_IN_FLIGHT_LEASE = timedelta(seconds=env.int("IDEMPOTENCY_IN_FLIGHT_LEASE", default=120))
 DEFAULT_PAYMENT_QUOTA = env.int("DEFAULT_PAYMENT_QUOTA", default=10_000)
 JWT_ALGORITHM = "HS256"
 

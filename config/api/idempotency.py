@@ -13,6 +13,9 @@
   (400 validation, 401, 403, 404, 405, 415, 429, 503) release the key instead, so the
   request can be fixed and retried with the same key.
 - Keys are kept 24 hours (IDEMPOTENCY_KEY_TTL); a periodic task purges older ones.
+- A key left in flight by a process that died mid-request is taken over by a retry once
+  it is older than IDEMPOTENCY_IN_FLIGHT_LEASE (default 120 s; keep it above the longest
+  request, e.g. gunicorn's timeout).
 """
 
 import hashlib
@@ -32,10 +35,13 @@ NOT_SAVED_STATUSES = frozenset({400, 401, 403, 404, 405, 415, 429, 503})
 
 
 def _request_hash(request) -> str:
+    # A malformed body raises ParseError (or InvalidRequest) here and is answered 400 as it
+    # would be without a key; nothing is claimed.
+    data = request.data
     try:
-        body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=str)
-    except Exception:
-        body = request.body.decode("utf-8", "replace")
+        body = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):  # not JSON-shaped (a parser's odd output): its repr will do
+        body = repr(data)
     raw = f"{request.method}\n{request.path}\n{body}"
     return hashlib.sha256(raw.encode()).hexdigest()
 
@@ -46,9 +52,17 @@ def _scope(request) -> str:
 
 
 def _claim(*, scope: str, key: str, request, request_hash: str) -> tuple[IdempotencyKey, bool]:
-    """Insert the key as in flight, or return the existing row. Commits on its own."""
-    cutoff = timezone.now() - settings.IDEMPOTENCY_KEY_TTL
-    for _ in range(2):
+    """Insert the key as in flight, or return the existing row. Commits on its own.
+
+    An in-flight row older than IDEMPOTENCY_IN_FLIGHT_LEASE belongs to a request whose
+    process died (no request runs that long): a retry of the same request takes it over
+    (one conditional UPDATE, so one retry wins) and runs again. That is safe because the
+    services underneath are atomic and idempotent themselves."""
+    now = timezone.now()
+    cutoff = now - settings.IDEMPOTENCY_KEY_TTL
+    abandoned = now - settings.IDEMPOTENCY_IN_FLIGHT_LEASE
+    row = None
+    for _ in range(3):
         try:
             with transaction.atomic():
                 row = IdempotencyKey.objects.create(
@@ -63,6 +77,15 @@ def _claim(*, scope: str, key: str, request, request_hash: str) -> tuple[Idempot
                 # Expired but not purged yet: a new use of the key starts afresh.
                 IdempotencyKey.objects.filter(pk=row.pk, created_at__lt=cutoff).delete()
                 continue
+            if row.state == IdempotencyKey.State.IN_FLIGHT and row.request_hash == request_hash:
+                if row.created_at < abandoned:
+                    taken = IdempotencyKey.objects.filter(
+                        pk=row.pk, state=IdempotencyKey.State.IN_FLIGHT, created_at=row.created_at
+                    ).update(created_at=now)
+                    if taken:
+                        row.created_at = now
+                        return row, True
+                    continue  # another retry took it first: look again
             return row, False
     return row, False
 
@@ -92,10 +115,13 @@ def idempotent(view_method):
             response = view_method(self, request, *args, **kwargs)
         except Exception as exc:
             response = self.handle_exception(exc)
+        # Only while this request still holds the key: if it ran past the lease and a retry
+        # took the key over, the retry's result is the one kept.
+        mine = IdempotencyKey.objects.filter(pk=row.pk, state=IdempotencyKey.State.IN_FLIGHT, created_at=row.created_at)
         if response.status_code in NOT_SAVED_STATUSES:
-            IdempotencyKey.objects.filter(pk=row.pk).delete()
+            mine.delete()
         else:
-            IdempotencyKey.objects.filter(pk=row.pk).update(
+            mine.update(
                 state=IdempotencyKey.State.DONE,
                 response_status=response.status_code,
                 response_body=response.data,

@@ -101,28 +101,78 @@ def test_keys_expire_after_24_hours(merchant_api, merchant):
     assert not IdempotencyKey.objects.exists()
 
 
+def test_malformed_json_with_a_key_is_a_parse_error_and_claims_nothing(merchant_api):
+    response = merchant_api.generic(
+        "POST", "/api/v1/customers", '{"external_id": "a",', content_type="application/json", HTTP_IDEMPOTENCY_KEY="bad"
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] is None
+    assert "Malformed" in error["message"]
+    assert not IdempotencyKey.objects.exists()
+
+
+def test_in_flight_key_abandoned_past_the_lease_runs_again(merchant_api, merchant, settings):
+    settings.IDEMPOTENCY_IN_FLIGHT_LEASE = timedelta(seconds=120)
+    first = create(merchant_api, "crashed", {"external_id": "a"})
+    assert first.status_code == 201
+    # As if the process had died after the customer was written but before the key was
+    # saved (here undone, to see that the retry really runs).
+    Customer.objects.filter(merchant=merchant).delete()
+    IdempotencyKey.objects.filter(key="crashed").update(
+        state=IdempotencyKey.State.IN_FLIGHT, response_status=None, response_body=None
+    )
+    IdempotencyKey.objects.filter(key="crashed").update(created_at=timezone.now() - timedelta(seconds=100))
+    assert create(merchant_api, "crashed", {"external_id": "a"}).status_code == 409  # within the lease
+    IdempotencyKey.objects.filter(key="crashed").update(created_at=timezone.now() - timedelta(seconds=121))
+    retry = create(merchant_api, "crashed", {"external_id": "a"})
+    assert retry.status_code == 201 and "Idempotent-Replayed" not in retry
+    assert Customer.objects.filter(merchant=merchant).count() == 1
+    row = IdempotencyKey.objects.get(key="crashed")
+    assert row.state == IdempotencyKey.State.DONE and row.response_status == 201
+    replay = create(merchant_api, "crashed", {"external_id": "a"})
+    assert replay["Idempotent-Replayed"] == "true" and replay.json() == retry.json()
+    # An abandoned key with another body is still misuse, not a takeover.
+    IdempotencyKey.objects.filter(key="crashed").update(
+        state=IdempotencyKey.State.IN_FLIGHT, created_at=timezone.now() - timedelta(seconds=121)
+    )
+    assert create(merchant_api, "crashed", {"external_id": "b"}).json()["error"]["type"] == "idempotency_error"
+
+
 @pytest.mark.postgres
+@pytest.mark.urls("config.tests.urls")
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_requests_with_one_key_create_one_object(merchant):
+def test_concurrent_requests_with_one_key_run_the_handler_once(merchant):
+    """Proves the idempotency layer itself: the handler has no uniqueness of its own, so
+    anything but exactly one execution is the layer's fault."""
+    from config.tests.urls import CountedCreateApi
+
+    CountedCreateApi.executions = 0
     _, raw = api_key_create(merchant=merchant)
-    threads, statuses, barrier = [], [], threading.Barrier(8)
+    statuses, barrier = [], threading.Barrier(8)
 
     def worker():
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
         barrier.wait()
         try:
-            response = create(client, "race", {"external_id": "same"})
-            statuses.append((response.status_code, response.get("Idempotent-Replayed")))
+            response = client.post("/api/v1/_test/counted", {"n": 1}, format="json", HTTP_IDEMPOTENCY_KEY="race")
+            statuses.append((response.status_code, response.get("Idempotent-Replayed"), response.json()))
         finally:
             connection.close()
 
-    for _ in range(8):
-        threads.append(threading.Thread(target=worker))
-        threads[-1].start()
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
     for thread in threads:
         thread.join()
-    assert Customer.objects.filter(merchant=merchant).count() == 1
-    fresh = [s for s in statuses if s == (201, None)]
+    assert CountedCreateApi.executions == 1, statuses
+    assert len(statuses) == 8
+    fresh = [s for s in statuses if s[:2] == (201, None)]
     assert len(fresh) == 1, statuses
-    assert all(s in {(201, None), (201, "true"), (409, None)} for s in statuses), statuses
+    for status, replayed, body in statuses:
+        if status == 201:
+            assert body == {"execution": 1, "echo": 1}
+        else:
+            assert (status, replayed, body["error"]["type"]) == (409, None, "conflict"), statuses
+    assert len([s for s in statuses if s[0] == 409]) >= 1  # the others overlapped the 0.3 s handler

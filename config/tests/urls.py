@@ -1,6 +1,9 @@
 """Test-only endpoints that raise each domain error or take money fields, so the one
 exception handler and the money fields are tested for every status in API.md."""
 
+import threading
+import time
+
 from django.urls import include, path
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -9,6 +12,7 @@ from rest_framework.views import APIView
 
 from config import errors
 from config.api.fields import CurrencyField, MinorUnitsField
+from config.api.idempotency import idempotent
 from config.api.parsing import parse
 
 RAISES = {
@@ -43,7 +47,25 @@ class MoneyApi(APIView):
         return Response(parse(self.Input, request.data))
 
 
+class CountedCreateApi(APIView):
+    """An idempotent POST that counts how often its handler really runs, and takes a
+    while, so concurrent requests with one key overlap (the idempotency race tests)."""
+
+    executions = 0
+    delay = 0.3
+    lock = threading.Lock()
+
+    @idempotent
+    def post(self, request):
+        with CountedCreateApi.lock:
+            CountedCreateApi.executions += 1
+            execution = CountedCreateApi.executions
+        time.sleep(CountedCreateApi.delay)
+        return Response({"execution": execution, "echo": request.data.get("n")}, status=201)
+
+
 urlpatterns = [
+    path("api/v1/_test/counted", CountedCreateApi.as_view()),
     path("api/v1/_test/raise/<str:kind>", RaiseApi.as_view()),
     path("api/v1/_test/money", MoneyApi.as_view()),
     path("", include("config.urls")),
