@@ -180,5 +180,20 @@ def test_card_part_of_a_charge_is_charged_off_session(localstripe, stripe_custom
             stripe_customer.stripe_customer_id,
         )
         assert (wallet.balance, wallet.held) == (0, 0)
+        # localstripe's payment_intent.succeeded names the charge: settled already, no false alarm.
+        time.sleep(1.0)
+        payment = Payment.objects.get(pk=charge["payment"])
+        assert not payment.timeline.filter(flagged=True).exists()
+        refund = api.post(f"/api/v1/payments/{charge['payment']}/refunds", {}, format="json")
+        assert refund.status_code == 201, refund.content
+        assert (refund.json()["wallet_amount"], refund.json()["provider_amount"]) == (700, 1300)
+        assert refund.json()["provider_refund_id"].startswith("re_")
+        assert (
+            localstripe.v1.payment_intents.retrieve(charge["provider_charge_id"]).charges.data[0].amount_refunded
+            == 1300
+        )
+        wallet.refresh_from_db()
+        assert wallet.balance == 700
+        assert Payment.objects.get(pk=charge["payment"]).status == "refunded"
     else:
         assert charge["failure_reason"] and (wallet.balance, wallet.held) == (700, 0)
