@@ -187,7 +187,22 @@ def payment_cancel(*, payment: Payment, source: str = Source.API) -> Payment:
     charge), raises IllegalTransition (409)."""
     if _charge_backed(payment):
         raise IllegalTransition("This payment belongs to a charge and settles with it; it cannot be canceled.")
-    return payment_transition(payment_id=payment.pk, to="canceled", source=source)
+    payment = payment_transition(payment_id=payment.pk, to="canceled", source=source)
+    _provider_cancel(payment, source=source)
+    return payment
+
+
+def _provider_cancel(payment: Payment, *, source: str) -> None:
+    """After the payment is canceled or expired here (committed, no lock held), ask the
+    provider to stop taking money for it. Its refusal is recorded, never raised: a
+    success that arrives anyway is flagged by payment_settle_from_provider."""
+    if not payment.provider_payment_id:
+        return
+    try:
+        get_provider(payment.provider).cancel_payment(payment=payment)
+    except Exception as exc:
+        logger.warning("provider did not cancel a payment", extra={"payment": str(payment.pk), "error": str(exc)})
+        timeline_add(payment=payment, type="provider.cancel_failed", source=source, data={"error": str(exc)[:500]})
 
 
 # --- Webhook-driven outcomes -------------------------------------------------------------
@@ -468,6 +483,8 @@ def _reconcile_one(payment: Payment, *, now: datetime) -> str:
         data={"provider_status": status},
         reason="expired while pending" if outcome == "expired" else "",
     )
+    if result == "expired":
+        _provider_cancel(payment, source=Source.RECONCILIATION)
     return result
 
 

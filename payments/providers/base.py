@@ -64,6 +64,11 @@ class PaymentProvider(ABC):
     def refund(self, *, payment, amount: int, idempotency_key: str) -> RefundResult: ...
 
     @abstractmethod
+    def cancel_payment(self, *, payment) -> None:
+        """Stop the payer from paying a payment Paydesk gave up on (canceled or expired).
+        Best effort: a payment paid anyway is flagged when its success arrives."""
+
+    @abstractmethod
     def charge_off_session(
         self, *, customer, amount: int, currency: str, idempotency_key: str, description: str, metadata: dict
     ) -> OffSessionResult: ...

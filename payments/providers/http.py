@@ -4,6 +4,7 @@
                                        "notify_url", "idempotency_key"} → {"id", "payment_url"}
     GET  {HTTP_PROVIDER_URL}/payments/{id}                 → {"status"}
     POST {HTTP_PROVIDER_URL}/payments/{id}/refunds {"amount", "idempotency_key"} → {"id", "status"}
+    POST {HTTP_PROVIDER_URL}/payments/{id}/cancel                                  (best effort)
     POST {HTTP_PROVIDER_URL}/charges {"customer", "payment_method", "amount", "currency",
                                       "idempotency_key"} → {"id", "status", "failure_reason"?}
     GET  {HTTP_PROVIDER_URL}/charges/{id}                  → {"id", "status", "failure_reason"?}
@@ -81,6 +82,9 @@ class HttpProvider(PaymentProvider):
     def retrieve_status(self, *, payment) -> str:
         status = _request("GET", f"/payments/{payment.provider_payment_id}").get("status", "pending")
         return {"paid": "succeeded"}.get(status, status)
+
+    def cancel_payment(self, *, payment) -> None:
+        _request("POST", f"/payments/{payment.provider_payment_id}/cancel", {}, f"cancel-{payment.pk}")
 
     def refund(self, *, payment, amount: int, idempotency_key: str) -> RefundResult:
         body = _request(

@@ -31,6 +31,11 @@ class MockProvider(PaymentProvider):
         checkout = MockCheckout.objects.filter(payment=payment).first()
         return {"paid": "succeeded", "failed": "failed"}.get(checkout.status if checkout else "", "pending")
 
+    def cancel_payment(self, *, payment) -> None:
+        from payments.models import MockCheckout
+
+        MockCheckout.objects.filter(payment=payment, status="pending").update(status="canceled")
+
     def refund(self, *, payment, amount: int, idempotency_key: str) -> RefundResult:
         return RefundResult(
             provider_refund_id=f"mock_re_{uuid.uuid5(uuid.NAMESPACE_URL, idempotency_key).hex}", status="succeeded"

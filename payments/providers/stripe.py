@@ -114,6 +114,13 @@ class StripeProvider(PaymentProvider):
             return "failed"
         return _STATUS.get(intent.status, "pending")
 
+    def cancel_payment(self, *, payment) -> None:
+        client = _client()
+        if payment.provider_payment_id.startswith("cs_"):
+            _call(client.v1.checkout.sessions.expire, payment.provider_payment_id)
+        else:
+            _call(client.v1.payment_intents.cancel, payment.provider_payment_id)
+
     def refund(self, *, payment, amount: int, idempotency_key: str) -> RefundResult:
         client = _client()
         intent_id = payment.provider_payment_id

@@ -65,3 +65,12 @@ def test_return_url_redirect_comes_after_the_webhook_and_changes_nothing_itself(
 
 def test_unknown_checkout_is_404():
     assert Client().get("/pay/mock/00000000-0000-0000-0000-000000000000").status_code == 404
+
+
+def test_a_canceled_payment_can_no_longer_be_paid_on_its_page(merchant_api, click):
+    payment = create(merchant_api)
+    assert merchant_api.post(f"/api/v1/payments/{payment['id']}/cancel").status_code == 200
+    response = click(Client(), urlsplit(payment["payment_url"]).path, {"action": "pay"})
+    assert response.status_code == 400 and "already canceled" in response.content.decode()
+    assert Payment.objects.get(pk=payment["id"]).status == "canceled"
+    assert not InboundEvent.objects.exists()  # the provider sent nothing: nothing to flag

@@ -139,6 +139,13 @@ def test_refund_goes_to_stripe(localstripe, stripe_customer, api):
     assert Payment.objects.get(pk=payment["id"]).status == "partially_refunded"
 
 
+def test_cancel_cancels_the_intent_at_stripe(localstripe, stripe_customer, api):
+    payment = create(api, stripe_customer)
+    assert api.post(f"/api/v1/payments/{payment['id']}/cancel").status_code == 200
+    assert localstripe.v1.payment_intents.retrieve(payment["provider_payment_id"]).status == "canceled"
+    assert not Payment.objects.get(pk=payment["id"]).timeline.filter(type="provider.cancel_failed").exists()
+
+
 def test_reconciliation_asks_stripe(localstripe, stripe_customer, api, settings):
     from datetime import timedelta
 
