@@ -283,6 +283,11 @@ WEBHOOK_RETRY_SCHEDULE = env.list(
     "WEBHOOK_RETRY_SCHEDULE", cast=int, default=[60, 300, 1800, 7200, 18000, 36000, 36000, 36000, 36000, 36000, 36000]
 )
 WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=50)
+# Seconds before each retry of an inbound event whose handler failed (by its task, or the
+# sweep if that message was lost); when used up the event stays `failed` for staff.
+WEBHOOK_INBOUND_RETRY_SCHEDULE = env.list(
+    "WEBHOOK_INBOUND_RETRY_SCHEDULE", cast=int, default=[30, 120, 600, 1800, 7200, 21600]
+)
 # SSRF guard: endpoint URLs on loopback/private/link-local addresses are refused unless allowed.
 WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=DEBUG)
 

@@ -18,6 +18,7 @@ class InboundEventAdmin(ReadOnlyAdmin):
         "flagged",
         "signature_verified",
         "attempts",
+        "next_attempt_at",
     ]
     list_filter = ["provider", "status", "flagged", "signature_verified", "type"]
     search_fields = ["event_id", "type", "last_error"]

@@ -32,11 +32,20 @@ class InboundEvent(models.Model):
     flagged = models.BooleanField(default=False, help_text="A handler found something staff should look at.")
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="A failed event is retried from then on (by its task or the sweep); "
+        "empty once the retry schedule is used up: staff re-process it.",
+    )
 
     class Meta:
         ordering = ["-received_at"]
         constraints = [
             models.UniqueConstraint(fields=["provider", "event_id"], name="inbound_event_unique_per_provider"),
+        ]
+        indexes = [
+            models.Index(fields=["next_attempt_at"], name="inbound_retry_due_idx", condition=Q(status="failed")),
         ]
 
     def __str__(self):

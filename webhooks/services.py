@@ -53,27 +53,54 @@ def inbound_event_record(
 
 
 class HandlerFailed(Exception):
-    """Processing raised; the event is `failed` with the error and may be retried."""
+    """Processing raised; the event is `failed` with the error and may be retried.
+    `retry_in`: seconds until it is due again, None once the schedule is used up."""
+
+    def __init__(self, message: str, *, retry_in: float | None = None):
+        super().__init__(message)
+        self.retry_in = retry_in
 
 
-def inbound_event_process(*, event_id, force: bool = False) -> str:
+# A retry that arrives a little before its time (clocks of two machines) still runs.
+_DUE_GRACE = timedelta(seconds=5)
+
+
+def inbound_retry_delay(attempts: int) -> float | None:
+    """Seconds until a failed event is retried after `attempts` attempts (±10% jitter);
+    None once WEBHOOK_INBOUND_RETRY_SCHEDULE is used up: staff re-run it from admin."""
+    schedule = settings.WEBHOOK_INBOUND_RETRY_SCHEDULE
+    if attempts > len(schedule):
+        return None
+    return schedule[attempts - 1] * random.uniform(0.9, 1.1)
+
+
+def inbound_event_process(*, event_id, force: bool = False, now: datetime | None = None) -> str:
     """Run the registered handler for a stored event, exactly once.
 
     Locks the event row (SKIP LOCKED: a concurrent processor of the same event leaves it
     alone), runs the handler in the same transaction, and marks the event processed or
     ignored. A handler exception rolls back the handler's writes, leaves the event
-    `failed` with the error and raises HandlerFailed (the task retries with backoff).
-    `force` (staff re-run) also re-runs a processed or ignored event; handlers are idempotent.
-    Returns the resulting status.
+    `failed` with the error and the time of its next try (WEBHOOK_INBOUND_RETRY_SCHEDULE)
+    and raises HandlerFailed. A failed event is only run again once that time has come
+    (so a task retry and the sweep never run it twice in a row), and not at all once the
+    schedule is used up. `force` (staff re-run) runs any event now; handlers are idempotent.
+    Returns the resulting status ("not-due" when left alone).
     """
-    error = None
+    now = now or timezone.now()
+    error = retry_in = None
     with transaction.atomic():
         event = InboundEvent.objects.select_for_update(skip_locked=True).filter(pk=event_id).first()
         if event is None:
             return "locked-or-missing"
-        if not force and event.status in (InboundEvent.Status.PROCESSED, InboundEvent.Status.IGNORED):
-            return event.status
+        if not force:
+            if event.status in (InboundEvent.Status.PROCESSED, InboundEvent.Status.IGNORED):
+                return event.status
+            if event.status == InboundEvent.Status.FAILED and (
+                event.next_attempt_at is None or event.next_attempt_at > now + _DUE_GRACE
+            ):
+                return "not-due"
         event.attempts += 1
+        event.next_attempt_at = None
         handlers = handlers_for(event.provider, event.type)
         if not handlers:
             event.status = InboundEvent.Status.IGNORED
@@ -86,6 +113,9 @@ def inbound_event_process(*, event_id, force: bool = False) -> str:
                 logger.exception("inbound event handler failed", extra={"event": str(event.pk)})
                 error = f"{type(exc).__name__}: {exc}"
                 event.status, event.last_error = InboundEvent.Status.FAILED, error[:2000]
+                retry_in = inbound_retry_delay(event.attempts)
+                if retry_in is not None:
+                    event.next_attempt_at = now + timedelta(seconds=retry_in)
             else:
                 ignored = [r for r in results if isinstance(r, Ignored)]
                 if len(ignored) == len(results):
@@ -93,10 +123,10 @@ def inbound_event_process(*, event_id, force: bool = False) -> str:
                     event.last_error = "; ".join(r.reason for r in ignored)
                 else:
                     event.status, event.last_error = InboundEvent.Status.PROCESSED, ""
-        event.processed_at = timezone.now()
-        event.save(update_fields=["status", "last_error", "attempts", "processed_at", "flagged"])
+        event.processed_at = now
+        event.save(update_fields=["status", "last_error", "attempts", "processed_at", "flagged", "next_attempt_at"])
     if error:
-        raise HandlerFailed(error)
+        raise HandlerFailed(error, retry_in=retry_in)
     return event.status
 
 
@@ -400,12 +430,17 @@ def deliveries_due_ids(*, now: datetime | None = None, limit: int = 1000) -> lis
     return [str(pk) for pk in due.values_list("pk", flat=True)[:limit]]
 
 
-def stale_inbound_ids(*, older_than: timedelta = timedelta(minutes=2), limit: int = 1000) -> list[str]:
-    """Inbound events still `received` (task lost) or `failed` (retries exhausted are left to staff)."""
-    cutoff = timezone.now() - older_than
+def stale_inbound_ids(
+    *, older_than: timedelta = timedelta(minutes=2), now: datetime | None = None, limit: int = 1000
+) -> list[str]:
+    """Inbound events whose processing message may have been lost: still `received` a
+    while after arrival, or `failed` with their next try due (those whose retry schedule
+    is used up have no next try: they are left to staff)."""
+    now = now or timezone.now()
+    stranded = Q(status=InboundEvent.Status.RECEIVED, received_at__lt=now - older_than) | Q(
+        status=InboundEvent.Status.FAILED, next_attempt_at__lte=now
+    )
     return [
         str(pk)
-        for pk in InboundEvent.objects.filter(status=InboundEvent.Status.RECEIVED, received_at__lt=cutoff)
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:limit]
+        for pk in InboundEvent.objects.filter(stranded).order_by("received_at").values_list("pk", flat=True)[:limit]
     ]

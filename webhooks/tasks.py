@@ -3,13 +3,19 @@ from celery import shared_task
 from . import services
 
 
-@shared_task(bind=True, acks_late=True, max_retries=8)
+@shared_task(bind=True, acks_late=True, max_retries=None)
 def inbound_event_process_task(self, event_id: str) -> str:
     try:
         return services.inbound_event_process(event_id=event_id)
     except services.HandlerFailed as exc:
-        # Exponential backoff with jitter: ~1 s, 2 s, 4 s ... then staff re-run from admin.
-        raise self.retry(exc=exc, countdown=min(2**self.request.retries, 600))
+        if self.request.is_eager or exc.retry_in is None:
+            # Eager (no broker) a retry would run inline at once, inside the provider's
+            # request: acknowledge instead and leave the event `failed`, with its next try
+            # recorded, for the sweep or staff. Schedule used up: staff re-run it.
+            return "failed"
+        # The schedule (WEBHOOK_INBOUND_RETRY_SCHEDULE) is counted on the event, not here;
+        # the sweep re-enqueues it too if this message is lost.
+        raise self.retry(exc=exc, countdown=exc.retry_in)
 
 
 @shared_task(acks_late=True)

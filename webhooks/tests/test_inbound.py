@@ -3,14 +3,20 @@ import hmac
 import json
 import threading
 import time
+from datetime import timedelta
+from unittest import mock
 
 import pytest
+from celery.exceptions import Retry
 from django.db import connection
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from webhooks.admin import InboundEventAdmin
 from webhooks.models import InboundEvent
 from webhooks.registry import Ignored, register_handler
+from webhooks.services import inbound_event_process
+from webhooks.tasks import inbound_event_process_task, webhooks_sweep_task
 
 from .support import signed_post, stripe_event
 
@@ -264,13 +270,59 @@ class TestProcessing:
         stored = InboundEvent.objects.get()
         assert (stored.status, stored.last_error) == ("ignored", "nothing maps to this")
 
-    def test_failing_handler_is_retried_until_it_succeeds(self, api, stripe_secret, django_capture_on_commit_callbacks):
+    def test_failing_handler_is_not_retried_inline_but_by_the_sweep_when_due(
+        self, api, stripe_secret, django_capture_on_commit_callbacks
+    ):
         state["flaky_failures_left"] = 2
         with django_capture_on_commit_callbacks(execute=True):
             assert post(api, event(type_="paydesk_test.flaky"), stripe_secret).status_code == 200
         stored = InboundEvent.objects.get()
-        assert stored.status == "processed" and stored.attempts == 3
+        # Eager (no broker): one try inside the request, no inline retries.
+        assert (stored.status, stored.attempts, len(calls["flaky"])) == ("failed", 1, 1)
+        assert 25 <= (stored.next_attempt_at - timezone.now()).total_seconds() <= 35  # 30 s ±10%
+        assert webhooks_sweep_task()["inbound"] == 0  # not due yet
+        for expected_attempts in (2, 3):
+            InboundEvent.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+            assert webhooks_sweep_task()["inbound"] == 1
+            stored.refresh_from_db()
+            assert stored.attempts == expected_attempts
+        assert stored.status == "processed" and stored.next_attempt_at is None
         assert len(calls["flaky"]) == 3
+        assert webhooks_sweep_task()["inbound"] == 0
+
+    def test_retries_are_bounded_then_left_to_staff(self, api, stripe_secret, settings):
+        settings.WEBHOOK_INBOUND_RETRY_SCHEDULE = [10, 20]
+        state["broken"] = True
+        post(api, event(type_="paydesk_test.broken"), stripe_secret)
+        stored = InboundEvent.objects.get()
+        inbound_event_process_task.delay(str(stored.pk))  # the first try (eager)
+        for _ in range(3):
+            InboundEvent.objects.filter(next_attempt_at__isnull=False).update(
+                next_attempt_at=timezone.now() - timedelta(seconds=1)
+            )
+            webhooks_sweep_task()
+        stored.refresh_from_db()
+        assert (stored.status, stored.attempts, stored.next_attempt_at) == ("failed", 3, None)
+        assert len(calls["broken"]) == 3
+        assert webhooks_sweep_task()["inbound"] == 0
+        assert inbound_event_process(event_id=stored.pk) == "not-due"  # a stray message changes nothing
+        assert len(calls["broken"]) == 3
+
+    def test_with_a_broker_the_task_retries_after_the_events_own_backoff(self, api, stripe_secret):
+        state["broken"] = True
+        post(api, event(type_="paydesk_test.broken"), stripe_secret)  # stored; its task not run
+        stored = InboundEvent.objects.get()
+        with mock.patch.object(inbound_event_process_task, "retry", side_effect=Retry()) as retry:
+            with pytest.raises(Retry):
+                inbound_event_process_task(str(stored.pk))  # a worker's call: not eager
+        stored.refresh_from_db()
+        countdown = retry.call_args.kwargs["countdown"]
+        assert 27 <= countdown <= 33
+        assert abs((stored.next_attempt_at - stored.processed_at).total_seconds() - countdown) < 0.01
+        # The retry message arrives on time and runs it; an early duplicate does not.
+        assert inbound_event_process(event_id=stored.pk, now=timezone.now()) == "not-due"
+        state["broken"] = False
+        assert inbound_event_process(event_id=stored.pk, now=stored.next_attempt_at) == "processed"
 
     def test_failed_event_is_kept_with_its_error_and_rerun_from_admin(
         self, api, stripe_secret, rf, admin_user, django_capture_on_commit_callbacks
@@ -281,7 +333,7 @@ class TestProcessing:
         stored = InboundEvent.objects.get()
         assert stored.status == "failed" and "bug in handler" in stored.last_error
         attempts = stored.attempts
-        assert attempts > 1  # retried with backoff before giving up
+        assert attempts == 1  # eager: no inline retries inside the provider's request
 
         state["broken"] = False  # the bug is fixed; staff re-run it
         request = rf.post("/admin/")
