@@ -1,9 +1,12 @@
 """Back office for the ledger. Balances, transfers and entries are read-only; every
 change goes through a service: "adjust balance" (wallet_adjust, with a mandatory reason
-recorded with the staff user), "void hold" (hold_void), "run ledger audit"."""
+recorded with the staff user), "void hold" (hold_void), "run ledger audit". Each of these
+actions needs its own permission (wallets.adjust_balance, wallets.void_hold,
+wallets.run_ledger_audit): view rights alone show the ledger and change nothing."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -57,15 +60,27 @@ class EntryInline(admin.TabularInline):
         return False
 
 
-@admin.action(description="Run the ledger audit (whole ledger)")
+# Each action that changes something needs its own permission (Meta.permissions on the
+# models), never just "view": a staff user who may look at the ledger may not move money.
+PERM_ADJUST_BALANCE = "wallets.adjust_balance"
+PERM_VOID_HOLD = "wallets.void_hold"
+PERM_RUN_LEDGER_AUDIT = "wallets.run_ledger_audit"
+
+
+@admin.action(description="Run the ledger audit (whole ledger)", permissions=["run_ledger_audit"])
 def run_ledger_audit(modeladmin, request, queryset=None):
     audit = ledger_audit_run(trigger="admin")
     level = messages.SUCCESS if audit.ok else messages.ERROR
     messages.add_message(request, level, ledger_audit_format(audit.report))
 
 
+class RunLedgerAuditMixin:
+    def has_run_ledger_audit_permission(self, request, obj=None):
+        return request.user.has_perm(PERM_RUN_LEDGER_AUDIT)
+
+
 @admin.register(Account)
-class AccountAdmin(ReadOnlyAdmin):
+class AccountAdmin(RunLedgerAuditMixin, ReadOnlyAdmin):
     list_display = ["id", "kind", "name", "currency", "merchant", "customer", "balance_display", "held", "created_at"]
     list_filter = ["kind", "currency", "allow_negative"]
     search_fields = ["id", "merchant__name", "customer__external_id", "customer__email", "name"]
@@ -104,7 +119,10 @@ class WalletAdmin(AccountAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).filter(kind=Account.Kind.CUSTOMER_WALLET)
 
-    @admin.action(description="Adjust balance (credit or debit, with a reason)")
+    def has_adjust_balance_permission(self, request, obj=None):
+        return request.user.has_perm(PERM_ADJUST_BALANCE)
+
+    @admin.action(description="Adjust balance (credit or debit, with a reason)", permissions=["adjust_balance"])
     def adjust_balance(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one wallet to adjust.", messages.WARNING)
@@ -183,7 +201,10 @@ class HoldAdmin(ReadOnlyAdmin):
     raw_id_fields = ["account", "destination", "capture_transfer"]
     actions = ["void_holds"]
 
-    @admin.action(description="Void selected holds")
+    def has_void_hold_permission(self, request, obj=None):
+        return request.user.has_perm(PERM_VOID_HOLD)
+
+    @admin.action(description="Void selected holds", permissions=["void_hold"])
     def void_holds(self, request, queryset):
         for hold in queryset:
             try:
@@ -194,7 +215,7 @@ class HoldAdmin(ReadOnlyAdmin):
 
 
 @admin.register(LedgerAudit)
-class LedgerAuditAdmin(ReadOnlyAdmin):
+class LedgerAuditAdmin(RunLedgerAuditMixin, ReadOnlyAdmin):
     list_display = ["started_at", "ok", "trigger", "duration_ms", "violations"]
     list_filter = ["ok", "trigger"]
     readonly_fields = ["started_at", "ok", "trigger", "duration_ms", "report_text"]
@@ -219,10 +240,13 @@ class LedgerAuditAdmin(ReadOnlyAdmin):
         ]
 
     def run_view(self, request):
+        if not self.has_run_ledger_audit_permission(request):
+            raise PermissionDenied
         if request.method == "POST":
             run_ledger_audit(self, request)
         return HttpResponseRedirect(reverse("admin:wallets_ledgeraudit_changelist"))
 
     def changelist_view(self, request, extra_context=None):
         _warn_if_audit_failing(request)
+        extra_context = {**(extra_context or {}), "can_run_ledger_audit": self.has_run_ledger_audit_permission(request)}
         return super().changelist_view(request, extra_context)

@@ -88,6 +88,7 @@ class Wallet(Account):
 
     class Meta:
         proxy = True
+        permissions = [("adjust_balance", "Can adjust a wallet's balance (staff credit or debit)")]
 
 
 class Transfer(models.Model):
@@ -208,6 +209,7 @@ class Hold(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("void_hold", "Can void a pending hold")]
         indexes = [
             models.Index(fields=["expires_at"], condition=Q(status="pending"), name="hold_pending_expiry"),
         ]
@@ -244,6 +246,7 @@ class LedgerAudit(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+        permissions = [("run_ledger_audit", "Can run the ledger audit")]
 
     def __str__(self):
         return f"audit {self.started_at:%Y-%m-%d %H:%M:%S} {'ok' if self.ok else 'FAILED'}"
