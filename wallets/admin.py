@@ -4,6 +4,8 @@ recorded with the staff user), "void hold" (hold_void), "run ledger audit". Each
 actions needs its own permission (wallets.adjust_balance, wallets.void_hold,
 wallets.run_ledger_audit): view rights alone show the ledger and change nothing."""
 
+import uuid
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -11,7 +13,7 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from config.currencies import format_amount
+from config.currencies import MAX_AMOUNT, format_amount
 from config.errors import DomainError
 
 from .models import Account, Entry, Hold, LedgerAudit, Transfer, Wallet
@@ -99,9 +101,14 @@ class AccountAdmin(RunLedgerAuditMixin, ReadOnlyAdmin):
 
 class AdjustBalanceForm(forms.Form):
     amount = forms.IntegerField(
-        help_text="Signed, in minor units: 500 credits 5.00, -500 debits 5.00. Never a decimal."
+        min_value=-MAX_AMOUNT,
+        max_value=MAX_AMOUNT,
+        help_text="Signed, in minor units: 500 credits 5.00, -500 debits 5.00. Never a decimal.",
     )
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Required; kept on the transfer.")
+    # Made when the form is first shown and sent back with it: the adjustment's idempotency
+    # key, so a double submit (or a browser resend) adjusts once.
+    token = forms.UUIDField(widget=forms.HiddenInput)
 
     def clean_amount(self):
         amount = self.cleaned_data["amount"]
@@ -131,25 +138,35 @@ class WalletAdmin(AccountAdmin):
         if "apply" in request.POST:
             form = AdjustBalanceForm(request.POST)
             if form.is_valid():
+                key = f"admin-adjust:{form.cleaned_data['token']}"
+                replay = Transfer.objects.filter(merchant_id=wallet.merchant_id, idempotency_key=key).exists()
                 try:
                     transfer = wallet_adjust(
                         wallet=wallet,
                         amount=form.cleaned_data["amount"],
                         reason=form.cleaned_data["reason"],
                         staff_user=request.user,
+                        idempotency_key=key,
                     )
                 except DomainError as exc:
                     self.message_user(request, f"Not adjusted: {exc.message}", messages.ERROR)
                     return None
-                self.message_user(
-                    request,
-                    f"Adjusted {wallet}: transfer {transfer.pk}; "
-                    f"balance now {_money(wallet.balance, wallet.currency)}.",
-                    messages.SUCCESS,
-                )
+                wallet.refresh_from_db(fields=["balance", "held"])
+                balance = _money(wallet.balance, wallet.currency)
+                if replay:
+                    self.message_user(
+                        request,
+                        f"This adjustment was already made (transfer {transfer.pk}); nothing changed. "
+                        f"Balance {balance}.",
+                        messages.WARNING,
+                    )
+                else:
+                    self.message_user(
+                        request, f"Adjusted {wallet}: transfer {transfer.pk}; balance now {balance}.", messages.SUCCESS
+                    )
                 return HttpResponseRedirect(request.get_full_path())
         else:
-            form = AdjustBalanceForm()
+            form = AdjustBalanceForm(initial={"token": uuid.uuid4()})
         context = {
             **self.admin_site.each_context(request),
             "title": "Adjust wallet balance",

@@ -16,6 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from config.currencies import MAX_AMOUNT
 from config.errors import Conflict, IllegalTransition, InsufficientFunds, InvalidRequest, NotFound
 from payments.identity.models import Customer, Merchant
 
@@ -371,6 +372,40 @@ def _emit(*, merchant_id, type: str, data: dict) -> None:
     event_emit(merchant=Merchant(pk=merchant_id), type=type, data=data)
 
 
+def _wallet_move(
+    *,
+    wallet: Account,
+    counter: Account,
+    amount: int,
+    kind: str,
+    reference: str,
+    reason: str,
+    idempotency_key: str | None,
+    created_by=None,
+) -> Transfer:
+    """Move `amount` into the wallet from `counter` (amount > 0) or out of it to `counter`
+    (amount < 0), and emit wallet.credited / wallet.debited when this call moved it."""
+    transfer, created = _transfer_create(
+        legs=[(counter, -amount), (wallet, amount)],
+        currency=wallet.currency,
+        kind=kind,
+        merchant_id=wallet.merchant_id,
+        reference=reference,
+        description=reason,
+        idempotency_key=idempotency_key,
+        created_by=created_by,
+    )
+    if created:
+        _emit_wallet_event(wallet=wallet, transfer=transfer, amount=amount)
+    return transfer
+
+
+def _emit_wallet_event(*, wallet: Account, transfer: Transfer, amount: int) -> None:
+    """wallet.credited (amount > 0) or wallet.debited (amount < 0, reported positive)."""
+    type = "wallet.credited" if amount > 0 else "wallet.debited"
+    _emit(merchant_id=wallet.merchant_id, type=type, data=_wallet_event_data(wallet, transfer, abs(amount)))
+
+
 @transaction.atomic
 def wallet_credit(
     *,
@@ -379,30 +414,26 @@ def wallet_credit(
     reference: str = "",
     reason: str = "",
     idempotency_key: str | None = None,
-    created_by=None,
 ) -> Transfer:
     """Add `amount` (minor units) to the wallet, funded from the merchant's external
     funding account in that currency, and emit `wallet.credited` in the same transaction.
 
     Locks both accounts in pk order. Idempotent on idempotency_key (per merchant): a
     retry returns the first transfer, moves nothing and emits nothing.
-    Raises InvalidRequest (amount not a positive integer).
+    Raises InvalidRequest (amount not a positive integer up to MAX_AMOUNT), Conflict (the
+    key was used for another transfer).
     """
     _check_amount(amount)
     funding = merchant_funding_account(merchant=Merchant(pk=wallet.merchant_id), currency=wallet.currency)
-    transfer, created = _transfer_create(
-        legs=[(funding, -amount), (wallet, amount)],
-        currency=wallet.currency,
-        kind=Transfer.Kind.ADJUSTMENT if created_by is not None else Transfer.Kind.CREDIT,
-        merchant_id=wallet.merchant_id,
+    return _wallet_move(
+        wallet=wallet,
+        counter=funding,
+        amount=amount,
+        kind=Transfer.Kind.CREDIT,
         reference=reference,
-        description=reason,
+        reason=reason,
         idempotency_key=idempotency_key,
-        created_by=created_by,
     )
-    if created:
-        _emit(merchant_id=wallet.merchant_id, type="wallet.credited", data=_wallet_event_data(wallet, transfer, amount))
-    return transfer
 
 
 @transaction.atomic
@@ -413,49 +444,69 @@ def wallet_debit(
     reference: str = "",
     reason: str = "",
     idempotency_key: str | None = None,
-    created_by=None,
 ) -> Transfer:
     """Take `amount` (minor units) from the wallet's available balance into the
     merchant's balance account, and emit `wallet.debited` in the same transaction.
 
     Locks both accounts in pk order. Idempotent on idempotency_key (per merchant).
     Raises InsufficientFunds when available < amount (nothing changes, no event),
-    InvalidRequest (amount not a positive integer).
+    InvalidRequest (amount not a positive integer up to MAX_AMOUNT), Conflict (the key
+    was used for another transfer).
     """
     _check_amount(amount)
     destination = merchant_balance_account(merchant=Merchant(pk=wallet.merchant_id), currency=wallet.currency)
-    transfer, created = _transfer_create(
-        legs=[(wallet, -amount), (destination, amount)],
-        currency=wallet.currency,
-        kind=Transfer.Kind.ADJUSTMENT if created_by is not None else Transfer.Kind.DEBIT,
-        merchant_id=wallet.merchant_id,
+    return _wallet_move(
+        wallet=wallet,
+        counter=destination,
+        amount=-amount,
+        kind=Transfer.Kind.DEBIT,
         reference=reference,
-        description=reason,
+        reason=reason,
         idempotency_key=idempotency_key,
-        created_by=created_by,
     )
-    if created:
-        _emit(merchant_id=wallet.merchant_id, type="wallet.debited", data=_wallet_event_data(wallet, transfer, amount))
-    return transfer
 
 
 def _check_amount(amount) -> None:
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidRequest("The amount must be a positive integer in minor units.", param="amount")
+    if amount > MAX_AMOUNT:
+        raise InvalidRequest(f"The amount must be at most {MAX_AMOUNT}.", param="amount")
 
 
 @transaction.atomic
-def wallet_adjust(*, wallet: Account, amount: int, reason: str, staff_user) -> Transfer:
+def wallet_adjust(
+    *, wallet: Account, amount: int, reason: str, staff_user, idempotency_key: str | None = None
+) -> Transfer:
     """A staff correction: credit (amount > 0) or debit (amount < 0) with a mandatory
-    reason, recorded on the transfer with the staff user. Same locks and errors as
-    wallet_credit / wallet_debit."""
+    reason, recorded on the transfer (kind `adjustment`) with the staff user, and
+    announced like any credit or debit (wallet.credited / wallet.debited).
+
+    Both directions book against the merchant's external funding account, where staff
+    credits come from: a debit correction returns the money there, so "+X then -X"
+    leaves every account as it was (a debit through wallet_debit would have paid the
+    merchant instead).
+    Locks both accounts in pk order. Idempotent on idempotency_key (per merchant; the
+    admin form sends a one-time token, so a double submit adjusts once).
+    Raises InvalidRequest (no reason; amount zero, not an integer, or beyond
+    ±MAX_AMOUNT), InsufficientFunds (a debit above the available balance; nothing
+    changes), Conflict (the key was used for another transfer).
+    """
     if not reason or not reason.strip():
         raise InvalidRequest("A reason is required for a balance adjustment.", param="reason")
     if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
         raise InvalidRequest("The amount must be a non-zero integer in minor units.", param="amount")
-    service = wallet_credit if amount > 0 else wallet_debit
-    return service(
-        wallet=wallet, amount=abs(amount), reason=reason.strip(), reference="staff-adjustment", created_by=staff_user
+    if abs(amount) > MAX_AMOUNT:
+        raise InvalidRequest(f"The amount must be between -{MAX_AMOUNT} and {MAX_AMOUNT}.", param="amount")
+    funding = merchant_funding_account(merchant=Merchant(pk=wallet.merchant_id), currency=wallet.currency)
+    return _wallet_move(
+        wallet=wallet,
+        counter=funding,
+        amount=amount,
+        kind=Transfer.Kind.ADJUSTMENT,
+        reference="staff-adjustment",
+        reason=reason.strip(),
+        idempotency_key=idempotency_key,
+        created_by=staff_user,
     )
 
 

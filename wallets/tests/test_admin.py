@@ -62,13 +62,20 @@ def test_ledger_is_read_only_in_admin(staff_client, customer):
     assert Entry.objects.filter(pk=entry.pk).exists()
 
 
+def _adjust_form(client, wallet) -> dict:
+    """Open the "adjust balance" page; return the POST data of its form (with its one-time token)."""
+    base = {"action": "adjust_balance", ACTION_CHECKBOX_NAME: [str(wallet.pk)]}
+    page = client.post(reverse("admin:wallets_wallet_changelist"), base)
+    assert page.status_code == 200 and b"Adjust wallet balance" in page.content
+    token = page.context["form"]["token"].value()
+    assert f'name="token" value="{token}"'.encode() in page.content
+    return {**base, "token": str(token)}
+
+
 def test_adjust_balance_action_needs_a_reason_and_records_the_staff_user(staff_client, customer):
     wallet = WalletFactory(customer=customer, balance=100)
     url = reverse("admin:wallets_wallet_changelist")
-    base = {"action": "adjust_balance", ACTION_CHECKBOX_NAME: [str(wallet.pk)]}
-
-    page = staff_client.post(url, base)
-    assert page.status_code == 200 and b"Adjust wallet balance" in page.content
+    base = _adjust_form(staff_client, wallet)
 
     no_reason = staff_client.post(url, {**base, "apply": "1", "amount": "50", "reason": ""})
     assert no_reason.status_code == 200  # the form again, with its error
@@ -80,9 +87,38 @@ def test_adjust_balance_action_needs_a_reason_and_records_the_staff_user(staff_c
     transfer = Transfer.objects.get(kind="adjustment")
     assert (transfer.description, transfer.created_by, transfer.amount) == ("refund of fee", staff_client.user, 40)
 
-    too_much = staff_client.post(url, {**base, "apply": "1", "amount": "-61", "reason": "x"})
+    too_much = staff_client.post(
+        url, {**_adjust_form(staff_client, wallet), "apply": "1", "amount": "-61", "reason": "x"}
+    )
     assert too_much.status_code == 302
     assert Account.objects.get(pk=wallet.pk).balance == 60
+
+
+@pytest.mark.parametrize("amount", [str(10**19), str(-(10**19)), str(10**12 + 1), str(-(10**12) - 1)])
+def test_adjust_balance_beyond_the_maximum_amount_is_a_form_error_not_a_500(staff_client, customer, amount):
+    wallet = WalletFactory(customer=customer, balance=100)
+    url = reverse("admin:wallets_wallet_changelist")
+    page = staff_client.post(url, {**_adjust_form(staff_client, wallet), "apply": "1", "amount": amount, "reason": "x"})
+    assert page.status_code == 200
+    assert page.context["form"].errors["amount"]
+    assert Account.objects.get(pk=wallet.pk).balance == 100
+
+
+def test_a_double_submitted_adjustment_adjusts_once(staff_client, customer):
+    wallet = WalletFactory(customer=customer, balance=100)
+    url = reverse("admin:wallets_wallet_changelist")
+    form = {**_adjust_form(staff_client, wallet), "apply": "1", "amount": "-30", "reason": "fee"}
+
+    first = staff_client.post(url, form, follow=True)
+    second = staff_client.post(url, form, follow=True)
+
+    assert Account.objects.get(pk=wallet.pk).balance == 70
+    assert Transfer.objects.filter(kind="adjustment").count() == 1
+    assert b"Adjusted" in first.content
+    assert b"already made" in second.content
+    # A fresh form is a new adjustment.
+    staff_client.post(url, {**_adjust_form(staff_client, wallet), "apply": "1", "amount": "-30", "reason": "fee"})
+    assert Account.objects.get(pk=wallet.pk).balance == 40
 
 
 def test_void_hold_action(staff_client, customer):

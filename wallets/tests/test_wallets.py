@@ -1,8 +1,16 @@
 import pytest
 
+from config.currencies import MAX_AMOUNT
 from config.errors import Conflict, InsufficientFunds, InvalidRequest
 from wallets.models import Account, Transfer
-from wallets.services import wallet_adjust, wallet_create, wallet_credit, wallet_debit
+from wallets.services import (
+    merchant_balance_account,
+    merchant_funding_account,
+    wallet_adjust,
+    wallet_create,
+    wallet_credit,
+    wallet_debit,
+)
 from wallets.tests.factories import WalletFactory
 from webhooks.models import OutboundEvent
 
@@ -85,6 +93,55 @@ def test_staff_adjustment_records_reason_and_user(wallet, django_user_model):
         wallet_adjust(wallet=wallet, amount=100, reason="  ", staff_user=staff)
     with pytest.raises(InsufficientFunds):
         wallet_adjust(wallet=wallet, amount=-501, reason="too much", staff_user=staff)
+
+
+def _balances(*accounts) -> list[int]:
+    return [Account.objects.get(pk=a.pk).balance for a in accounts]
+
+
+def test_a_staff_credit_then_the_same_debit_leaves_every_account_as_before(wallet, django_user_model):
+    staff = django_user_model.objects.create_user("ops", is_staff=True)
+    wallet_credit(wallet=wallet, amount=1000)
+    wallet_debit(wallet=wallet, amount=300)
+    funding = merchant_funding_account(merchant=wallet.merchant, currency="usd")
+    merchant = merchant_balance_account(merchant=wallet.merchant, currency="usd")
+    before = _balances(wallet, funding, merchant)
+    assert before == [700, -1000, 300]
+
+    wallet_adjust(wallet=wallet, amount=250, reason="goodwill", staff_user=staff)
+    assert _balances(wallet, funding, merchant) == [950, -1250, 300]
+    debit = wallet_adjust(wallet=wallet, amount=-250, reason="goodwill was a mistake", staff_user=staff)
+
+    assert _balances(wallet, funding, merchant) == before  # the merchant was not paid by the correction
+    legs = dict(debit.entries.values_list("account_id", "amount"))
+    assert legs == {wallet.pk: -250, funding.pk: 250}
+    events = OutboundEvent.objects.filter(type__in=["wallet.credited", "wallet.debited"]).order_by("created_at")
+    assert [(e.type, e.data["amount"]) for e in events][-2:] == [("wallet.credited", 250), ("wallet.debited", 250)]
+
+
+@pytest.mark.parametrize("amount", [10**19, -(10**19), MAX_AMOUNT + 1, -MAX_AMOUNT - 1])
+def test_staff_adjustment_beyond_the_maximum_is_refused(wallet, django_user_model, amount):
+    staff = django_user_model.objects.create_user("ops", is_staff=True)
+    with pytest.raises(InvalidRequest) as exc:
+        wallet_adjust(wallet=wallet, amount=amount, reason="typo", staff_user=staff)
+    assert exc.value.param == "amount"
+    assert not Transfer.objects.filter(kind="adjustment").exists()
+
+
+@pytest.mark.parametrize("service", [wallet_credit, wallet_debit])
+def test_credit_and_debit_beyond_the_maximum_are_refused(wallet, service):
+    with pytest.raises(InvalidRequest):
+        service(wallet=wallet, amount=10**19)
+
+
+def test_staff_adjustment_is_idempotent_on_its_key(wallet, django_user_model):
+    staff = django_user_model.objects.create_user("ops", is_staff=True)
+    first = wallet_adjust(wallet=wallet, amount=100, reason="x", staff_user=staff, idempotency_key="admin-adjust:t1")
+    again = wallet_adjust(wallet=wallet, amount=100, reason="x", staff_user=staff, idempotency_key="admin-adjust:t1")
+    assert again.pk == first.pk
+    assert Account.objects.get(pk=wallet.pk).balance == 100
+    with pytest.raises(Conflict):
+        wallet_adjust(wallet=wallet, amount=-100, reason="x", staff_user=staff, idempotency_key="admin-adjust:t1")
 
 
 def test_credits_unit_accounts_work_like_money(customer):
