@@ -138,9 +138,7 @@ class InstallmentOrderListCreateApi(ListAPIView):
         data = parse(self.Input, request.data)
         merchant = request.user.require_merchant()
         customer = customer_get(merchant=merchant, customer_id=data.pop("customer"), param="customer")
-        order = installment_order_create(
-            merchant=merchant, customer=customer, idempotency_key=request.headers.get("Idempotency-Key"), **data
-        )
+        order = installment_order_create(merchant=merchant, customer=customer, **data)
         return Response(OrderOut(order_get(merchant=merchant, order_id=order.pk)).data, status=201)
 
 
@@ -176,7 +174,5 @@ class InstallmentOrderPayApi(APIView):
     def post(self, request, order_id):
         data = parse(self.Input, request.data)
         order = order_get(merchant=request.user.merchant, order_id=order_id)
-        installment_order_pay(
-            order=order, amount=data.get("amount"), idempotency_key=request.headers.get("Idempotency-Key")
-        )
+        installment_order_pay(order=order, amount=data.get("amount"))
         return Response(OrderOut(order_get(merchant=request.user.merchant, order_id=order_id)).data)

@@ -32,6 +32,9 @@ class InstallmentOrder(models.Model):
     interval = models.CharField(max_length=5, choices=Interval.choices, blank=True)
     interval_count = models.PositiveIntegerField(default=1)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    early_payments = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Early-payment requests so far: numbers each one's charge key."
+    )
     description = models.CharField(max_length=1000, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -52,6 +55,15 @@ class InstallmentOrder(models.Model):
 
 
 class Installment(models.Model):
+    """One part of an order's schedule. Sequence 0, when there is one, is the down payment.
+
+    An attempt to collect it is claimed (status `processing`) together with the
+    idempotency key of the one charge that attempt may make (`charge_key`), whoever
+    claims it: the collector (`inst:<id>:<attempt>`), an early payment (`pay:<order>:<n>`,
+    shared by the installments that one charge pays) or the order's creation
+    (`down:<order>`). Whoever finishes the attempt later looks the charge up by that key.
+    """
+
     class Status(models.TextChoices):
         SCHEDULED = "scheduled"
         PROCESSING = "processing"
@@ -60,15 +72,24 @@ class Installment(models.Model):
         DEFAULTED = "defaulted"
         CANCELED = "canceled"
 
+    class ClaimSource(models.TextChoices):
+        COLLECTION = "collection"
+        EARLY_PAYMENT = "early_payment"
+        DOWN_PAYMENT = "down_payment"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     order = models.ForeignKey(InstallmentOrder, on_delete=models.CASCADE, related_name="installments")
     sequence = models.PositiveIntegerField()
     due_date = models.DateField()
     amount = models.BigIntegerField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.SCHEDULED)
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0, help_text="Collection attempts (dunning counts these).")
     next_attempt_at = models.DateTimeField(help_text="When collection next tries it (due date, then dunning).")
     claimed_at = models.DateTimeField(null=True, blank=True, help_text="Set while a collector charges it.")
+    claim_source = models.CharField(max_length=14, choices=ClaimSource.choices, blank=True)
+    charge_key = models.CharField(
+        max_length=100, blank=True, help_text="Idempotency key of the current (or last) attempt's one charge."
+    )
     last_error = models.TextField(blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
 
@@ -98,7 +119,9 @@ class Installment(models.Model):
 
 
 class InstallmentCharge(models.Model):
-    """Which charge paid (or tried to pay) which installment, attempt by attempt."""
+    """Which charge paid (or tried to pay) which installment. One charge may pay several
+    installments (an early payment of all that is left); `attempt` is the installment's
+    collection attempt count when the charge was made."""
 
     installment = models.ForeignKey(Installment, on_delete=models.CASCADE, related_name="charge_attempts")
     attempt = models.PositiveIntegerField()
@@ -106,10 +129,8 @@ class InstallmentCharge(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["installment", "attempt"]
-        constraints = [
-            models.UniqueConstraint(fields=["installment", "attempt"], name="installment_charge_once_per_attempt")
-        ]
+        ordering = ["installment", "created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["installment", "charge"], name="installment_charge_once")]
 
 
 class InstallmentEvent(models.Model):

@@ -1,19 +1,32 @@
 """Writes for installments: create orders, collect due installments, dunning, pay early,
 cancel, reschedule.
 
-Lock order, everywhere: the order row, then its installments. Collection claims rows
-with SKIP LOCKED in short transactions and charges outside any lock; each charge's
-idempotency key is derived from the installment and its attempt number, so a crashed,
-repeated or concurrent run never charges an installment twice (nor at the provider).
+Lock order, everywhere: the order row, then its installments.
+
+One attempt to collect an installment makes at most one charge, whoever makes it. The
+attempt is claimed (status `processing`) in a short transaction that also stores the
+idempotency key of that charge on the installment (`charge_key`): `inst:<id>:<attempt>`
+when the collector claims it (SKIP LOCKED), `pay:<order>:<n>` for an early payment (one
+charge for the installments it pays), `down:<order>` for the down payment. The charge is
+made outside any lock with that key, and its outcome recorded in a second short
+transaction that checks the installment is still on that key. If the process dies in
+between, or the provider cannot be reached and the charge stays pending, the claim's
+lease lapses and the collector re-claims the row: it looks the charge up by the stored
+key (or makes it, with that same key: charges are idempotent on it) and records the
+outcome. A pending charge keeps its installments `processing` until it resolves.
+
+The raw client Idempotency-Key never reaches charge_create: every key is derived here
+and scoped to one installment attempt or one order.
 """
 
 import logging
+import time
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Sum
+from django.db.models import Case, CharField, F, Q, Sum, Value, When
 from django.utils import timezone
 
 from config.errors import IllegalTransition, InsufficientFunds, InvalidRequest
@@ -25,8 +38,11 @@ from webhooks.services import event_emit
 
 logger = logging.getLogger("paydesk.installments")
 
-OPEN = (Installment.Status.SCHEDULED, Installment.Status.PROCESSING, Installment.Status.FAILED)
+Status = Installment.Status
+Claim = Installment.ClaimSource
+OPEN = (Status.SCHEDULED, Status.PROCESSING, Status.FAILED)
 CLAIM_LEASE = timedelta(minutes=10)
+_clock = time.monotonic  # the time budget's clock (tests move it)
 
 
 def _start_of(day: date) -> datetime:
@@ -67,6 +83,11 @@ def order_data(order: InstallmentOrder) -> dict:
     }
 
 
+def collection_key(installment_id, attempt: int) -> str:
+    """The charge key of the collector's attempt number `attempt` of an installment."""
+    return f"inst:{installment_id}:{attempt}"
+
+
 # --- Create -----------------------------------------------------------------------------
 
 
@@ -84,15 +105,18 @@ def installment_order_create(
     down_payment: int = 0,
     description: str = "",
     metadata: dict | None = None,
-    idempotency_key: str | None = None,
 ) -> InstallmentOrder:
     """Create an order and its installments: equal parts over `installment_count`
     periods, or the explicit `schedule`. The amounts always sum exactly to what is owed
     after the down payment (remainder to the first installments).
 
-    A down payment is charged first (wallet, then card) with an idempotency key; if it
-    does not succeed nothing else is created and InsufficientFunds (402) is raised.
-    Raises InvalidRequest naming the field for a bad schedule.
+    A down payment is installment 0, created `processing` with the order (so whatever
+    its charge does later is booked against the order) and charged at once with the key
+    `down:<order id>`. Declined or impossible: the order is canceled and
+    InsufficientFunds (402) raised, with no money taken. Left pending by an unreachable
+    provider: the order is returned active with installment 0 `processing`; the
+    collector books the charge's outcome once it resolves (a later failure cancels the
+    order). Raises InvalidRequest naming the field for a bad schedule.
     """
     currency = currency.lower()
     if down_payment < 0 or down_payment >= amount:
@@ -111,22 +135,7 @@ def installment_order_create(
             start=start_date or timezone.localdate(),
         )
 
-    down_charge = None
-    if down_payment:
-        key = f"down:{idempotency_key}" if idempotency_key else None
-        down_charge = charge_create(
-            merchant=merchant,
-            customer=customer,
-            amount=down_payment,
-            currency=currency,
-            description="down payment",
-            idempotency_key=key,
-        )
-        if down_charge.status != Charge.Status.SUCCEEDED:
-            raise InsufficientFunds(
-                f"The down payment was not collected: {down_charge.failure_reason or 'pending'}.", param="down_payment"
-            )
-
+    now = timezone.now()
     with transaction.atomic():
         order = InstallmentOrder.objects.create(
             merchant=merchant,
@@ -134,24 +143,53 @@ def installment_order_create(
             amount=amount,
             currency=currency,
             down_payment=down_payment,
-            down_payment_charge=down_charge,
             interval=interval or "",
             interval_count=interval_count,
             description=description,
             metadata=metadata or {},
         )
-        Installment.objects.bulk_create(
-            [
-                Installment(order=order, sequence=i + 1, due_date=due, amount=part, next_attempt_at=_start_of(due))
-                for i, (due, part) in enumerate(parts)
-            ]
-        )
-        _event(
-            order,
-            "installment_order.created",
-            to_status="active",
-            data={"amount": amount, "down_payment": down_payment, "installments": len(parts)},
-        ).save()
+        rows = [
+            Installment(order=order, sequence=i + 1, due_date=due, amount=part, next_attempt_at=_start_of(due))
+            for i, (due, part) in enumerate(parts)
+        ]
+        timeline = [
+            _event(
+                order,
+                "installment_order.created",
+                to_status="active",
+                data={"amount": amount, "down_payment": down_payment, "installments": len(parts)},
+            )
+        ]
+        down = None
+        if down_payment:
+            down = Installment(
+                order=order,
+                sequence=0,
+                due_date=timezone.localdate(),
+                amount=down_payment,
+                next_attempt_at=now,
+                status=Status.PROCESSING,
+                claimed_at=now,
+                claim_source=Claim.DOWN_PAYMENT,
+                charge_key=f"down:{order.pk}",
+            )
+            rows.insert(0, down)
+            timeline.append(
+                _event(
+                    order,
+                    "installment.processing",
+                    installment=down,
+                    to_status=Status.PROCESSING,
+                    data={"charge_key": down.charge_key, "down_payment": True},
+                )
+            )
+        Installment.objects.bulk_create(rows)
+        InstallmentEvent.objects.bulk_create(timeline)
+    if down is not None:
+        down.reclaimed = False  # a fresh key: no charge can exist under it yet
+        if installment_collect(installment=down, now=now, source="api") not in (Status.PAID, Status.PROCESSING):
+            down.refresh_from_db(fields=["last_error"])
+            raise InsufficientFunds(f"The down payment was not collected: {down.last_error}", param="down_payment")
     return order
 
 
@@ -160,12 +198,13 @@ def installment_order_create(
 
 def installments_claim(*, now: datetime, chunk: int) -> list[Installment]:
     """Claim up to `chunk` due installments of active orders for this collector:
-    SELECT ... FOR UPDATE SKIP LOCKED, so concurrent collectors take disjoint rows.
-    A due one becomes `processing` with its attempt counted; one left `processing` by a
-    collector that died (claim older than the lease) is re-claimed with the SAME attempt
-    number, so its charge is looked up by the same idempotency key, not made again."""
-    due = Q(status__in=[Installment.Status.SCHEDULED, Installment.Status.FAILED], next_attempt_at__lte=now) | Q(
-        status=Installment.Status.PROCESSING, claimed_at__lt=now - CLAIM_LEASE
+    SELECT ... FOR UPDATE SKIP LOCKED, so concurrent collectors take disjoint rows and
+    never wait for each other. A due one becomes `processing` with its attempt counted
+    and that attempt's charge key stored; one left `processing` (by any path) past the
+    lease is re-claimed as it is, charge key included, so its charge is looked up, not
+    made again. Every claim writes a timeline event (one INSERT per chunk)."""
+    due = Q(status__in=[Status.SCHEDULED, Status.FAILED], next_attempt_at__lte=now) | Q(
+        status=Status.PROCESSING, claimed_at__lt=now - CLAIM_LEASE
     )
     with transaction.atomic():
         rows = list(
@@ -174,122 +213,307 @@ def installments_claim(*, now: datetime, chunk: int) -> list[Installment]:
             .select_related("order__merchant", "order__customer")
             .order_by("next_attempt_at")[:chunk]
         )
-        fresh = [r.pk for r in rows if r.status != Installment.Status.PROCESSING]
+        if not rows:
+            return rows
+        timeline = []
+        fresh, stale = [], []
+        for row in rows:
+            if row.status == Status.PROCESSING:
+                row.reclaimed = True
+                stale.append(row.pk)
+                timeline.append(
+                    _event(
+                        row.order,
+                        "installment.reclaimed",
+                        installment=row,
+                        from_status=row.status,
+                        to_status=Status.PROCESSING,
+                        source="collection",
+                        data={
+                            "charge_key": row.charge_key,
+                            "claimed_at": row.claimed_at.isoformat() if row.claimed_at else None,
+                            "by": row.claim_source,
+                        },
+                    )
+                )
+            else:
+                row.reclaimed = False
+                fresh.append(row.pk)
+                previous, row.attempts = row.status, row.attempts + 1
+                row.claim_source, row.charge_key = Claim.COLLECTION, collection_key(row.pk, row.attempts)
+                timeline.append(
+                    _event(
+                        row.order,
+                        "installment.processing",
+                        installment=row,
+                        from_status=previous,
+                        to_status=Status.PROCESSING,
+                        source="collection",
+                        data={"attempt": row.attempts, "charge_key": row.charge_key},
+                    )
+                )
+            row.status, row.claimed_at = Status.PROCESSING, now
         if fresh:
             Installment.objects.filter(pk__in=fresh).update(
-                status=Installment.Status.PROCESSING, attempts=F("attempts") + 1, claimed_at=now
+                status=Status.PROCESSING,
+                attempts=F("attempts") + 1,
+                claimed_at=now,
+                claim_source=Claim.COLLECTION,
+                charge_key=Case(
+                    *(When(pk=row.pk, then=Value(row.charge_key)) for row in rows if not row.reclaimed),
+                    output_field=CharField(),
+                ),
             )
-        stale = [r.pk for r in rows if r.status == Installment.Status.PROCESSING]
         if stale:
             Installment.objects.filter(pk__in=stale).update(claimed_at=now)
-        for row in rows:
-            if row.pk in fresh:
-                row.attempts += 1
-            row.status, row.claimed_at = Installment.Status.PROCESSING, now
+        InstallmentEvent.objects.bulk_create(timeline)
     return rows
 
 
-def installment_collect(*, installment: Installment, now: datetime) -> str:
-    """Charge one claimed installment (no lock held) and record the outcome."""
-    key = f"inst:{installment.pk}:{installment.attempts}"
-    order = installment.order
+def _charge(*, order: InstallmentOrder, key: str, amount: int, description: str):
+    """Make the charge of `key` (or get the one already made under it: charge_create is
+    idempotent on the key). Returns (charge, None), or (None, error) when the charge
+    could not even be started and nothing was charged (no wallet money and no card...)."""
     try:
         charge = charge_create(
             merchant=order.merchant,
             customer=order.customer,
-            amount=installment.amount,
+            amount=amount,
             currency=order.currency,
             idempotency_key=key,
             order_id=key,
-            description=f"installment {installment.sequence} of order {order.pk}",
+            description=description,
         )
-    except InsufficientFunds as exc:
-        return installment_record(
-            installment_id=installment.pk,
-            attempt=installment.attempts,
-            charge=None,
-            error=f"insufficient_funds: {exc.message}",
-            now=now,
+    except (InsufficientFunds, InvalidRequest) as exc:
+        existing = Charge.objects.filter(merchant_id=order.merchant_id, idempotency_key=key).first()
+        if existing is None:
+            return None, exc
+        return existing, None
+    return charge, None
+
+
+def _key_amount(installment: Installment) -> int:
+    """What the charge of the installment's key is for: the installment, or every
+    installment an early payment claimed under the same key."""
+    if installment.claim_source != Claim.EARLY_PAYMENT:
+        return installment.amount
+    return Installment.objects.filter(order_id=installment.order_id, charge_key=installment.charge_key).aggregate(
+        total=Sum("amount")
+    )["total"]
+
+
+def _description(installment: Installment) -> str:
+    order_id = installment.order_id
+    if installment.claim_source == Claim.EARLY_PAYMENT:
+        return f"early payment of order {order_id}"
+    if installment.claim_source == Claim.DOWN_PAYMENT:
+        return f"down payment of order {order_id}"
+    return f"installment {installment.sequence} of order {order_id}"
+
+
+def _order_status_locked(order_id) -> str:
+    """The order's status read under its row lock: waits for a transaction that is
+    closing the order right now, so its outcome is seen."""
+    with transaction.atomic():
+        return (
+            InstallmentOrder.objects.select_for_update(no_key=True)
+            .filter(pk=order_id)
+            .values_list("status", flat=True)
+            .get()
+        )
+
+
+def installment_collect(*, installment: Installment, now: datetime, source: str = "collection") -> str:
+    """Finish one claimed attempt: find the charge already made under its key (a
+    re-claimed row: the first claimer may have charged, then died or been left pending)
+    or, if the order is still active (checked under its lock), make it; then record the
+    outcome. No lock is held while charging. Safe to run twice for one claim: the key
+    finds the same charge and the second record is a no-op. Returns the status."""
+    order = installment.order
+    key = installment.charge_key
+    charge = error = None
+    if getattr(installment, "reclaimed", True):
+        charge = Charge.objects.filter(merchant_id=order.merchant_id, idempotency_key=key).first()
+    if charge is None:
+        order_status = _order_status_locked(installment.order_id)
+        if order_status != InstallmentOrder.Status.ACTIVE:
+            return installment_record(
+                installment_id=installment.pk,
+                charge_key=key,
+                charge=None,
+                error=f"the order is {order_status}",
+                now=now,
+                source=source,
+            )
+        charge, error = _charge(
+            order=order, key=key, amount=_key_amount(installment), description=_description(installment)
         )
     return installment_record(
-        installment_id=installment.pk, attempt=installment.attempts, charge=charge, error=charge.failure_reason, now=now
+        installment_id=installment.pk,
+        charge_key=key,
+        charge=charge,
+        error=f"{type(error).__name__}: {error.message}" if error else charge.failure_reason,
+        now=now,
+        source=source,
     )
 
 
 @transaction.atomic
 def installment_record(
-    *, installment_id, attempt: int, charge: Charge | None, error: str, now: datetime, source: str = "collection"
+    *, installment_id, charge_key: str, charge: Charge | None, error: str, now: datetime, source: str = "collection"
 ) -> str:
-    """Book a collection attempt: paid, failed (retry on the dunning schedule) or
-    defaulted after the last retry (the order too). Locks the order, then the
-    installment. A no-op if the installment moved on meanwhile; returns its status."""
+    """Book the outcome of a claimed attempt. Locks the order, then the installment.
+
+    A no-op unless the installment is still `processing` on `charge_key` (a replay, or
+    an attempt someone else finished); a succeeded charge that finds it otherwise is
+    logged and put on the timeline for staff. Pending charge: stays `processing`.
+    Succeeded: `paid`, whatever the order's status (the money was taken). Otherwise, by
+    order and claim: an order no longer active closes the installment like the order
+    (`canceled` / `defaulted`); a failed early payment puts it back as it was (its
+    collection attempts and due date untouched); a failed down payment cancels the
+    order; a failed collection is retried on the dunning schedule, then `defaulted`
+    with its order. Only an active order moves (completed, defaulted, canceled), and
+    its open installments close with it. Returns the installment's status.
+    """
     order_id = Installment.objects.values_list("order_id", flat=True).get(pk=installment_id)
-    order = InstallmentOrder.objects.select_for_update(no_key=True).get(pk=order_id)
+    order = InstallmentOrder.objects.select_for_update(no_key=True).select_related("merchant").get(pk=order_id)
     installment = Installment.objects.select_for_update(no_key=True).get(pk=installment_id)
-    if installment.status != Installment.Status.PROCESSING or installment.attempts != attempt:
+    if installment.status != Status.PROCESSING or installment.charge_key != charge_key:
+        if (
+            charge is not None
+            and charge.status == Charge.Status.SUCCEEDED
+            and not (installment.status == Status.PAID and installment.charge_key == charge_key)
+        ):
+            logger.error(
+                "a succeeded installment charge matches no open attempt",
+                extra={"installment": str(installment.pk), "charge": str(charge.pk), "key": charge_key},
+            )
+            _event(
+                order,
+                "installment.unmatched_charge",
+                installment=installment,
+                source=source,
+                data={"charge": str(charge.pk), "charge_key": charge_key, "status": installment.status},
+            ).save()
         return installment.status
+    attempt = installment.attempts
     if charge is not None:
-        InstallmentCharge.objects.get_or_create(installment=installment, attempt=attempt, defaults={"charge": charge})
+        InstallmentCharge.objects.get_or_create(installment=installment, charge=charge, defaults={"attempt": attempt})
         if charge.status == Charge.Status.PENDING:
-            return installment.status  # the provider has not answered: the next run looks again
-    events = []
+            return installment.status  # the charge resolves later; a re-claim books it then
+    event_type, emit, close = None, None, None
     if charge is not None and charge.status == Charge.Status.SUCCEEDED:
-        installment.status, installment.paid_at, installment.last_error = Installment.Status.PAID, now, ""
-        events.append(("installment.paid", installment_data))
+        installment.status, installment.paid_at, installment.last_error = Status.PAID, now, ""
+        emit = "installment.paid"
+        if installment.claim_source == Claim.DOWN_PAYMENT and order.down_payment_charge_id is None:
+            order.down_payment_charge = charge
+            order.save(update_fields=["down_payment_charge", "updated_at"])
     else:
-        dunning = settings.INSTALLMENT_DUNNING_SCHEDULE
         installment.last_error = (error or "charge failed")[:1000]
-        if attempt <= len(dunning):
-            installment.status = Installment.Status.FAILED
-            installment.next_attempt_at = now + timedelta(seconds=dunning[attempt - 1])
+        if order.status != InstallmentOrder.Status.ACTIVE:
+            closed_like = {InstallmentOrder.Status.DEFAULTED: Status.DEFAULTED}
+            installment.status = closed_like.get(order.status, Status.CANCELED)
+        elif installment.claim_source == Claim.EARLY_PAYMENT:
+            # Back as it was before the early payment claimed it: only collection counts
+            # attempts, so one that was never collected was scheduled, else failed.
+            installment.status = Status.FAILED if installment.attempts else Status.SCHEDULED
+            event_type = "installment.early_payment_failed"
+        elif installment.claim_source == Claim.DOWN_PAYMENT:
+            installment.status, emit = Status.FAILED, "installment.failed"
+            close = InstallmentOrder.Status.CANCELED
         else:
-            installment.status = Installment.Status.DEFAULTED
-        events.append(("installment.failed", installment_data))
+            dunning = settings.INSTALLMENT_DUNNING_SCHEDULE
+            emit = "installment.failed"
+            if attempt <= len(dunning):
+                installment.status = Status.FAILED
+                installment.next_attempt_at = now + timedelta(seconds=dunning[attempt - 1])
+            else:
+                installment.status = Status.DEFAULTED
+                close = InstallmentOrder.Status.DEFAULTED
     installment.claimed_at = None
     installment.save(update_fields=["status", "paid_at", "last_error", "next_attempt_at", "claimed_at"])
     timeline = [
         _event(
             order,
-            f"installment.{installment.status}",
+            event_type or f"installment.{installment.status}",
             installment=installment,
-            from_status="processing",
+            from_status=Status.PROCESSING,
             to_status=installment.status,
             source=source,
             data={
                 "attempt": attempt,
                 "charge": str(charge.pk) if charge else None,
+                "charge_key": charge_key,
                 "error": installment.last_error or None,
             },
         )
     ]
-    for type_, data in events:
-        event_emit(merchant=order.merchant, type=type_, data=data(installment))
-    if installment.status == Installment.Status.DEFAULTED:
-        _order_close(order, InstallmentOrder.Status.DEFAULTED, timeline, source)
-    elif installment.status == Installment.Status.PAID and not order.installments.filter(status__in=OPEN).exists():
-        _order_close(order, InstallmentOrder.Status.COMPLETED, timeline, source)
+    if emit:
+        event_emit(merchant=order.merchant, type=emit, data=installment_data(installment))
+    if order.status == InstallmentOrder.Status.ACTIVE:
+        if close is not None:
+            _order_close(order, close, timeline, source, reason=installment.last_error, closing=installment)
+        elif installment.status == Status.PAID and not order.installments.filter(status__in=OPEN).exists():
+            _order_close(order, InstallmentOrder.Status.COMPLETED, timeline, source)
     InstallmentEvent.objects.bulk_create(timeline)
     return installment.status
 
 
-def _order_close(order: InstallmentOrder, status: str, timeline: list, source: str) -> None:
+def _order_close(
+    order: InstallmentOrder, status: str, timeline: list, source: str, reason: str = "", closing=None
+) -> None:
+    """Move the (locked) order to `status`; its other scheduled and failed installments
+    close with it (defaulted with a defaulted order, else canceled). Processing ones
+    close when their attempt is recorded; `closing`, the one that closed it, stays."""
     previous = order.status
     order.status = status
     order.save(update_fields=["status", "updated_at"])
-    timeline.append(_event(order, f"installment_order.{status}", from_status=previous, to_status=status, source=source))
-    event_emit(merchant=order.merchant, type=f"installment_order.{status}", data=order_data(order))
+    to = Status.DEFAULTED if status == InstallmentOrder.Status.DEFAULTED else Status.CANCELED
+    siblings = list(
+        order.installments.select_for_update(no_key=True)
+        .filter(status__in=[Status.SCHEDULED, Status.FAILED])
+        .exclude(pk=closing.pk if closing else None)
+    )
+    for sibling in siblings:
+        timeline.append(
+            _event(
+                order, f"installment.{to}", installment=sibling, from_status=sibling.status, to_status=to, source=source
+            )
+        )
+    if siblings:
+        Installment.objects.filter(pk__in=[s.pk for s in siblings]).update(status=to)
+    timeline.append(
+        _event(
+            order,
+            f"installment_order.{status}",
+            from_status=previous,
+            to_status=status,
+            source=source,
+            data={"reason": reason} if reason else None,
+        )
+    )
+    if status in (InstallmentOrder.Status.COMPLETED, InstallmentOrder.Status.DEFAULTED):
+        event_emit(merchant=order.merchant, type=f"installment_order.{status}", data=order_data(order))
 
 
 def installments_collect(
-    *, now: datetime | None = None, limit: int | None = None, chunk: int | None = None
+    *,
+    now: datetime | None = None,
+    limit: int | None = None,
+    chunk: int | None = None,
+    budget_seconds: float | None = None,
 ) -> Iterator[dict]:
-    """Collect every due installment, chunk by chunk (memory stays flat whatever the
-    backlog; stop at any point and the next run resumes). Yields per-chunk counts.
-    Safe to run in several processes at once."""
+    """Collect due installments, chunk by chunk, until none is due, `limit` were
+    collected or `budget_seconds` have passed (checked between chunks). Memory stays
+    flat whatever the backlog; stop at any point and the next run resumes. Yields
+    per-chunk counts by resulting status. Safe to run in several processes at once."""
     now = now or timezone.now()
     chunk = chunk or settings.INSTALLMENT_COLLECT_CHUNK
+    deadline = _clock() + budget_seconds if budget_seconds else None
     done = 0
     while limit is None or done < limit:
+        if deadline is not None and _clock() >= deadline:
+            return
         rows = installments_claim(now=now, chunk=min(chunk, limit - done) if limit else chunk)
         if not rows:
             return
@@ -308,22 +532,33 @@ def installments_collect(
 # --- Pay early, cancel, reschedule, retry -----------------------------------------------------
 
 
-def installment_order_pay(
-    *, order: InstallmentOrder, amount: int | None = None, idempotency_key: str | None = None
-) -> InstallmentOrder:
+def installment_order_pay(*, order: InstallmentOrder, amount: int | None = None) -> InstallmentOrder:
     """Pay the next open installment now, or (amount = the remaining balance) all of them,
-    with one charge. Raises InvalidRequest for another amount, IllegalTransition (409)
-    unless the order is active, InsufficientFunds (402) if the charge cannot be made."""
+    with one charge keyed `pay:<order>:<n>` (n counts the order's early payments, so a
+    retry after a decline is a new charge). The installments are claimed with that key
+    first (locks: the order, then its installments), so whatever happens to this
+    process the collector finds and books the charge instead of making another.
+
+    Raises InvalidRequest for another amount, IllegalTransition (409) unless the order is
+    active and none of its installments is being collected, InsufficientFunds (402) if
+    the charge cannot be made or is declined (the installments are then as they were).
+    A charge left pending leaves them `processing` until it resolves.
+    """
+    now = timezone.now()
     with transaction.atomic():
-        locked = InstallmentOrder.objects.select_for_update(no_key=True).get(pk=order.pk)
+        locked = (
+            InstallmentOrder.objects.select_for_update(no_key=True)
+            .select_related("merchant", "customer")
+            .get(pk=order.pk)
+        )
         if locked.status != InstallmentOrder.Status.ACTIVE:
             raise IllegalTransition(f"A {locked.status} order cannot be paid.")
         open_rows = list(
             locked.installments.select_for_update(no_key=True)
-            .filter(status__in=[Installment.Status.SCHEDULED, Installment.Status.FAILED])
+            .filter(status__in=[Status.SCHEDULED, Status.FAILED])
             .order_by("sequence")
         )
-        if locked.installments.filter(status=Installment.Status.PROCESSING).exists():
+        if locked.installments.filter(status=Status.PROCESSING).exists():
             raise IllegalTransition("An installment of this order is being collected right now; try again shortly.")
         if not open_rows:
             raise IllegalTransition("Nothing is left to pay.")
@@ -336,43 +571,41 @@ def installment_order_pay(
             raise InvalidRequest(
                 f"Pay the next installment ({open_rows[0].amount}) or all that is left ({remaining}).", param="amount"
             )
-        now = timezone.now()
-        previous = {target.pk: target.status for target in targets}
-        for target in targets:  # claimed like a collection: collectors now skip them
-            target.status, target.attempts, target.claimed_at = Installment.Status.PROCESSING, target.attempts + 1, now
-            target.save(update_fields=["status", "attempts", "claimed_at"])
-    total = sum(t.amount for t in targets)
-    key = idempotency_key or f"pay:{order.pk}:" + ",".join(f"{t.sequence}.{t.attempts}" for t in targets)
-    try:
-        charge = charge_create(
-            merchant=locked.merchant,
-            customer=locked.customer,
-            amount=total,
-            currency=locked.currency,
-            idempotency_key=key,
-            order_id=key,
-            description=f"early payment of order {order.pk}",
+        locked.early_payments += 1
+        locked.save(update_fields=["early_payments", "updated_at"])
+        key = f"pay:{locked.pk}:{locked.early_payments}"
+        InstallmentEvent.objects.bulk_create(
+            _event(
+                locked,
+                "installment.processing",
+                installment=target,
+                from_status=target.status,
+                to_status=Status.PROCESSING,
+                data={"charge_key": key, "early_payment": True},
+            )
+            for target in targets
         )
-    except InsufficientFunds:
-        _release(targets, previous)
-        raise
-    if charge.status == Charge.Status.FAILED:
-        _release(targets, previous)
-        raise InsufficientFunds(f"The payment was declined: {charge.failure_reason}.", param="amount")
+        Installment.objects.filter(pk__in=[t.pk for t in targets]).update(
+            status=Status.PROCESSING, claimed_at=now, claim_source=Claim.EARLY_PAYMENT, charge_key=key
+        )
+    charge, error = _charge(
+        order=locked, key=key, amount=sum(t.amount for t in targets), description=f"early payment of order {locked.pk}"
+    )
     for target in targets:
         installment_record(
-            installment_id=target.pk, attempt=target.attempts, charge=charge, error="", now=now, source="api"
+            installment_id=target.pk,
+            charge_key=key,
+            charge=charge,
+            error=f"{type(error).__name__}: {error.message}" if error else charge.failure_reason,
+            now=now,
+            source="api",
         )
+    if error is not None:
+        raise error
+    if charge.status == Charge.Status.FAILED:
+        raise InsufficientFunds(f"The payment was declined: {charge.failure_reason}.", param="amount")
     locked.refresh_from_db()
     return locked
-
-
-def _release(targets: list[Installment], previous: dict) -> None:
-    """Undo an early-payment claim that did not charge: back as it was, attempt uncounted."""
-    for target in targets:
-        Installment.objects.filter(pk=target.pk, status=Installment.Status.PROCESSING).update(
-            status=previous[target.pk], attempts=F("attempts") - 1, claimed_at=None
-        )
 
 
 @transaction.atomic
@@ -411,8 +644,11 @@ def installment_order_cancel(*, order: InstallmentOrder, source: str = "api") ->
 
 @transaction.atomic
 def installment_reschedule(*, installment: Installment, due_date: date, source: str = "staff") -> Installment:
-    """Move an open installment to a new due date (staff). Its next attempt is then."""
-    InstallmentOrder.objects.select_for_update(no_key=True).get(pk=installment.order_id)
+    """Move an open installment of an active order to a new due date (staff). Its next
+    attempt is then. Locks the order, then the installment; raises IllegalTransition."""
+    order = InstallmentOrder.objects.select_for_update(no_key=True).get(pk=installment.order_id)
+    if order.status != InstallmentOrder.Status.ACTIVE:
+        raise IllegalTransition(f"An installment of a {order.status} order cannot be rescheduled.")
     locked = Installment.objects.select_for_update(no_key=True).get(pk=installment.pk)
     if locked.status not in (Installment.Status.SCHEDULED, Installment.Status.FAILED):
         raise IllegalTransition(f"A {locked.status} installment cannot be rescheduled.")
@@ -431,7 +667,11 @@ def installment_reschedule(*, installment: Installment, due_date: date, source: 
 
 @transaction.atomic
 def installment_retry_now(*, installment: Installment, source: str = "staff") -> Installment:
-    """Make a failed installment due now (the next collection run takes it)."""
+    """Make a failed installment of an active order due now (the next collection run
+    takes it). Locks the order, then the installment; raises IllegalTransition."""
+    order = InstallmentOrder.objects.select_for_update(no_key=True).get(pk=installment.order_id)
+    if order.status != InstallmentOrder.Status.ACTIVE:
+        raise IllegalTransition(f"An installment of a {order.status} order cannot be retried.")
     locked = Installment.objects.select_for_update(no_key=True).get(pk=installment.pk)
     if locked.status != Installment.Status.FAILED:
         raise IllegalTransition(f"Only a failed installment can be retried now (this one is {locked.status}).")

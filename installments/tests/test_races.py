@@ -1,0 +1,130 @@
+"""Real threads against PostgreSQL: SKIP LOCKED claims, not luck or the charge key's
+unique index, keep collectors apart."""
+
+import threading
+from collections import Counter
+from datetime import date
+
+import pytest
+from django.db import connection, transaction
+
+from installments import services
+from installments.models import Installment, InstallmentCharge, InstallmentEvent, InstallmentOrder
+from installments.services import installment_order_create, installments_claim, installments_collect
+from installments.tests.test_installments import day
+from payments.models import Charge
+from payments.tests.factories import CustomerFactory
+from wallets.selectors import ledger_audit
+from wallets.services import wallet_create, wallet_credit
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def seed(merchant, *, customers=10, per_customer=6):
+    for _ in range(customers):
+        customer = CustomerFactory(merchant=merchant)
+        wallet_credit(wallet=wallet_create(customer=customer, currency="usd"), amount=10_000)
+        installment_order_create(
+            merchant=merchant,
+            customer=customer,
+            amount=100 * per_customer,
+            currency="usd",
+            installment_count=per_customer,
+            interval="day",
+            start_date=date(2027, 1, 1),
+        )
+
+
+@pytest.fixture
+def charge_calls(monkeypatch):
+    """Every charge_create call the collectors make, by idempotency key."""
+    calls: Counter = Counter()
+    lock = threading.Lock()
+    real = services.charge_create
+
+    def counting(**kwargs):
+        with lock:
+            calls[kwargs["idempotency_key"]] += 1
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "charge_create", counting)
+    return calls
+
+
+def test_two_collectors_racing_charge_each_installment_once(merchant, charge_calls):
+    seed(merchant)
+    now = day(date(2027, 2, 1))
+    barrier, seen, errors = threading.Barrier(2), [], []
+
+    def collector():
+        try:
+            with connection.cursor() as cursor:  # a collector never waits for another's rows
+                cursor.execute("SET lock_timeout = '5s'")
+            barrier.wait()
+            for counts in installments_collect(now=now, chunk=5):
+                seen.append(counts)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=collector) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sum(c.get("paid", 0) for c in seen) == 60 and not any("error" in c for c in seen)
+    # Each installment was claimed, and charged, by exactly one collector exactly once:
+    # no duplicated work hidden behind the charge key's unique index.
+    assert len(charge_calls) == 60 and set(charge_calls.values()) == {1}
+    assert set(charge_calls) == set(Installment.objects.values_list("charge_key", flat=True))
+    assert Charge.objects.count() == 60 and set(Installment.objects.values_list("status", flat=True)) == {"paid"}
+    assert InstallmentCharge.objects.count() == 60
+    assert InstallmentEvent.objects.filter(type="installment.processing").count() == 60
+    assert not InstallmentEvent.objects.filter(type="installment.reclaimed").exists()
+    assert InstallmentOrder.objects.filter(status="completed").count() == 10
+    assert ledger_audit()["ok"]
+
+
+def test_a_collector_skips_rows_another_collector_holds_instead_of_waiting(merchant, charge_calls):
+    """One collector is stuck inside its claim transaction holding 5 rows; another runs
+    meanwhile, must not wait for them (lock_timeout would fail it) and takes the rest."""
+    seed(merchant, customers=2, per_customer=5)
+    now = day(date(2027, 2, 1))
+    claimed, release, held = threading.Event(), threading.Event(), []
+
+    def stuck_collector():
+        try:
+            with transaction.atomic():
+                held.extend(installments_claim(now=now, chunk=5))
+                claimed.set()
+                release.wait(30)
+                raise RuntimeError("dies: its claim rolls back")
+        except RuntimeError:
+            pass
+        finally:
+            claimed.set()
+            connection.close()
+
+    thread = threading.Thread(target=stuck_collector)
+    thread.start()
+    try:
+        assert claimed.wait(30) and len(held) == 5
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+        counts = Counter()
+        for chunk in installments_collect(now=now, chunk=3):
+            counts.update(chunk)
+        assert counts == {"paid": 5}
+        assert set(charge_calls) == set(
+            Installment.objects.exclude(pk__in=[i.pk for i in held]).values_list("charge_key", flat=True)
+        )
+    finally:
+        release.set()
+        thread.join()
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
+    assert list(installments_collect(now=now)) == [{"paid": 5}]  # the rolled-back claim is due again
+    assert len(charge_calls) == 10 and set(charge_calls.values()) == {1}
+    assert ledger_audit()["ok"]
