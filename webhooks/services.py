@@ -20,6 +20,7 @@ from config.errors import Conflict, InvalidRequest, NotFound
 from config.ids import parse_uuid
 
 from . import http
+from .mirror import stripe_mirror_enqueue
 from .models import Delivery, DeliveryAttempt, InboundEvent, OutboundEvent, WebhookEndpoint
 from .registry import Ignored, event_types, handlers_for
 from .signing import sign
@@ -125,6 +126,8 @@ def inbound_event_process(*, event_id, force: bool = False, now: datetime | None
                     event.status, event.last_error = InboundEvent.Status.PROCESSED, ""
         event.processed_at = now
         event.save(update_fields=["status", "last_error", "attempts", "processed_at", "flagged", "next_attempt_at"])
+        if event.status in (InboundEvent.Status.PROCESSED, InboundEvent.Status.IGNORED):
+            stripe_mirror_enqueue(event)  # after commit; only with a key and a verified Stripe event
     if error:
         raise HandlerFailed(error, retry_in=retry_in)
     return event.status

@@ -1,6 +1,11 @@
+import logging
+import random
+
 from celery import shared_task
 
-from . import services
+from . import mirror, services
+
+logger = logging.getLogger("paydesk.webhooks")
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
@@ -34,3 +39,27 @@ def webhooks_sweep_task() -> dict:
     for event_id in inbound:
         services.enqueue(inbound_event_process_task, event_id)
     return {"deliveries": len(deliveries), "inbound": len(inbound)}
+
+
+MIRROR_RETRY_BASE_SECONDS = 30  # then ×4: about 30 s, 2 min, 8 min
+
+
+@shared_task(bind=True, acks_late=True, max_retries=3)
+def stripe_mirror_sync_task(self, event_id: str) -> str:
+    """Sync a processed Stripe event's object into dj-stripe (webhooks.mirror). Fails soft:
+    transient errors are retried with backoff, then it gives up with a log line; nothing
+    here touches the inbound event. Eager (no broker) it does not retry inline."""
+    try:
+        return mirror.stripe_mirror_sync(event_id=event_id)
+    except mirror.TRANSIENT_ERRORS as exc:
+        if not self.request.is_eager and self.request.retries < self.max_retries:
+            countdown = MIRROR_RETRY_BASE_SECONDS * 4**self.request.retries * random.uniform(0.8, 1.2)
+            raise self.retry(exc=exc, countdown=countdown)
+        reason = exc
+    except Exception as exc:  # a bad key, an object Stripe refuses: the same again next time
+        reason = exc
+    logger.warning(
+        "stripe mirror sync gave up",
+        extra={"inbound_event": event_id, "attempts": self.request.retries + 1, "error": repr(reason)[:500]},
+    )
+    return "gave-up"
