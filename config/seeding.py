@@ -10,7 +10,13 @@ class SeedContext:
     out: Callable[[str], None]
     customers: int
     debug: bool
-    merchant: object = None  # the demo merchant, set by the identity step
+    demo: bool = False  # --demo: demo data even with DEBUG off
+    merchant: object = None  # the demo merchant, set by the identity step (None: no demo data)
+
+    @property
+    def wants_demo(self) -> bool:
+        """Demo data (merchant, key, customers) in DEBUG, or when asked for with --demo."""
+        return self.debug or self.demo
 
 
 _STEPS: list[tuple[int, str, Callable[[SeedContext], None]]] = []

@@ -48,6 +48,11 @@ def reference_data(ctx: SeedContext) -> None:
 
 @seed_step(order=20)
 def demo_merchant(ctx: SeedContext) -> None:
+    if not ctx.wants_demo:
+        # A production database gets no demo merchant, and no working key derived from
+        # SECRET_KEY printed into deploy logs.
+        ctx.out("DEBUG is off: no demo merchant, API key or customers (pass --demo to create them).")
+        return
     merchant, created = merchant_get_or_create(
         name=DEMO_MERCHANT, region=Region.objects.get(code="US"), category=Category.objects.get(code="retail")
     )

@@ -127,7 +127,33 @@ def test_seed_makes_no_demo_staff_without_debug(django_user_model, settings):
 
 
 @pytest.mark.django_db
-def test_seed_demo_key_works(api):
+def test_seed_without_debug_makes_reference_data_and_tasks_but_no_demo_merchant_or_key(settings):
+    from django_celery_beat.models import PeriodicTask
+
+    from payments.identity.models import ApiKey, Customer, Merchant, Region
+
+    settings.DEBUG = False
+    out = io.StringIO()
+    call_command("seed", stdout=out)
+    assert Region.objects.exists() and PeriodicTask.objects.exists()
+    assert not Merchant.objects.exists() and not ApiKey.objects.exists() and not Customer.objects.exists()
+    assert "pd_test_" not in out.getvalue() and "--demo" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_seed_demo_flag_creates_demo_data_without_debug(settings):
+    from payments.identity.models import Merchant
+
+    settings.DEBUG = False
+    out = io.StringIO()
+    call_command("seed", "--demo", stdout=out)
+    assert Merchant.objects.filter(name="Demo Shop").exists()
+    assert "Demo API key: pd_test_" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_seed_demo_key_works(api, settings):
+    settings.DEBUG = True
     out = io.StringIO()
     call_command("seed", "--customers", "12", stdout=out)
     raw = [line for line in out.getvalue().splitlines() if line.startswith("Demo API key")][0].split(": ")[1]
