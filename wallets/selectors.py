@@ -112,10 +112,13 @@ def ledger_audit() -> dict:
     MAX_ROWS_PER_CHECK rows listed per check. Reports only; never repairs.
 
     Checks: per currency the balances sum to 0; each cached balance equals the sum of
-    its entries and its latest balance_after; no non-overdraft account below 0 or with
-    held > balance; held equals the sum of pending holds; each transfer's entries sum to
-    0 and are in the transfer's currency; held is never negative; reversals never exceed
-    the transfer they reverse.
+    its entries and its latest balance_after; every entry's balance_after equals the
+    running sum of its account's entries up to it (a window function); no non-overdraft
+    account below 0 or with held > balance; held equals the sum of pending holds; each
+    transfer's entries sum to 0 and are in the transfer's currency; held is never
+    negative; reversals never exceed the transfer they reverse; each reversal's legs
+    mirror its original's (same accounts, opposite signs, scaled) and, added up, never
+    take back more than a leg.
     """
     account, entry, hold, transfer = (m._meta.db_table for m in (Account, Entry, Hold, Transfer))
     limit = MAX_ROWS_PER_CHECK
@@ -142,6 +145,17 @@ def ledger_audit() -> dict:
             f"SELECT a.id, a.balance, e.balance_after FROM {account} a "
             f"JOIN (SELECT account_id, MAX(id) AS last_id FROM {entry} GROUP BY account_id) l ON l.account_id = a.id "
             f"JOIN {entry} e ON e.id = l.last_id WHERE e.balance_after <> a.balance ORDER BY a.id LIMIT {limit}"
+        )
+    ]
+    # Every entry, not just the newest: balance_after is the running sum of the account's
+    # entries in id order (ids are drawn under the account's lock, so id order is posting order).
+    violations["balance_after_not_running_sum"] = [
+        {"entry": int(pk), "account": _id(account_id), "balance_after": int(after), "running_sum": int(running)}
+        for pk, account_id, after, running in _rows(
+            f"SELECT id, account_id, balance_after, running FROM ("
+            f"SELECT id, account_id, balance_after, SUM(amount) OVER (PARTITION BY account_id ORDER BY id "
+            f"ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running FROM {entry}) s "
+            f"WHERE balance_after <> running ORDER BY id LIMIT {limit}"
         )
     ]
     violations["negative_balance"] = [
@@ -183,6 +197,40 @@ def ledger_audit() -> dict:
             f"SELECT t.id, t.amount, r.total FROM {transfer} t "
             f"JOIN (SELECT reverses_id, SUM(amount) AS total FROM {transfer} WHERE reverses_id IS NOT NULL "
             f"GROUP BY reverses_id) r ON r.reverses_id = t.id WHERE r.total > t.amount ORDER BY t.id LIMIT {limit}"
+        )
+    ]
+    # A reversal mirrors its original: each leg is on one of the original's accounts, with
+    # the opposite sign, scaled by reversal.amount / original.amount. Whole minor units
+    # make a split's partial legs round, never by as much as the original's number of legs
+    # (two-leg transfers reverse exactly). NUMERIC: the products exceed bigint.
+    violations["reversal_not_mirrored"] = [
+        {
+            "reversal": _id(r_id),
+            "original": _id(t_id),
+            "account": _id(account_id),
+            "amount": int(amount),
+            "original_leg": None if leg is None else int(leg),
+        }
+        for r_id, t_id, account_id, amount, leg in _rows(
+            f"SELECT r.id, t.id, e.account_id, e.amount, o.amount FROM {transfer} r "
+            f"JOIN {transfer} t ON t.id = r.reverses_id JOIN {entry} e ON e.transfer_id = r.id "
+            f"LEFT JOIN {entry} o ON o.transfer_id = t.id AND o.account_id = e.account_id "
+            f"WHERE o.id IS NULL OR (o.amount > 0) = (e.amount > 0) "
+            f"OR ABS(CAST(e.amount AS NUMERIC) * t.amount + CAST(o.amount AS NUMERIC) * r.amount) "
+            f">= CAST(t.amount AS NUMERIC) * (SELECT COUNT(*) FROM {entry} n WHERE n.transfer_id = t.id) "
+            f"ORDER BY r.id, e.account_id LIMIT {limit}"
+        )
+    ]
+    # Cumulatively, the reversals of a transfer take back at most each of its legs (with
+    # the balance and amount checks above, a fully reversed transfer is exactly negated).
+    violations["reversed_beyond_leg"] = [
+        {"original": _id(t_id), "account": _id(account_id), "leg": int(leg), "reversed": int(total)}
+        for t_id, account_id, leg, total in _rows(
+            f"SELECT t.id, o.account_id, o.amount, COALESCE(SUM(e.amount), 0) FROM {transfer} t "
+            f"JOIN {entry} o ON o.transfer_id = t.id JOIN {transfer} r ON r.reverses_id = t.id "
+            f"LEFT JOIN {entry} e ON e.transfer_id = r.id AND e.account_id = o.account_id "
+            f"GROUP BY t.id, o.account_id, o.amount HAVING ABS(COALESCE(SUM(e.amount), 0)) > ABS(o.amount) "
+            f"ORDER BY t.id, o.account_id LIMIT {limit}"
         )
     ]
     totals = dict(

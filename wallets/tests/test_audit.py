@@ -5,9 +5,18 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from wallets.models import Account, Hold, LedgerAudit
+from wallets.models import Account, Entry, Hold, LedgerAudit, Transfer
 from wallets.selectors import ledger_audit
-from wallets.services import hold_capture, hold_create, merchant_balance_account, transfer_create, transfer_reverse
+from wallets.services import (
+    _lock_accounts,
+    _post,
+    account_get_or_create,
+    hold_capture,
+    hold_create,
+    merchant_balance_account,
+    transfer_create,
+    transfer_reverse,
+)
 from wallets.tests.factories import WalletFactory
 
 pytestmark = pytest.mark.django_db
@@ -73,6 +82,94 @@ def test_audit_catches_a_negative_no_overdraft_account(customer):
     _corrupt("UPDATE wallets_account SET balance = -5 WHERE id = %s", [_pk(wallet)])
     report = ledger_audit()
     assert [v["account"] for v in report["violations"]["negative_balance"]] == [str(wallet.pk)]
+
+
+def _failing(report) -> set[str]:
+    return {check for check, rows in report["violations"].items() if rows}
+
+
+@pytest.mark.postgres
+@pytest.mark.corrupts_ledger
+def test_audit_catches_a_corrupted_balance_after_in_the_middle_of_the_history(customer):
+    wallet = _scenario(customer)
+    entries = list(Entry.objects.filter(account=wallet).order_by("id"))
+    assert len(entries) >= 4
+    middle = entries[len(entries) // 2]
+    # The last balance_after and the cached balance stay right: only a history check sees this.
+    _corrupt("SET CONSTRAINTS ALL IMMEDIATE", [])  # flush deferred checks so ALTER may run
+    _corrupt("ALTER TABLE wallets_entry DISABLE TRIGGER wallets_entry_append_only", [])
+    _corrupt("UPDATE wallets_entry SET balance_after = balance_after + 7 WHERE id = %s", [middle.pk])
+
+    report = ledger_audit()
+
+    assert _failing(report) == {"balance_after_not_running_sum"}
+    assert report["violations"]["balance_after_not_running_sum"] == [
+        {
+            "entry": middle.pk,
+            "account": str(wallet.pk),
+            "balance_after": middle.balance_after + 7,
+            "running_sum": middle.balance_after,
+        }
+    ]
+
+
+def _fake_reversal(original, legs):
+    """A balanced transfer that claims to reverse `original`, written below transfer_reverse."""
+    locked = _lock_accounts(a.pk for a, _ in legs)
+    return _post(
+        locked=locked,
+        legs=[(a.pk, amount) for a, amount in legs],
+        currency="usd",
+        kind=Transfer.Kind.REVERSAL,
+        reverses=original,
+    )
+
+
+@pytest.fixture
+def split(customer):
+    wallet = WalletFactory(customer=customer, balance=1000)
+    merchant = merchant_balance_account(merchant=customer.merchant, currency="usd")
+    platform = account_get_or_create(kind=Account.Kind.PLATFORM, currency="usd")
+    original = transfer_create(legs=[(wallet, -100), (merchant, 90), (platform, 10)], currency="usd")
+    return original, wallet, merchant, platform
+
+
+@pytest.mark.corrupts_ledger
+@pytest.mark.parametrize(
+    "legs",
+    [
+        pytest.param(lambda w, m, p, other: [(m, -40), (other, 40)], id="an account the original never touched"),
+        pytest.param(lambda w, m, p, other: [(w, -40), (m, 40)], id="same direction as the original"),
+        pytest.param(lambda w, m, p, other: [(w, 50), (m, -40), (p, -10)], id="not scaled: half back, all of 10"),
+    ],
+)
+def test_audit_catches_a_reversal_that_does_not_mirror_its_original(split, customer, legs):
+    original, wallet, merchant, platform = split
+    other = account_get_or_create(kind=Account.Kind.RECIPIENT, merchant=customer.merchant, currency="usd", name="x")
+    _fake_reversal(original, legs(wallet, merchant, platform, other))
+
+    report = ledger_audit()
+
+    assert "reversal_not_mirrored" in _failing(report)
+    assert _failing(report) <= {"reversal_not_mirrored", "reversed_beyond_leg"}
+    assert {row["original"] for row in report["violations"]["reversal_not_mirrored"]} == {str(original.pk)}
+
+
+@pytest.mark.corrupts_ledger
+def test_audit_catches_reversals_that_together_take_back_more_than_a_leg(split):
+    original, wallet, merchant, platform = split
+    transfer_create(legs=[(wallet, -50), (platform, 50)], currency="usd")  # so the platform can pay back
+    # Each reversal of 20 is within rounding of its share (18 and 2), but three of them
+    # take 12 back from the platform's leg of 10.
+    for _ in range(3):
+        _fake_reversal(original, [(wallet, 20), (merchant, -16), (platform, -4)])
+
+    report = ledger_audit()
+
+    assert _failing(report) == {"reversed_beyond_leg"}
+    assert report["violations"]["reversed_beyond_leg"] == [
+        {"original": str(original.pk), "account": str(platform.pk), "leg": 10, "reversed": -12}
+    ]
 
 
 def test_command_prints_ok_and_records_the_run(customer, capsys):
