@@ -527,25 +527,31 @@ def hold_create(
     not. `destination` is where a capture posts (default: the merchant's balance account).
 
     Locks the account. Idempotent on (account, idempotency_key): a retry returns the first
-    hold and reserves nothing more.
-    Raises InsufficientFunds (available < amount; nothing changes), InvalidRequest.
+    hold (whatever became of it since, even past its expiry) and reserves nothing more.
+    Raises InsufficientFunds (available < amount; nothing changes), InvalidRequest,
+    Conflict (the key was used for a hold with another amount, expiry or destination).
     """
     _check_amount(amount)
-    if expires_at is not None and expires_at <= timezone.now():
-        raise InvalidRequest("expires_at must be in the future.", param="expires_at")
     if destination is None:
         destination = merchant_balance_account(merchant=Merchant(pk=account.merchant_id), currency=account.currency)
     if destination.currency != account.currency or destination.pk == account.pk:
         raise InvalidRequest("A hold's destination must be another account in the same currency.")
-    if idempotency_key is not None:
-        existing = Hold.objects.filter(account=account, idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return existing
+    replay = partial(
+        _existing_hold,
+        account=account,
+        idempotency_key=idempotency_key,
+        amount=amount,
+        expires_at=expires_at,
+        destination=destination,
+    )
+    if idempotency_key is not None and (existing := replay()) is not None:
+        return existing
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidRequest("expires_at must be in the future.", param="expires_at")
     locked = Account.objects.select_for_update(no_key=True).get(pk=account.pk)
-    if idempotency_key is not None:
-        existing = Hold.objects.filter(account=account, idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return existing
+    # A concurrent retry with the same key committed while we waited for the lock.
+    if idempotency_key is not None and (existing := replay()) is not None:
+        return existing
     if not locked.allow_negative and locked.balance - locked.held < amount:
         raise InsufficientFunds(
             f"Account {account.pk} has {locked.balance - locked.held} available, {amount} needed.", param="amount"
@@ -561,6 +567,15 @@ def hold_create(
     locked.held += amount
     Account.objects.filter(pk=locked.pk).update(held=locked.held)
     account.balance, account.held = locked.balance, locked.held
+    return hold
+
+
+def _existing_hold(*, account: Account, idempotency_key: str, amount: int, expires_at, destination) -> Hold | None:
+    hold = Hold.objects.filter(account=account, idempotency_key=idempotency_key).first()
+    if hold is None:
+        return None
+    if (hold.amount, hold.expires_at, hold.destination_id) != (amount, expires_at, destination.pk):
+        raise Conflict(f"Idempotency key {idempotency_key!r} was already used for a different hold.")
     return hold
 
 

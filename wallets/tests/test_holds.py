@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from config.errors import IllegalTransition, InsufficientFunds, InvalidRequest
+from config.errors import Conflict, IllegalTransition, InsufficientFunds, InvalidRequest
 from wallets.models import Account, Hold, Transfer
 from wallets.services import (
     account_get_or_create,
@@ -150,6 +150,38 @@ def test_hold_create_is_idempotent_per_account(funded):
     first = hold_create(account=funded, amount=100, idempotency_key="h1")
     again = hold_create(account=funded, amount=100, idempotency_key="h1")
     assert again.pk == first.pk
+    assert _state(funded) == (1000, 100)
+
+
+def test_hold_create_replay_returns_the_first_hold_even_once_resolved_or_past_its_expiry(funded, monkeypatch):
+    expires = timezone.now() + timedelta(minutes=5)
+    first = hold_create(account=funded, amount=100, expires_at=expires, idempotency_key="h1")
+    hold_void(hold=first)
+    later = timezone.now() + timedelta(hours=1)
+    monkeypatch.setattr("wallets.services.timezone.now", lambda: later)
+    again = hold_create(account=funded, amount=100, expires_at=expires, idempotency_key="h1")
+    assert (again.pk, again.status) == (first.pk, Hold.Status.VOIDED)
+    assert _state(funded) == (1000, 0)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"amount": 101}, id="amount"),
+        pytest.param({"expires_at": timezone.now() + timedelta(days=2)}, id="expiry"),
+        pytest.param({"expires_at": None}, id="expiry dropped"),
+        pytest.param({"destination": "platform"}, id="destination"),
+    ],
+)
+def test_hold_create_with_the_same_key_but_other_terms_is_a_conflict(funded, change):
+    first_terms = {"amount": 100, "expires_at": timezone.now() + timedelta(days=1)}
+    first = hold_create(account=funded, idempotency_key="h1", **first_terms)
+    terms = {**first_terms, **change}
+    if terms.get("destination") == "platform":
+        terms["destination"] = account_get_or_create(kind=Account.Kind.PLATFORM, currency="usd")
+    with pytest.raises(Conflict):
+        hold_create(account=funded, idempotency_key="h1", **terms)
+    assert list(Hold.objects.filter(account=funded)) == [first]
     assert _state(funded) == (1000, 100)
 
 
