@@ -15,7 +15,8 @@ _SECRET_PATTERNS = [
     (re.compile(r"pd_(test|live)_[A-Za-z0-9_\-]{6,}"), r"pd_\1_[REDACTED]"),
     (re.compile(r"\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"), "[REDACTED_JWT]"),
     (re.compile(r"\b(sk|rk|pk)_(test|live)_[A-Za-z0-9]{6,}"), r"\1_\2_[REDACTED]"),
-    (re.compile(r"\bwhsec_[A-Za-z0-9_]{6,}"), "whsec_[REDACTED]"),
+    # Endpoint secrets are "whsec_" + token_urlsafe, whose alphabet includes "-".
+    (re.compile(r"\bwhsec_[A-Za-z0-9_\-]{6,}"), "whsec_[REDACTED]"),
     (re.compile(r"(?i)(bearer\s+)[^\s\"']+"), r"\1[REDACTED]"),
     (re.compile(r"(v1=)[0-9a-f]{16,}"), r"\1[REDACTED]"),
 ]

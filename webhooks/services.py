@@ -157,27 +157,28 @@ def enqueue(task, *args) -> None:
 # --- Outbound: endpoints --------------------------------------------------------------
 
 
+def _is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Only globally routable unicast: not private, loopback, link-local, shared (CGNAT
+    100.64.0.0/10), documentation, benchmarking, reserved, multicast or unspecified. An
+    IPv4-mapped IPv6 address is judged by its IPv4 address."""
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        address = mapped
+    return address.is_global and not (address.is_multicast or address.is_reserved or address.is_unspecified)
+
+
 def _is_private_host(host: str) -> bool:
     try:
         infos = socket.getaddrinfo(host, None)
     except socket.gaierror:
         return False  # unresolvable now: refused at delivery time if it resolves privately
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if (
-            address.is_private
-            or address.is_loopback
-            or address.is_link_local
-            or address.is_reserved
-            or (address.is_multicast or address.is_unspecified)
-        ):
-            return True
-    return False
+    return any(not _is_public_address(ipaddress.ip_address(info[4][0].split("%")[0])) for info in infos)
 
 
 def endpoint_url_check(url: str) -> None:
-    """http(s) only; loopback/private/link-local targets refused unless
-    WEBHOOK_ALLOW_PRIVATE_URLS (an SSRF guard). Raises InvalidRequest(param="url")."""
+    """http(s) only; any target address that is not globally routable (loopback, private,
+    link-local, CGNAT, ...) refused unless WEBHOOK_ALLOW_PRIVATE_URLS (an SSRF guard).
+    Raises InvalidRequest(param="url")."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequest("The URL must be http:// or https:// with a host.", param="url")

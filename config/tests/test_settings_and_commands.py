@@ -84,6 +84,13 @@ def test_logs_never_carry_secrets():
         assert secret not in cleaned
 
 
+def test_endpoint_secrets_are_redacted_whole():
+    """Endpoint secrets are "whsec_" + token_urlsafe: "-" and "_" anywhere, even first."""
+    for secret in ("whsec_Ab-cD_ef-GH-ij_KL-mnOPqrST-uv", "whsec_-leading-dash-0123456789", "whsec_a_b-c_d-e_f"):
+        cleaned = redact(f"endpoint secret={secret}; next")
+        assert cleaned == "endpoint secret=whsec_[REDACTED]; next", cleaned
+
+
 def test_log_records_are_redacted_json(caplog):
     import json
     import logging

@@ -53,12 +53,26 @@ def test_bad_endpoints_are_400(merchant_api, body, param):
         "http://10.0.0.5/x",
         "http://169.254.169.254/latest/meta-data",
         "http://[::1]/x",
+        "http://100.64.0.1/x",  # shared address space (carrier-grade NAT): not private, not global
+        "http://100.127.255.254/x",
+        "http://192.0.2.10/x",  # documentation range
+        "http://198.18.0.1/x",  # benchmarking range
+        "http://[::ffff:127.0.0.1]/x",  # loopback, IPv4-mapped
+        "http://[fd00::1]/x",  # unique local
+        "http://224.0.0.1/x",  # multicast
+        "http://0.0.0.0/x",
     ],
 )
 def test_private_addresses_are_refused_in_production(merchant_api, settings, url):
     settings.WEBHOOK_ALLOW_PRIVATE_URLS = False
     response = merchant_api.post(URL, {"url": url, "events": ["*"]}, format="json")
     assert response.status_code == 400 and response.json()["error"]["param"] == "url"
+
+
+def test_public_addresses_are_allowed_in_production(merchant_api, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = False
+    for url in ("https://8.8.8.8/hooks", "https://[2001:4860:4860::8888]/hooks"):
+        assert merchant_api.post(URL, {"url": url, "events": ["*"]}, format="json").status_code == 201, url
 
 
 def test_another_merchants_endpoint_is_404(merchant_api, client_for, receiver, allow_loopback):
