@@ -303,12 +303,12 @@ HTTP_WEBHOOK_SECRET = env("HTTP_WEBHOOK_SECRET", default="")
 # still pending after PAYMENT_EXPIRE_AFTER_SECONDS, they expire.
 PAYMENT_RECONCILE_AFTER_SECONDS = env.int("PAYMENT_RECONCILE_AFTER_SECONDS", default=900)
 PAYMENT_EXPIRE_AFTER_SECONDS = env.int("PAYMENT_EXPIRE_AFTER_SECONDS", default=86400)
-
-# --- Installments -----------------------------------------------------------------------
-# Seconds after a failed collection before each retry; after the last one the installment
 # A charge whose card part the provider never confirms is failed (its wallet hold
 # released, staff alerted) after this long; below Stripe's 24 h idempotency-key memory.
 CHARGE_PENDING_DEADLINE = env.int("CHARGE_PENDING_DEADLINE", default=82800)
+
+# --- Installments -----------------------------------------------------------------------
+# Seconds after a failed collection before each retry; after the last one the installment
 # (and its order) is defaulted. Default: +1 day, +3 days, +7 days.
 INSTALLMENT_DUNNING_SCHEDULE = env.list("INSTALLMENT_DUNNING_SCHEDULE", cast=int, default=[86400, 259200, 604800])
 INSTALLMENT_COLLECT_CHUNK = env.int("INSTALLMENT_COLLECT_CHUNK", default=200)
