@@ -128,6 +128,8 @@ class CustomerJWTAuthentication(_ThrottledAuthentication):
             customer = Customer.objects.select_related("merchant").get(pk=parse_uuid(claims["sub"]))
         except (Customer.DoesNotExist, NotFound):
             self.fail(request, "The token's subject is not a known customer.")
+        if not customer.merchant.is_active:  # as for the merchant's own API keys
+            self.fail(request, "This merchant is suspended.")
         return Caller(merchant=None, customer=customer), claims
 
 

@@ -5,7 +5,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from payments.identity.models import ApiKey
+from payments.identity.models import ApiKey, Merchant
 from payments.identity.services import api_key_create, api_key_revoke
 from payments.tests.factories import CustomerFactory, MerchantFactory
 
@@ -91,6 +91,15 @@ class TestJWT:
 
     def test_missing_exp_is_401(self, customer, make_jwt):
         assert bearer(make_jwt(customer.pk, exp_in=None)).get("/api/v1/customers").status_code == 401
+
+    def test_customer_of_a_suspended_merchant_is_401_like_its_api_keys(self, customer, make_jwt):
+        token = make_jwt(customer.pk)
+        assert bearer(token).get("/api/v1/me/hello").status_code == 200
+        Merchant.objects.filter(pk=customer.merchant_id).update(status=Merchant.Status.SUSPENDED)
+        response = bearer(token).get("/api/v1/me/hello")
+        assert response.status_code == 401
+        assert response.json()["error"]["type"] == "authentication_error"
+        assert "suspended" in response.json()["error"]["message"]
 
     def test_unknown_subject_is_401(self, db, make_jwt):
         assert bearer(make_jwt("00000000-0000-0000-0000-000000000000")).get("/api/v1/customers").status_code == 401
