@@ -201,6 +201,112 @@ def test_idempotent_debit_402_replays_as_402_after_a_top_up(merchant_api, custom
     assert Account.objects.get(pk=wallet.pk).balance == 110
 
 
+# --- the Idempotency-Key reaches the ledger -------------------------------------------
+
+
+def _lose_the_idempotency_record(key: str) -> None:
+    """What a crash between the money's commit and the API's bookkeeping leaves behind:
+    the key's record still in flight, and, once it has expired, a retry that runs the view
+    again. Only the ledger's own copy of the key can then tell it is a repeat."""
+    from config.models import IdempotencyKey
+
+    rows = IdempotencyKey.objects.filter(key=key).update(
+        state=IdempotencyKey.State.IN_FLIGHT,
+        response_status=None,
+        response_body=None,
+        created_at=timezone.now() - timedelta(days=2),
+    )
+    assert rows == 1
+
+
+@pytest.mark.parametrize(
+    ("action", "expected_balance", "event"),
+    [("credit", 1000 + 300, "wallet.credited"), ("debit", 1000 - 300, "wallet.debited")],
+)
+def test_a_retry_after_a_crash_before_the_bookkeeping_moves_nothing(
+    merchant_api, customer, action, expected_balance, event
+):
+    wallet = WalletFactory(customer=customer, balance=1000)
+    path, body = f"{WALLETS}/{customer.pk}/{action}", {"amount": 300, "currency": "usd"}
+    first = _post(merchant_api, path, body, **{"Idempotency-Key": "crash-1"})
+    assert first.status_code == 200 and first.json()["balance"] == expected_balance
+    transfers = Transfer.objects.count()
+    _lose_the_idempotency_record("crash-1")
+
+    retry = _post(merchant_api, path, body, **{"Idempotency-Key": "crash-1"})
+
+    assert retry.status_code == 200, retry.content
+    assert "Idempotent-Replayed" not in retry.headers  # the view ran again: the ledger deduplicated
+    assert retry.json()["balance"] == expected_balance
+    assert Account.objects.get(pk=wallet.pk).balance == expected_balance
+    assert Transfer.objects.count() == transfers
+    assert OutboundEvent.objects.filter(type=event, data__amount=300).count() == 1
+    transfer = Transfer.objects.get(kind=action, amount=300)
+    assert transfer.idempotency_key.startswith("api:") and transfer.idempotency_key.endswith(":crash-1")
+
+    _lose_the_idempotency_record("crash-1")
+    other = _post(merchant_api, path, {"amount": 301, "currency": "usd"}, **{"Idempotency-Key": "crash-1"})
+    _error(other, 409, "conflict")
+    assert Account.objects.get(pk=wallet.pk).balance == expected_balance
+
+
+def test_a_hold_retry_after_a_crash_before_the_bookkeeping_reserves_nothing(merchant_api, customer):
+    wallet = WalletFactory(customer=customer, balance=1000)
+    path, body = f"{WALLETS}/{customer.pk}/holds", {"amount": 300, "currency": "usd", "reference": "bid"}
+    first = _post(merchant_api, path, body, **{"Idempotency-Key": "crash-h"})
+    assert first.status_code == 201
+    _lose_the_idempotency_record("crash-h")
+
+    retry = _post(merchant_api, path, body, **{"Idempotency-Key": "crash-h"})
+
+    assert retry.status_code == 201, retry.content
+    assert retry.json()["id"] == first.json()["id"]
+    assert Hold.objects.count() == 1
+    assert Account.objects.get(pk=wallet.pk).held == 300
+
+    _lose_the_idempotency_record("crash-h")
+    other = _post(merchant_api, path, {**body, "amount": 200}, **{"Idempotency-Key": "crash-h"})
+    _error(other, 409, "conflict")
+    assert Account.objects.get(pk=wallet.pk).held == 300
+
+
+def test_the_ledger_key_is_scoped_to_the_caller_like_the_idempotency_key(merchant_api, customer, django_user_model):
+    """Staff acting for the merchant and the merchant's own key are different callers:
+    the same Idempotency-Key string from each is two requests, as the API layer says."""
+    from rest_framework.test import APIClient
+
+    wallet = WalletFactory(customer=customer)
+    staff = django_user_model.objects.create_user("ops", password="pw", is_staff=True)
+    staff_api = APIClient()
+    staff_api.force_login(staff)
+    path, body = f"{WALLETS}/{customer.pk}/credit", {"amount": 100, "currency": "usd"}
+    assert _post(merchant_api, path, body, **{"Idempotency-Key": "k"}).status_code == 200
+    as_staff = {"Idempotency-Key": "k", "X-Paydesk-Merchant": str(customer.merchant_id)}
+    assert _post(staff_api, path, body, **as_staff).status_code == 200
+    assert Account.objects.get(pk=wallet.pk).balance == 200
+    assert Transfer.objects.filter(kind="credit", idempotency_key__endswith=":k").count() == 2
+
+
+def test_a_maximum_length_idempotency_key_still_reaches_the_ledger(merchant_api, customer):
+    wallet = WalletFactory(customer=customer)
+    key = "k" * 255
+    path, body = f"{WALLETS}/{customer.pk}/credit", {"amount": 100, "currency": "usd"}
+    assert _post(merchant_api, path, body, **{"Idempotency-Key": key}).status_code == 200
+    _lose_the_idempotency_record(key)
+    assert _post(merchant_api, path, body, **{"Idempotency-Key": key}).status_code == 200
+    assert Account.objects.get(pk=wallet.pk).balance == 100
+    assert Transfer.objects.get(kind="credit").idempotency_key.startswith("api:sha256:")
+
+
+def test_requests_without_an_idempotency_key_are_each_their_own(merchant_api, customer):
+    wallet = WalletFactory(customer=customer)
+    path, body = f"{WALLETS}/{customer.pk}/credit", {"amount": 100, "currency": "usd"}
+    for _ in range(2):
+        assert _post(merchant_api, path, body).status_code == 200
+    assert Account.objects.get(pk=wallet.pk).balance == 200
+    assert not Transfer.objects.filter(idempotency_key__isnull=False).exists()
+
+
 # --- holds ---------------------------------------------------------------------------
 
 
