@@ -12,7 +12,7 @@ and never fails the webhook. With no key, nothing is enqueued.
 """
 
 import logging
-from functools import partial
+from functools import cache, partial
 
 import stripe
 from django.conf import settings
@@ -29,22 +29,25 @@ _SECONDARY_MODELS = {"UpcomingInvoice", "TransferReversal"}
 _NOT_MIRRORED = {"event"}  # the event is Paydesk's InboundEvent; its object is what is mirrored
 
 
-def mirror_model_for(object_name: str):
+def mirror_model_for(object_name) -> type | None:
     """The dj-stripe model mirroring Stripe objects named `object_name` ("customer",
     "payment_intent", "checkout.session", ...), or None."""
     if not isinstance(object_name, str) or object_name in _NOT_MIRRORED:
         return None
+    return _models_by_object_name().get(object_name)
+
+
+@cache  # the model registry does not change once Django is set up
+def _models_by_object_name() -> dict[str, type]:
     from django.apps import apps
     from djstripe.models.base import StripeModel
 
+    found: dict[str, type] = {}
     for model in apps.get_app_config("djstripe").get_models():
-        if (
-            issubclass(model, StripeModel)
-            and model.__name__ not in _SECONDARY_MODELS
-            and getattr(model.stripe_class, "OBJECT_NAME", None) == object_name
-        ):
-            return model
-    return None
+        name = getattr(getattr(model, "stripe_class", None), "OBJECT_NAME", None)
+        if issubclass(model, StripeModel) and name and model.__name__ not in _SECONDARY_MODELS:
+            found.setdefault(name, model)
+    return found
 
 
 def _object(payload: dict) -> dict | None:

@@ -39,6 +39,7 @@ def test_objects_map_to_their_djstripe_models():
     assert mirror_model_for("invoice").__name__ == "Invoice"
     assert mirror_model_for("checkout.session").__name__ == "Session"
     assert mirror_model_for("event") is None and mirror_model_for("no_such_thing") is None
+    assert mirror_model_for({"not": "a name"}) is None and mirror_model_for(None) is None
 
 
 def test_without_a_key_nothing_is_scheduled(api, stripe_secret, settings, django_capture_on_commit_callbacks):
