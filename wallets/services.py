@@ -296,6 +296,59 @@ def _transfer_create(
     return transfer, True
 
 
+def _split_in_proportion(total: int, weights: list[int]) -> list[int]:
+    """`total` split in proportion to `weights`, exactly: the floors, then the remainder
+    one unit each to the first parts."""
+    whole = sum(weights)
+    parts = [total * weight // whole for weight in weights]
+    for i in range(total - sum(parts)):
+        parts[i] += 1
+    return parts
+
+
+def _reversal_legs(
+    *, legs: Sequence[tuple[object, int]], already: dict, reversed_total: int, amount: int
+) -> list[tuple[object, int]]:
+    """The legs of a reversal of `amount` more of a transfer whose `legs` are
+    [(account id, signed amount), ...] in entry order, of which `reversed_total` has been
+    reversed already, `already` mapping account id -> the signed sum of those reversals'
+    legs on it.
+
+    Each side (the negative legs; the positive legs: each side adds up to the transfer's
+    amount) is reversed in proportion, on the running total: after this reversal the legs
+    should have been reversed by the exact split of `reversed_total + amount` over the
+    side (remainder to the first legs); this reversal takes that target minus what each
+    leg has had, clamped between 0 and what is left of the leg, and any unit the clamp
+    moved is put back on (or taken from) the first legs that can take (give) it. Hence
+    each side sums to `amount` (the reversal balances), no leg is ever reversed beyond
+    itself, and the reversal that takes the last of the transfer takes exactly what is
+    left of each leg: several partial reversals end at the full negation. Deterministic.
+    A two-leg transfer is reversed by exactly `amount` on each leg.
+    """
+    total_after = reversed_total + amount
+    out = {}
+    for side in ([leg for leg in legs if leg[1] < 0], [leg for leg in legs if leg[1] > 0]):
+        size = [abs(leg) for _, leg in side]
+        done = [abs(already.get(account_id, 0)) for account_id, _ in side]
+        room = [s - d for s, d in zip(size, done, strict=True)]
+        target = _split_in_proportion(total_after, size)
+        parts = [min(max(t - d, 0), r) for t, d, r in zip(target, done, room, strict=True)]
+        missing = amount - sum(parts)
+        for i in range(len(parts)):  # the clamp's units back on, or off, the first legs that can
+            if missing > 0:
+                step = min(missing, room[i] - parts[i])
+            else:
+                step = -min(-missing, parts[i])
+            parts[i] += step
+            missing -= step
+        if missing:
+            raise InvalidRequest(f"Only {sum(room)} of the transfer is left to reverse.", param="amount")
+        for (account_id, leg), part in zip(side, parts, strict=True):
+            if part:
+                out[account_id] = part if leg < 0 else -part
+    return [(account_id, out[account_id]) for account_id, _ in legs if account_id in out]
+
+
 @transaction.atomic
 def transfer_reverse(
     *,
@@ -306,13 +359,15 @@ def transfer_reverse(
     created_by=None,
 ) -> Transfer:
     """Write the opposite transfer, referencing the original: in full (`amount=None`:
-    whatever has not been reversed yet) or partly (two-leg transfers only).
+    whatever has not been reversed yet) or partly, a split too (see _reversal_legs: each
+    leg in proportion, in whole minor units, the reversals of a leg never beyond it, the
+    last one ending exactly at the full negation).
 
     Locks the original transfer row, then its accounts in pk order; reversals of one
     transfer never add up to more than it moved, so a full reversal happens at most once.
     Raises Conflict (nothing left to reverse), InvalidRequest (a reversal of a reversal,
-    an amount above what remains, a partial reversal of a split), InsufficientFunds (the
-    money has left the account it must come back from).
+    an amount above what remains), InsufficientFunds (the money has left the account it
+    must come back from).
     """
     original = Transfer.objects.select_for_update(no_key=True).filter(pk=transfer.pk).first()
     if original is None:
@@ -329,13 +384,19 @@ def transfer_reverse(
         raise InvalidRequest("The amount must be a positive integer in minor units.", param="amount")
     if amount > remaining:
         raise InvalidRequest(f"Only {remaining} of transfer {original.pk} is left to reverse.", param="amount")
-    original_legs = list(original.entries.values_list("account_id", "amount"))
-    if amount == original.amount:
-        legs = [(account_id, -leg) for account_id, leg in original_legs]
-    elif len(original_legs) == 2:
-        legs = [(account_id, amount if leg < 0 else -amount) for account_id, leg in original_legs]
-    else:
-        raise InvalidRequest("A transfer with several legs can only be reversed in full.", param="amount")
+    already = dict(
+        Entry.objects.filter(transfer__reverses=original)
+        .order_by()
+        .values("account_id")
+        .annotate(total=Sum("amount"))
+        .values_list("account_id", "total")
+    )
+    legs = _reversal_legs(
+        legs=list(original.entries.order_by("id").values_list("account_id", "amount")),
+        already=already,
+        reversed_total=reversed_so_far,
+        amount=amount,
+    )
     locked = _lock_accounts(account_id for account_id, _ in legs)
     return _post(
         locked=locked,

@@ -1,9 +1,12 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from config.errors import Conflict, InsufficientFunds, InvalidRequest
 from payments.tests.factories import MerchantFactory
 from wallets.models import Account, Entry, Transfer
 from wallets.services import (
+    _reversal_legs,
     account_get_or_create,
     merchant_balance_account,
     transfer_create,
@@ -176,15 +179,116 @@ def test_a_reversal_cannot_be_reversed(customer):
         transfer_reverse(transfer=reversal)
 
 
-def test_multi_leg_reversal_is_full_only(customer):
+@pytest.fixture
+def split(customer):
+    """A 1000 wallet payment split three ways: 700 merchant, 30 platform, 270 recipient."""
     wallet = WalletFactory(customer=customer, balance=1000)
-    a = merchant_balance_account(merchant=customer.merchant, currency="usd")
-    b = account_get_or_create(kind=Account.Kind.PLATFORM, currency="usd")
-    original = transfer_create(legs=[(wallet, -100), (a, 90), (b, 10)], currency="usd")
-    with pytest.raises(InvalidRequest):
-        transfer_reverse(transfer=original, amount=50)
-    transfer_reverse(transfer=original)
-    assert _balances(wallet, a, b) == [1000, 0, 0]
+    accounts = [
+        wallet,
+        merchant_balance_account(merchant=customer.merchant, currency="usd"),
+        account_get_or_create(kind=Account.Kind.PLATFORM, currency="usd"),
+        account_get_or_create(kind=Account.Kind.RECIPIENT, merchant=customer.merchant, currency="usd", name="r1"),
+    ]
+    original = transfer_create(legs=list(zip(accounts, [-1000, 700, 30, 270], strict=True)), currency="usd")
+    return original, accounts
+
+
+def _legs(transfer) -> dict:
+    return dict(transfer.entries.values_list("account_id", "amount"))
+
+
+def test_partial_reversal_of_a_split_reverses_each_leg_in_proportion(split):
+    original, (wallet, merchant, platform, recipient) = split
+
+    reversal = transfer_reverse(transfer=original, amount=100)
+
+    assert _legs(reversal) == {wallet.pk: 100, merchant.pk: -70, platform.pk: -3, recipient.pk: -27}
+    assert reversal.amount == 100
+    assert _balances(wallet, merchant, platform, recipient) == [100, 630, 27, 243]
+
+
+def test_partial_reversal_rounds_exactly_with_the_remainder_to_the_first_legs(customer):
+    wallet = WalletFactory(customer=customer, balance=10)
+    a, b, c = (
+        account_get_or_create(kind=Account.Kind.RECIPIENT, merchant=customer.merchant, currency="usd", name=n)
+        for n in "abc"
+    )
+    original = transfer_create(legs=[(wallet, -10), (a, 3), (b, 3), (c, 4)], currency="usd")
+
+    reversal = transfer_reverse(transfer=original, amount=5)
+
+    # 5 of 10 is 1.5, 1.5 and 2: floors 1, 1, 2 and the one unit left to the first leg.
+    assert _legs(reversal) == {wallet.pk: 5, a.pk: -2, b.pk: -1, c.pk: -2}
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [[1] * 10, [3, 3, 3, 1], [7, 2, 1], [1, 8, 1], [9, 1]],
+    ids=lambda steps: "+".join(map(str, steps)),
+)
+def test_partial_reversals_of_a_split_end_exactly_at_the_full_negation(customer, steps):
+    wallet = WalletFactory(customer=customer, balance=10)
+    a, b, c = (
+        account_get_or_create(kind=Account.Kind.RECIPIENT, merchant=customer.merchant, currency="usd", name=n)
+        for n in "abc"
+    )
+    original = transfer_create(legs=[(wallet, -10), (a, 3), (b, 3), (c, 4)], currency="usd")
+    legs = _legs(original)
+    total = dict.fromkeys(legs, 0)
+
+    for amount in steps:
+        reversal = transfer_reverse(transfer=original, amount=amount)
+        assert reversal.amount == amount
+        for account_id, leg in _legs(reversal).items():
+            assert (leg > 0) != (legs[account_id] > 0)  # always the opposite direction
+            total[account_id] += leg
+            assert abs(total[account_id]) <= abs(legs[account_id])  # never beyond the leg
+
+    assert total == {account_id: -leg for account_id, leg in legs.items()}
+    assert _balances(wallet, a, b, c) == [10, 0, 0, 0]
+    with pytest.raises(Conflict):
+        transfer_reverse(transfer=original, amount=1)
+
+
+def test_full_reversal_of_a_partly_reversed_split_takes_what_is_left_of_each_leg(split):
+    original, accounts = split
+    transfer_reverse(transfer=original, amount=333)
+    rest = transfer_reverse(transfer=original)
+    assert rest.amount == 667
+    assert _balances(*accounts) == [1000, 0, 0, 0]
+
+
+def _parts(draw, total: int, most: int) -> list[int]:
+    """`total` cut into 1 to `most` positive parts."""
+    cuts = draw(st.sets(st.integers(min_value=1, max_value=total - 1), max_size=most - 1)) if total > 1 else set()
+    points = [0, *sorted(cuts), total]
+    return [b - a for a, b in zip(points, points[1:], strict=False)]
+
+
+@given(data=st.data(), total=st.integers(min_value=1, max_value=10**9))
+@settings(max_examples=300, deadline=None)
+def test_reversal_legs_property(data, total):
+    """Any split (several legs on either side), reversed in any steps: each step balances
+    and moves each leg the other way by about its share (off by less than the number of
+    legs: the audit's tolerance), no leg is ever reversed beyond itself, and the steps add
+    up to the exact negation."""
+    negatives, positives = _parts(data.draw, total, 3), _parts(data.draw, total, 5)
+    original = [(f"n{i}", -x) for i, x in enumerate(negatives)] + [(f"p{i}", x) for i, x in enumerate(positives)]
+    first = dict(original)
+    steps = _parts(data.draw, total, 8)
+    already = dict.fromkeys(first, 0)
+    done = 0
+    for amount in steps:
+        step = _reversal_legs(legs=original, already=dict(already), reversed_total=done, amount=amount)
+        assert sum(leg for _, leg in step) == 0
+        assert sum(leg for _, leg in step if leg > 0) == amount
+        for account_id, leg in step:
+            assert leg != 0 and (leg > 0) != (first[account_id] > 0)
+            assert abs(leg * total + first[account_id] * amount) < total * len(original)
+            already[account_id] += leg
+            assert abs(already[account_id]) <= abs(first[account_id])
+        done += amount
+    assert already == {account_id: -leg for account_id, leg in original}
 
 
 def test_reversal_of_spent_money_is_insufficient_funds(customer):
