@@ -40,6 +40,7 @@ class Command(BaseCommand):
             self.stderr.write(message, style_func=lambda text: text)
 
         with override_settings(
+            DEBUG=False,  # as in production: DEBUG would record every query and skew the figures
             API_THROTTLE_RATE=BENCH_THROTTLE_RATE,
             ALLOWED_HOSTS=[*settings.ALLOWED_HOSTS, "testserver"],
         ):
