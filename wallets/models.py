@@ -2,8 +2,10 @@
 
 Money is an integer in minor units (or whole credits for the "credits" unit). Every
 movement is a Transfer whose Entries sum to zero; an account's cached `balance` is the
-sum of its entries, kept in step under a row lock by wallets.services. Entries are
-append-only: the model, its QuerySet and (on PostgreSQL) a trigger refuse UPDATE/DELETE.
+sum of its entries, kept in step under a row lock by wallets.services. Entries and
+transfers are append-only: the models, their QuerySets and (on PostgreSQL) triggers refuse
+UPDATE/DELETE (of a transfer: DELETE, and UPDATE of what it moved) and TRUNCATE of one
+ledger table alone; a deferred constraint trigger checks each transfer balances at commit.
 """
 
 import uuid
@@ -91,7 +93,19 @@ class Wallet(Account):
         permissions = [("adjust_balance", "Can adjust a wallet's balance (staff credit or debit)")]
 
 
+class TransferQuerySet(models.QuerySet):
+    def delete(self):
+        raise AppendOnlyError("Transfers cannot be deleted: reverse them.")
+
+    def _raw_delete(self, using):
+        raise AppendOnlyError("Transfers cannot be deleted: reverse them.")
+
+
 class Transfer(models.Model):
+    """A balanced group of entries. Append-only like its entries: never deleted, and what
+    it moved never changes (on PostgreSQL a trigger refuses both, and a deferred
+    constraint trigger refuses at commit a transfer whose entries do not sum to zero)."""
+
     class Kind(models.TextChoices):
         TRANSFER = "transfer"
         CREDIT = "credit"
@@ -121,6 +135,8 @@ class Transfer(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
+    objects = TransferQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         constraints = [
@@ -139,6 +155,9 @@ class Transfer(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.amount} {self.currency} ({self.id})"
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("Transfers cannot be deleted: reverse them.")
 
 
 class EntryQuerySet(models.QuerySet):
