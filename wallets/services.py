@@ -4,6 +4,16 @@ cached balances, all in one transaction.
 
 Lock order, everywhere: a Transfer row (reversal) or a Hold row first, then accounts by
 pk. Nothing locks an account and then a hold or a transfer, so no two writers deadlock.
+
+Events. Every change these services post to a customer wallet's balance emits one
+`wallet.credited` or `wallet.debited` per wallet (amount positive, with the balance and
+available after it), in the transaction that posts it, and only when it posts (an
+idempotent replay emits nothing): wallet_credit, wallet_debit, wallet_adjust,
+hold_capture (debited: the captured amount leaves the wallet) and transfer_reverse
+(credited where money returns to a wallet, debited where a reversal takes it back).
+Holds created, voided or expired change `available`, not the balance, and emit nothing.
+transfer_create, the engine other apps book with, emits nothing: it does not know what
+a movement means to a customer; customer money moves through the wallet services.
 """
 
 import logging
@@ -365,6 +375,7 @@ def transfer_reverse(
 
     Locks the original transfer row, then its accounts in pk order; reversals of one
     transfer never add up to more than it moved, so a full reversal happens at most once.
+    Emits wallet.credited / wallet.debited for each customer wallet it moves money on.
     Raises Conflict (nothing left to reverse), InvalidRequest (a reversal of a reversal,
     an amount above what remains), InsufficientFunds (the money has left the account it
     must come back from).
@@ -398,7 +409,7 @@ def transfer_reverse(
         amount=amount,
     )
     locked = _lock_accounts(account_id for account_id, _ in legs)
-    return _post(
+    reversal = _post(
         locked=locked,
         legs=legs,
         currency=original.currency,
@@ -409,12 +420,16 @@ def transfer_reverse(
         reverses=original,
         created_by=created_by,
     )
+    for account_id, leg in legs:
+        if locked[account_id].kind == Account.Kind.CUSTOMER_WALLET:
+            _emit_wallet_event(wallet=locked[account_id], transfer=reversal, amount=leg, reverses=str(original.pk))
+    return reversal
 
 
 # --- Wallets ---------------------------------------------------------------------------
 
 
-def _wallet_event_data(wallet: Account, transfer: Transfer, amount: int) -> dict:
+def _wallet_event_data(wallet: Account, transfer: Transfer, amount: int, **extra) -> dict:
     return {
         "wallet": str(wallet.pk),
         "customer": str(wallet.customer_id),
@@ -424,6 +439,7 @@ def _wallet_event_data(wallet: Account, transfer: Transfer, amount: int) -> dict
         "available": wallet.available,
         "transfer": str(transfer.pk),
         "reference": transfer.reference,
+        **extra,
     }
 
 
@@ -461,10 +477,11 @@ def _wallet_move(
     return transfer
 
 
-def _emit_wallet_event(*, wallet: Account, transfer: Transfer, amount: int) -> None:
-    """wallet.credited (amount > 0) or wallet.debited (amount < 0, reported positive)."""
+def _emit_wallet_event(*, wallet: Account, transfer: Transfer, amount: int, **extra) -> None:
+    """wallet.credited (amount > 0) or wallet.debited (amount < 0, reported positive).
+    `wallet` carries the balance and held after the transfer."""
     type = "wallet.credited" if amount > 0 else "wallet.debited"
-    _emit(merchant_id=wallet.merchant_id, type=type, data=_wallet_event_data(wallet, transfer, abs(amount)))
+    _emit(merchant_id=wallet.merchant_id, type=type, data=_wallet_event_data(wallet, transfer, abs(amount), **extra))
 
 
 @transaction.atomic
@@ -663,6 +680,7 @@ def hold_capture(
 
     Locks the hold, then the accounts in pk order. Not idempotent by itself: a second
     capture raises IllegalTransition (409), as does capturing an expired hold.
+    Emits wallet.debited (the captured amount) when the hold is on a customer wallet.
     Raises InvalidRequest (amount above the hold, bad splits).
     """
     locked_hold = _lock_pending_hold(hold, action="captured")
@@ -695,6 +713,8 @@ def hold_capture(
     locked_hold.capture_transfer = transfer
     locked_hold.resolved_at = timezone.now()
     locked_hold.save(update_fields=["status", "captured_amount", "capture_transfer", "resolved_at"])
+    if locked[account_id].kind == Account.Kind.CUSTOMER_WALLET:
+        _emit_wallet_event(wallet=locked[account_id], transfer=transfer, amount=-amount, hold=str(locked_hold.pk))
     return locked_hold
 
 
