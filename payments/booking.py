@@ -22,7 +22,7 @@ Lock order everywhere: payment row, charge row, hold or transfer row, accounts b
 from dataclasses import dataclass, field
 
 from wallets.models import Account
-from wallets.services import account_get_or_create, merchant_balance_account, transfer_create
+from wallets.services import account_get_or_create, transfer_create
 
 from .splits import splits_allocate
 
@@ -49,21 +49,26 @@ def clearing_account(*, merchant, provider: str, currency: str) -> Account:
 def payment_accounts(
     *, merchant, currency: str, amount: int, split_instructions: list, provider: str | None
 ) -> PaymentAccounts:
-    """The ledger accounts a payment books to, created on first use. `provider` None: no
-    provider part (a wallet-only charge)."""
+    """The ledger accounts a payment books to, read in one query and created on first
+    use. `provider` None: no provider part (a wallet-only charge)."""
     shares = [(d, share) for d, share in splits_allocate(instructions=split_instructions, amount=amount) if share > 0]
-    # Created in name order: two first-time creators never wait on each other's inserts in a cycle.
-    by_name = {
-        destination: account_get_or_create(
-            kind=Account.Kind.RECIPIENT, merchant=merchant, currency=currency, name=destination
-        )
-        for destination, _ in sorted(shares)
+    wanted = [(Account.Kind.MERCHANT_BALANCE, ""), *((Account.Kind.RECIPIENT, d) for d, _ in shares)]
+    if provider:
+        wanted.append((Account.Kind.PROVIDER_CLEARING, provider))
+    found = {
+        (account.kind, account.name): account
+        for account in Account.objects.filter(
+            merchant_id=merchant.pk, customer__isnull=True, currency=currency, kind__in={kind for kind, _ in wanted}
+        ).filter(name__in={name for _, name in wanted})
     }
-    recipients = [(by_name[destination], share) for destination, share in shares]
+    # Missing ones are created in a fixed order: two first-time creators never wait on
+    # each other's inserts in a cycle.
+    for kind, name in sorted(set(wanted) - set(found)):
+        found[kind, name] = account_get_or_create(kind=kind, merchant=merchant, currency=currency, name=name)
     return PaymentAccounts(
-        merchant_balance=merchant_balance_account(merchant=merchant, currency=currency),
-        clearing=clearing_account(merchant=merchant, provider=provider, currency=currency) if provider else None,
-        recipients=recipients,
+        merchant_balance=found[Account.Kind.MERCHANT_BALANCE, ""],
+        clearing=found[Account.Kind.PROVIDER_CLEARING, provider] if provider else None,
+        recipients=[(found[Account.Kind.RECIPIENT, destination], share) for destination, share in shares],
     )
 
 

@@ -36,7 +36,7 @@ from payments.providers.base import OffSessionResult
 from payments.services import payment_lock, payment_transition, timeline_add
 from payments.splits import splits_validate
 from wallets.models import Account, Hold
-from wallets.services import hold_capture, hold_create, hold_void, transfer_create
+from wallets.services import hold_capture, hold_create, hold_void, wallet_debit
 from webhooks.services import event_emit
 
 logger = logging.getLogger("paydesk.charges")
@@ -208,12 +208,8 @@ def _charge_begin(
     )
     reference = f"charge:{charge.pk}"
     if not external_amount:  # the wallet covers it all: done in this transaction
-        charge.wallet_transfer = transfer_create(
-            legs=[(wallet, -amount), (accounts.merchant_balance, amount)],
-            currency=currency,
-            merchant=merchant,
-            reference=reference,
-            description="wallet part of a charge",
+        charge.wallet_transfer = wallet_debit(
+            wallet=wallet, amount=amount, reference=reference, reason="wallet part of a charge"
         )
         booking.splits_settle(accounts=accounts, payment=payment, reference=reference)
         return _charge_succeeded(charge=charge, provider_charge_id="")
