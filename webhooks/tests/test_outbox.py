@@ -21,6 +21,7 @@ from webhooks.services import (
     endpoint_create,
     endpoint_enable,
     event_emit,
+    events_emit,
 )
 from webhooks.tasks import webhooks_sweep_task
 
@@ -30,6 +31,27 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def endpoint(merchant, receiver, allow_loopback):
     return endpoint_create(merchant=merchant, url=receiver.url, events=["payment.succeeded"])
+
+
+def test_events_emit_writes_each_event_and_a_delivery_for_the_subscribed_ones_only(merchant, endpoint):
+    events = events_emit(
+        merchant=merchant,
+        events=[("payment.succeeded", {"n": 1}), ("charge.succeeded", {"n": 2}), ("payment.succeeded", {"n": 3})],
+    )
+    assert [(e.type, e.data["n"]) for e in events] == [
+        ("payment.succeeded", 1),
+        ("charge.succeeded", 2),
+        ("payment.succeeded", 3),
+    ]
+    assert OutboundEvent.objects.count() == 3
+    assert sorted(d.event.data["n"] for d in Delivery.objects.select_related("event")) == [1, 3]
+
+
+def test_events_emit_rolls_back_with_its_caller(merchant, endpoint):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        events_emit(merchant=merchant, events=[("payment.succeeded", {}), ("payment.succeeded", {})])
+        raise RuntimeError("the change that caused them failed")
+    assert not OutboundEvent.objects.exists() and not Delivery.objects.exists()
 
 
 def test_emit_delivers_a_signed_event_that_verifies_with_the_endpoint_secret(
