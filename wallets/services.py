@@ -18,6 +18,7 @@ a movement means to a customer; customer money moves through the wallet services
 
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
@@ -542,6 +543,70 @@ def wallet_debit(
         reason=reason,
         idempotency_key=idempotency_key,
     )
+
+
+@transaction.atomic
+def wallet_debits_many(*, debits: Sequence[tuple[Account, int, str]], reason: str = "") -> list[Transfer | None]:
+    """wallet_debit for many (wallet, amount, reference) at once, set-based: one lock of
+    every account involved (pk order), the debits checked in the order given (several
+    may take from one wallet), then the transfers, their entries, the balances and the
+    wallet.debited events written in a few statements, whatever their number.
+
+    All in one currency and merchant. A debit the wallet cannot cover (available <
+    amount) is skipped and its slot is None; the others post. No idempotency keys: the
+    caller's own rows (charges) carry them. Used by set-based jobs such as installment
+    collection; a single debit should use wallet_debit.
+    """
+    if not debits:
+        return []
+    wallets = {wallet.pk: wallet for wallet, _, _ in debits}
+    first = debits[0][0]
+    owner = (first.merchant_id, first.currency, Account.Kind.CUSTOMER_WALLET)
+    if any((w.merchant_id, w.currency, w.kind) != owner for w in wallets.values()):
+        raise InvalidRequest("wallet_debits_many takes customer wallets of one merchant and one currency.")
+    for _, amount, _ in debits:
+        _check_amount(amount)
+    merchant = Merchant(pk=first.merchant_id)
+    destination = merchant_balance_account(merchant=merchant, currency=first.currency)
+    locked = _lock_accounts([*wallets, destination.pk])
+    state = {pk: [account.balance, account.held] for pk, account in locked.items()}
+    now = timezone.now()
+    transfers, entries, results, events = [], [], [], []
+    for wallet, amount, reference in debits:
+        balance, held = state[wallet.pk]
+        if balance - held < amount:
+            results.append(None)
+            continue
+        transfer = Transfer(
+            id=uuid.uuid4(),
+            merchant_id=merchant.pk,
+            currency=first.currency,
+            amount=amount,
+            kind=Transfer.Kind.DEBIT,
+            reference=reference,
+            description=reason,
+            created_at=now,
+        )
+        state[wallet.pk][0] -= amount
+        state[destination.pk][0] += amount
+        for account_id, leg in ((wallet.pk, -amount), (destination.pk, amount)):
+            after_leg = state[account_id][0]
+            entries.append(Entry(transfer=transfer, account_id=account_id, amount=leg, balance_after=after_leg))
+        transfers.append(transfer)
+        results.append(transfer)
+        after = Account(pk=wallet.pk, customer_id=wallet.customer_id, currency=wallet.currency)
+        after.balance, after.held = state[wallet.pk]
+        events.append(("wallet.debited", _wallet_event_data(after, transfer, amount)))
+    if transfers:
+        Transfer.objects.bulk_create(transfers)
+        Entry.objects.bulk_create(entries)  # in order: entry ids follow each account's running balance
+        _write_balances({pk: tuple(state[pk]) for pk in {entry.account_id for entry in entries}})
+        from webhooks.services import events_emit
+
+        events_emit(merchant=merchant, events=events)
+    for pk, wallet in wallets.items():
+        wallet.balance, wallet.held = state[pk]
+    return results
 
 
 def _check_amount(amount) -> None:
