@@ -21,6 +21,8 @@ Lock order (booking.py): payment row, charge row, hold or transfer row, accounts
 
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -33,11 +35,11 @@ from payments import booking
 from payments.models import Charge, Payment, PaymentEvent
 from payments.providers import ProviderDeclined, ProviderUnavailable, get_provider, resolve_provider_name
 from payments.providers.base import OffSessionResult
-from payments.services import payment_lock, payment_transition, timeline_add
+from payments.services import payment_data, payment_lock, payment_transition, timeline_add
 from payments.splits import splits_validate
 from wallets.models import Account, Hold
-from wallets.services import hold_capture, hold_create, hold_void, wallet_debit
-from webhooks.services import event_emit
+from wallets.services import hold_capture, hold_create, hold_void, wallet_debit, wallet_debits_many
+from webhooks.services import event_emit, events_emit
 
 logger = logging.getLogger("paydesk.charges")
 Source = PaymentEvent.Source
@@ -217,6 +219,119 @@ def _charge_begin(
         charge.hold = hold_create(account=wallet, amount=wallet_amount, reference=reference, idempotency_key=reference)
         charge.save(update_fields=["hold"])
     return charge
+
+
+@dataclass(frozen=True)
+class WalletCharge:
+    """One charge for charges_from_wallets."""
+
+    customer: object
+    amount: int
+    idempotency_key: str
+    order_id: str
+    description: str = ""
+
+
+@transaction.atomic
+def charges_from_wallets(*, merchant, currency: str, charges: Sequence[WalletCharge]) -> list[Charge | None]:
+    """charge_create for many charges of one merchant that customers' wallets can cover,
+    set-based: a few statements whatever their number (a chunk of due installments).
+
+    For each, in order: the charge already made under its key (whatever its status), a
+    new charge that succeeded because the customer's wallet covered the whole amount, or
+    None: no wallet, or not enough in it: make that one with charge_create (wallet part
+    plus card, or a 402). What posts here is exactly what charge_create would post for a
+    wallet-only charge: a succeeded payment with its timeline, the wallet debit, and
+    wallet.debited / payment.succeeded / charge.succeeded in that order per charge. No
+    split instructions. Locks the wallets and the merchant's balance in pk order; runs in
+    the caller's transaction if there is one. Raises Conflict if a key was used for a
+    different charge; IntegrityError if a charge under one of the keys is being made
+    concurrently (the caller retries those one by one).
+    """
+    currency = currency.lower()
+    made = {
+        c.idempotency_key: c
+        for c in Charge.objects.filter(merchant=merchant, idempotency_key__in=[c.idempotency_key for c in charges])
+    }
+    for request in charges:
+        existing = made.get(request.idempotency_key)
+        if existing is not None and (existing.customer_id, existing.amount, existing.currency) != (
+            request.customer.pk,
+            request.amount,
+            currency,
+        ):
+            raise Conflict(f"Idempotency key {request.idempotency_key!r} was already used for a different charge.")
+    wallets = {
+        w.customer_id: w
+        for w in Account.objects.filter(
+            kind=Account.Kind.CUSTOMER_WALLET,
+            merchant_id=merchant.pk,
+            currency=currency,
+            customer_id__in={c.customer.pk for c in charges},
+        )
+    }
+    todo = [
+        (request, uuid.uuid4())
+        for request in charges
+        if request.idempotency_key not in made and request.customer.pk in wallets
+    ]
+    transfers = wallet_debits_many(
+        debits=[(wallets[r.customer.pk], r.amount, f"charge:{charge_id}") for r, charge_id in todo],
+        reason="wallet part of a charge",
+    )
+    payments, new_charges, timeline, events = [], [], [], []
+    for (request, charge_id), transfer in zip(todo, transfers, strict=True):
+        if transfer is None:
+            continue
+        payment = Payment(
+            id=uuid.uuid4(),
+            merchant=merchant,
+            customer=request.customer,
+            order_id=request.order_id,
+            amount=request.amount,
+            currency=currency,
+            provider="wallet",
+            status=Payment.Status.SUCCEEDED,
+            description=request.description,
+        )
+        charge = Charge(
+            id=charge_id,
+            merchant=merchant,
+            customer=request.customer,
+            payment=payment,
+            amount=request.amount,
+            currency=currency,
+            wallet_amount=request.amount,
+            external_amount=0,
+            status=Charge.Status.SUCCEEDED,
+            wallet_transfer=transfer,
+            description=request.description,
+            idempotency_key=request.idempotency_key,
+        )
+        payments.append(payment)
+        new_charges.append(charge)
+        made[request.idempotency_key] = charge
+        created = {"amount": request.amount, "currency": currency, "via": "charge"}
+        parts = {"charge": str(charge_id), "wallet_amount": request.amount, "external_amount": 0}
+        timeline += [
+            PaymentEvent(payment=payment, type="payment.created", source=Source.API, to_status="pending", data=created),
+            PaymentEvent(payment=payment, type="charge.created", source=Source.API, data=parts),
+            PaymentEvent(
+                payment=payment,
+                type="payment.succeeded",
+                source=Source.API,
+                from_status="pending",
+                to_status="succeeded",
+                data={"charge": str(charge_id)},
+            ),
+        ]
+        events += [("payment.succeeded", payment_data(payment)), ("charge.succeeded", charge_data(charge))]
+    if payments:
+        Payment.objects.bulk_create(payments)
+        Charge.objects.bulk_create(new_charges)
+        PaymentEvent.objects.bulk_create(timeline)
+        events_emit(merchant=merchant, events=events)
+    return [made.get(request.idempotency_key) for request in charges]
 
 
 def _charge_card(charge: Charge) -> Charge:

@@ -192,3 +192,40 @@ def test_concurrent_charges_never_overdraw_the_wallet(merchant):
     wallet.refresh_from_db()
     assert (wallet.balance, wallet.held) == (100, 0)
     assert ledger_audit()["ok"]
+
+
+def test_charges_from_wallets_posts_what_charge_create_would_and_leaves_the_rest(merchant):
+    from config.errors import Conflict
+    from payments.charges import WalletCharge, charges_from_wallets
+
+    a, b, c = (CustomerFactory(merchant=merchant) for _ in range(3))
+    wallet_a = wallet_create(customer=a, currency="usd")
+    wallet_credit(wallet=wallet_a, amount=500)
+    wallet_credit(wallet=wallet_create(customer=b, currency="usd"), amount=50)
+    requests = [
+        WalletCharge(customer=a, amount=200, idempotency_key="k1", order_id="o1"),
+        WalletCharge(customer=a, amount=200, idempotency_key="k2", order_id="o2"),
+        WalletCharge(customer=a, amount=200, idempotency_key="k3", order_id="o3"),  # 100 left: not covered
+        WalletCharge(customer=b, amount=100, idempotency_key="k4", order_id="o4"),  # short
+        WalletCharge(customer=c, amount=100, idempotency_key="k5", order_id="o5"),  # no wallet
+    ]
+    results = charges_from_wallets(merchant=merchant, currency="USD", charges=requests)
+    assert [r.status if r else None for r in results] == ["succeeded", "succeeded", None, None, None]
+    assert balance(wallet_a) == (100, 0) and merchant_balance(merchant) == 400
+    charge = results[0]
+    assert (charge.wallet_amount, charge.external_amount, charge.payment.status) == (200, 0, "succeeded")
+    assert [e.type for e in charge.payment.timeline.all()] == ["payment.created", "charge.created", "payment.succeeded"]
+    types = list(OutboundEvent.objects.order_by("created_at").values_list("type", flat=True))
+    assert sorted(types) == sorted(
+        ["wallet.debited", "payment.succeeded", "charge.succeeded"] * 2 + ["wallet.credited"] * 2
+    )
+    # A rerun of the same keys returns the same charges and moves nothing.
+    again = charges_from_wallets(merchant=merchant, currency="usd", charges=requests[:2])
+    assert [r.pk for r in again] == [r.pk for r in results[:2]] and balance(wallet_a) == (100, 0)
+    with pytest.raises(Conflict):
+        charges_from_wallets(
+            merchant=merchant,
+            currency="usd",
+            charges=[WalletCharge(customer=b, amount=200, idempotency_key="k1", order_id="x")],
+        )
+    assert_ledger_clean()
