@@ -100,12 +100,14 @@ class Installment(models.Model):
             models.UniqueConstraint(fields=["order", "sequence"], name="installment_sequence_unique"),
         ]
         indexes = [
-            # The collector's claim: due, collectable rows in due order.
+            # The collector's claims, each an index scan that stops after one chunk
+            # whatever the backlog: due rows in due order, and lapsed claims.
             models.Index(
                 fields=["next_attempt_at"],
-                name="installment_collectable_idx",
-                condition=Q(status__in=["scheduled", "failed", "processing"]),
-            )
+                name="installment_due_idx",
+                condition=Q(status__in=["scheduled", "failed"]),
+            ),
+            models.Index(fields=["claimed_at"], name="installment_processing_idx", condition=Q(status="processing")),
         ]
 
     def __str__(self):

@@ -26,15 +26,15 @@ from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, CharField, F, Q, Sum, Value, When
+from django.db.models import Case, CharField, F, Sum, Value, When
 from django.utils import timezone
 
 from config.errors import IllegalTransition, InsufficientFunds, InvalidRequest
 from installments.models import Installment, InstallmentCharge, InstallmentEvent, InstallmentOrder
 from installments.schedule import schedule_equal, schedule_explicit
-from payments.charges import charge_create
+from payments.charges import WalletCharge, charge_create, charges_from_wallets
 from payments.models import Charge
-from webhooks.services import event_emit
+from webhooks.services import event_emit, events_emit
 
 logger = logging.getLogger("paydesk.installments")
 
@@ -196,23 +196,38 @@ def installment_order_create(
 # --- Collection -------------------------------------------------------------------------
 
 
-def installments_claim(*, now: datetime, chunk: int) -> list[Installment]:
-    """Claim up to `chunk` due installments of active orders for this collector:
-    SELECT ... FOR UPDATE SKIP LOCKED, so concurrent collectors take disjoint rows and
-    never wait for each other. A due one becomes `processing` with its attempt counted
-    and that attempt's charge key stored; one left `processing` (by any path) past the
-    lease is re-claimed as it is, charge key included, so its charge is looked up, not
-    made again. Every claim writes a timeline event (one INSERT per chunk)."""
-    due = Q(status__in=[Status.SCHEDULED, Status.FAILED], next_attempt_at__lte=now) | Q(
-        status=Status.PROCESSING, claimed_at__lt=now - CLAIM_LEASE
+def _claimable():
+    return Installment.objects.select_for_update(skip_locked=True, of=("self",)).select_related(
+        "order__merchant", "order__customer"
     )
+
+
+def installments_claim(*, now: datetime, chunk: int) -> list[Installment]:
+    """Claim up to `chunk` installments for this collector: first those left `processing`
+    (by any path) past the lease, then due ones of active orders in due order. SELECT ...
+    FOR UPDATE SKIP LOCKED, so concurrent collectors take disjoint rows and never wait
+    for each other; each is an index scan that stops after the chunk, however large the
+    backlog. A due one becomes `processing` with its attempt counted and that attempt's
+    charge key stored; a lapsed one is re-claimed as it is, charge key included, so its
+    charge is looked up, not made again (whatever its order's status: the one-by-one
+    path then books it, or closes it like its order). Every claim writes a timeline
+    event (one INSERT per chunk)."""
     with transaction.atomic():
         rows = list(
-            Installment.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(due, order__status=InstallmentOrder.Status.ACTIVE)
-            .select_related("order__merchant", "order__customer")
-            .order_by("next_attempt_at")[:chunk]
+            _claimable()
+            .filter(status=Status.PROCESSING, claimed_at__lt=now - CLAIM_LEASE)
+            .order_by("claimed_at")[:chunk]
         )
+        if len(rows) < chunk:
+            rows += list(
+                _claimable()
+                .filter(
+                    status__in=[Status.SCHEDULED, Status.FAILED],
+                    next_attempt_at__lte=now,
+                    order__status=InstallmentOrder.Status.ACTIVE,
+                )
+                .order_by("next_attempt_at")[: chunk - len(rows)]
+            )
         if not rows:
             return rows
         timeline = []
@@ -496,6 +511,126 @@ def _order_close(
         event_emit(merchant=order.merchant, type=f"installment_order.{status}", data=order_data(order))
 
 
+def _collect_from_wallets(rows: list[Installment], *, now: datetime) -> tuple[list[Installment], int]:
+    """The set-based fast path of collection: in one transaction, charge every freshly
+    claimed installment of an active order that its customer's wallet covers
+    (charges_from_wallets), and book them paid, their orders completed when nothing is
+    left open. Returns the rows left for installment_collect (re-claimed attempts, early
+    and down payments, what a wallet cannot cover, orders no longer active) and how many
+    were paid here. Locks the orders, then their installments, then the ledger accounts.
+    On any error nothing of it happens and every row goes the one-by-one way."""
+    fast = [r for r in rows if not r.reclaimed and r.claim_source == Claim.COLLECTION]
+    # An order with a row that must go one by one goes one by one entirely, in order.
+    one_by_one_orders = {r.order_id for r in rows if r.reclaimed or r.claim_source != Claim.COLLECTION}
+    fast = [r for r in fast if r.order_id not in one_by_one_orders]
+    if not fast or not settings.INSTALLMENT_COLLECT_SET_BASED:
+        return rows, 0
+    try:
+        with transaction.atomic():
+            paid = _collect_from_wallets_locked(fast, now=now)
+    except _OutOfOrder:
+        return rows, 0
+    except Exception:
+        logger.exception("set-based collection failed; collecting the chunk one by one")
+        return rows, 0
+    return [r for r in rows if r.pk not in paid], len(paid)
+
+
+class _OutOfOrder(Exception):
+    """An order's earlier installment was left to the one-by-one path while a later one
+    was paid here: its failure might close the order, which must then not have been
+    charged for the later one. Rolled back; the chunk goes one by one, in order."""
+
+
+def _collect_from_wallets_locked(rows: list[Installment], *, now: datetime) -> set:
+    order_ids = sorted({r.order_id for r in rows})
+    orders = {
+        o.pk: o
+        for o in InstallmentOrder.objects.select_for_update(no_key=True)
+        .select_related("merchant")
+        .filter(pk__in=order_ids)
+        .order_by("pk")
+    }
+    mine = {
+        i.pk: i
+        for i in Installment.objects.select_for_update(no_key=True)
+        .filter(pk__in=[r.pk for r in rows], status=Status.PROCESSING)
+        .order_by("order_id", "pk")
+    }
+    rows = [
+        r
+        for r in rows
+        if r.pk in mine
+        and mine[r.pk].charge_key == r.charge_key
+        and orders[r.order_id].status == InstallmentOrder.Status.ACTIVE
+    ]
+    groups: dict[tuple, list[Installment]] = {}
+    for row in rows:
+        order = orders[row.order_id]
+        groups.setdefault((order.merchant_id, order.currency), []).append(row)
+    paid: dict = {}
+    for (_, currency), group in groups.items():
+        merchant = orders[group[0].order_id].merchant
+        charges = charges_from_wallets(
+            merchant=merchant,
+            currency=currency,
+            charges=[
+                WalletCharge(
+                    customer=r.order.customer,
+                    amount=r.amount,
+                    idempotency_key=r.charge_key,
+                    order_id=r.charge_key,
+                    description=_description(r),
+                )
+                for r in group
+            ],
+        )
+        left_behind = set()
+        for row, charge in zip(group, charges, strict=True):
+            if charge is not None and charge.status == "succeeded":
+                if row.order_id in left_behind:
+                    raise _OutOfOrder
+                paid[row.pk] = (row, charge)
+            else:
+                left_behind.add(row.order_id)
+    if not paid:
+        return set()
+    Installment.objects.filter(pk__in=list(paid)).update(
+        status=Status.PAID, paid_at=now, last_error="", claimed_at=None
+    )
+    InstallmentCharge.objects.bulk_create(
+        [InstallmentCharge(installment=r, charge=c, attempt=r.attempts) for r, c in paid.values()]
+    )
+    timeline, events = [], {}
+    for row, charge in paid.values():
+        row.status, row.paid_at, row.last_error, row.claimed_at = Status.PAID, now, "", None
+        order = orders[row.order_id]
+        timeline.append(
+            _event(
+                order,
+                "installment.paid",
+                installment=row,
+                from_status=Status.PROCESSING,
+                to_status=Status.PAID,
+                source="collection",
+                data={"attempt": row.attempts, "charge": str(charge.pk), "charge_key": row.charge_key, "error": None},
+            )
+        )
+        events.setdefault(order.merchant_id, (order.merchant, []))[1].append(
+            ("installment.paid", installment_data(row))
+        )
+    for merchant, merchant_events in events.values():
+        events_emit(merchant=merchant, events=merchant_events)
+    touched = {row.order_id for row, _ in paid.values()}
+    still_open = set(
+        Installment.objects.filter(order_id__in=touched, status__in=OPEN).values_list("order_id", flat=True).distinct()
+    )
+    for order_id in sorted(touched - still_open):
+        _order_close(orders[order_id], InstallmentOrder.Status.COMPLETED, timeline, "collection")
+    InstallmentEvent.objects.bulk_create(timeline)
+    return set(paid)
+
+
 def installments_collect(
     *,
     now: datetime | None = None,
@@ -518,7 +653,10 @@ def installments_collect(
         if not rows:
             return
         counts: dict[str, int] = {}
-        for installment in rows:
+        one_by_one, paid = _collect_from_wallets(rows, now=now)
+        if paid:
+            counts[Status.PAID] = paid
+        for installment in one_by_one:
             try:
                 status = installment_collect(installment=installment, now=now)
             except Exception:  # one bad installment must not stop the run; its claim lapses and it is retried

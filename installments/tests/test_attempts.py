@@ -373,6 +373,7 @@ def test_every_installment_and_order_status_change_has_a_timeline_event(
     merchant, merchant_api, customer, wallet, settings, monkeypatch
 ):
     settings.INSTALLMENT_DUNNING_SCHEDULE = [86400]
+    settings.INSTALLMENT_COLLECT_SET_BASED = False  # the crash below is between two transactions
     order = make(merchant, customer, count=4, amount=400, down_payment=100, start=date(2027, 1, 10))
     run(day(date(2027, 1, 10)))  # collected
     merchant_api.post(f"{URL}/{order.pk}/pay", {}, format="json")  # paid early
@@ -400,3 +401,25 @@ def test_every_installment_and_order_status_change_has_a_timeline_event(
     merchant_api.post(f"{URL}/{canceled.pk}/cancel")
     assert_timeline_complete(canceled)
     assert ledger_audit()["ok"]
+
+
+def test_set_based_collection_writes_the_same_timeline_and_events_as_one_by_one(merchant, customer, wallet, settings):
+    from webhooks.models import OutboundEvent
+
+    outcomes = {}
+    for set_based in (True, False):
+        settings.INSTALLMENT_COLLECT_SET_BASED = set_based
+        order = make(merchant, customer, count=3, amount=300, start=date(2027, 1, 10))
+        OutboundEvent.objects.all().delete()
+        assert run(day(date(2027, 4, 1))) == [{"paid": 3}]
+        assert_timeline_complete(order)
+        order.refresh_from_db()
+        events = OutboundEvent.objects.order_by("created_at")
+        outcomes[set_based] = (
+            order.status,
+            list(InstallmentEvent.objects.filter(order=order).order_by("id").values_list("type", flat=True)),
+            sorted(events.values_list("type", flat=True)),
+            [i.charge_attempts.get().charge.payment.status for i in order.installments.all()],
+        )
+    assert outcomes[True] == outcomes[False]
+    assert outcomes[True][0] == "completed"

@@ -216,9 +216,13 @@ class TestCollection:
         assert OutboundEvent.objects.filter(type="installment_order.defaulted").count() == 1
         assert run(t0 + timedelta(days=60)) == []  # a defaulted order is not collected any more
 
-    def test_crash_between_charge_and_bookkeeping_does_not_double_charge(self, merchant, customer, wallet, monkeypatch):
+    def test_crash_between_charge_and_bookkeeping_does_not_double_charge(
+        self, merchant, customer, wallet, monkeypatch, settings
+    ):
+        """One by one, the charge and its bookkeeping are two transactions: die between them."""
         from installments import services
 
+        settings.INSTALLMENT_COLLECT_SET_BASED = False
         order = self.make(merchant, customer, count=1, amount=500)
         now = day(date(2027, 1, 10))
         with monkeypatch.context() as m:  # the collector charges, then dies before recording
@@ -231,6 +235,35 @@ class TestCollection:
         assert run(now + timedelta(minutes=11)) == [{"paid": 1}]
         assert Charge.objects.count() == 1
         assert installment.charge_attempts.get().charge == Charge.objects.get()
+        wallet.refresh_from_db()
+        assert wallet.balance == 100_000 - 500
+        order.refresh_from_db()
+        assert order.status == "completed"
+
+    def test_a_collector_dying_inside_a_set_based_chunk_leaves_nothing_half_done(
+        self, merchant, customer, wallet, monkeypatch
+    ):
+        """Set-based, a chunk's charges and bookkeeping are one transaction: a process
+        that dies in it leaves no charge and no money moved; the rerun collects once."""
+        from installments import services
+
+        class ProcessDied(BaseException):  # not an Exception: nothing catches it, as with a real death
+            pass
+
+        def die(**kwargs):
+            raise ProcessDied
+
+        order = self.make(merchant, customer, count=2, amount=500, start=date(2027, 1, 1))
+        now = day(date(2027, 3, 1))
+        with monkeypatch.context() as m, pytest.raises(ProcessDied):
+            m.setattr(services, "events_emit", die)  # after the charges, before the chunk commits
+            run(now)
+        assert set(order.installments.values_list("status", flat=True)) == {"processing"}
+        assert not Charge.objects.exists()
+        wallet.refresh_from_db()
+        assert wallet.balance == 100_000
+        assert run(now + timedelta(minutes=11)) == [{"paid": 2}]
+        assert Charge.objects.count() == 2
         wallet.refresh_from_db()
         assert wallet.balance == 100_000 - 500
         order.refresh_from_db()

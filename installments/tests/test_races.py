@@ -37,17 +37,27 @@ def seed(merchant, *, customers=10, per_customer=6):
 
 @pytest.fixture
 def charge_calls(monkeypatch):
-    """Every charge_create call the collectors make, by idempotency key."""
+    """Every charge the collectors make, by idempotency key: charge_create calls, and the
+    charges the set-based path (charges_from_wallets) made or found."""
     calls: Counter = Counter()
     lock = threading.Lock()
-    real = services.charge_create
+    real, real_many = services.charge_create, services.charges_from_wallets
 
     def counting(**kwargs):
         with lock:
             calls[kwargs["idempotency_key"]] += 1
         return real(**kwargs)
 
+    def counting_many(**kwargs):
+        results = real_many(**kwargs)
+        with lock:
+            calls.update(
+                request.idempotency_key for request, charge in zip(kwargs["charges"], results, strict=True) if charge
+            )
+        return results
+
     monkeypatch.setattr(services, "charge_create", counting)
+    monkeypatch.setattr(services, "charges_from_wallets", counting_many)
     return calls
 
 
