@@ -25,8 +25,9 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Case, CharField, F, Sum, Value, When
+from django.db import connection, transaction
+from django.db.models import Case, CharField, F, Sum, TextField, Value, When
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from config.errors import IllegalTransition, InsufficientFunds, InvalidRequest
@@ -86,6 +87,16 @@ def order_data(order: InstallmentOrder) -> dict:
 def collection_key(installment_id, attempt: int) -> str:
     """The charge key of the collector's attempt number `attempt` of an installment."""
     return f"inst:{installment_id}:{attempt}"
+
+
+def _collection_key_sql(rows: list[Installment]):
+    """collection_key(pk, attempts + 1) as an UPDATE expression: computed by PostgreSQL
+    from each row (the text of a uuid is the same there as in Python), else spelled out
+    row by row (SQLite stores uuids as bare hex)."""
+    if connection.vendor == "postgresql":
+        attempt = Cast(F("attempts") + 1, TextField())
+        return Concat(Value("inst:"), Cast("id", TextField()), Value(":"), attempt, output_field=CharField())
+    return Case(*(When(pk=row.pk, then=Value(row.charge_key)) for row in rows), output_field=CharField())
 
 
 # --- Create -----------------------------------------------------------------------------
@@ -274,10 +285,7 @@ def installments_claim(*, now: datetime, chunk: int) -> list[Installment]:
                 attempts=F("attempts") + 1,
                 claimed_at=now,
                 claim_source=Claim.COLLECTION,
-                charge_key=Case(
-                    *(When(pk=row.pk, then=Value(row.charge_key)) for row in rows if not row.reclaimed),
-                    output_field=CharField(),
-                ),
+                charge_key=_collection_key_sql([row for row in rows if not row.reclaimed]),
             )
         if stale:
             Installment.objects.filter(pk__in=stale).update(claimed_at=now)
@@ -625,10 +633,29 @@ def _collect_from_wallets_locked(rows: list[Installment], *, now: datetime) -> s
     still_open = set(
         Installment.objects.filter(order_id__in=touched, status__in=OPEN).values_list("order_id", flat=True).distinct()
     )
-    for order_id in sorted(touched - still_open):
-        _order_close(orders[order_id], InstallmentOrder.Status.COMPLETED, timeline, "collection")
+    _orders_complete([orders[order_id] for order_id in sorted(touched - still_open)], timeline, "collection")
     InstallmentEvent.objects.bulk_create(timeline)
     return set(paid)
+
+
+def _orders_complete(orders: list[InstallmentOrder], timeline: list, source: str) -> None:
+    """_order_close(order, COMPLETED, ...) for several locked, active orders with nothing
+    left open (so no sibling to close), set-based."""
+    if not orders:
+        return
+    completed = InstallmentOrder.Status.COMPLETED
+    InstallmentOrder.objects.filter(pk__in=[o.pk for o in orders]).update(status=completed, updated_at=timezone.now())
+    events: dict = {}
+    for order in orders:
+        previous, order.status = order.status, completed
+        timeline.append(
+            _event(order, f"installment_order.{completed}", from_status=previous, to_status=completed, source=source)
+        )
+        events.setdefault(order.merchant_id, (order.merchant, []))[1].append(
+            (f"installment_order.{completed}", order_data(order))
+        )
+    for merchant, merchant_events in events.values():
+        events_emit(merchant=merchant, events=merchant_events)
 
 
 def installments_collect(
