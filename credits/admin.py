@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from config.admin_tools import ReadOnlyAdmin
 from config.errors import DomainError
 
-from .models import CreditAccount, CreditPack, Debit, Grant, Revocation
+from .models import CreditAccount, CreditPack, Debit, Grant, Revocation, StripeInvoicePayment
 from .services import MAX_UNITS, credits_grant, credits_revoke
 
 
@@ -168,3 +168,10 @@ class RevocationAdmin(ReadOnlyAdmin):
     search_fields = ["=id", "customer__external_id", "stripe_event_id", "reason"]
     list_select_related = ["customer"]
     raw_id_fields = ["customer", "account", "grant", "transfer"]
+
+
+@admin.register(StripeInvoicePayment)
+class StripeInvoicePaymentAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "invoice", "payment_intent", "charge", "stripe_event_id"]
+    search_fields = ["=invoice", "=payment_intent", "=charge", "=stripe_event_id"]
+    date_hierarchy = "created_at"

@@ -4,15 +4,19 @@ Handlers read only the verified payload (never call Stripe), run in the webhook
 processing transaction, and are idempotent: grants are unique per (Stripe event id,
 invoice line), refund revocations per (event id, grant) and cumulative. An event that
 does not map to a customer or a pack returns Ignored with the reason: the event is
-stored `ignored` with it, visible to staff in admin, never a 500.
+stored `ignored` with it, visible to staff in admin, never a 500. An invoice whose
+lines the event does not all carry is never granted in part: the event fails with the
+reason (IncompleteInvoice), for staff to grant by hand.
 """
 
 import uuid
 
+from django.db.models import Q
+
 from payments.identity.models import Customer
 from webhooks.registry import Ignored, register_handler
 
-from .models import Grant
+from .models import Grant, StripeInvoicePayment
 from .selectors import pack_for_price
 from .services import credits_grant, credits_revoke_refunded
 
@@ -82,14 +86,36 @@ def _line_price(line: dict) -> str:
     return price or ""
 
 
-def _invoice_payment_intent(obj: dict) -> str:
-    if isinstance(obj.get("payment_intent"), str):
-        return obj["payment_intent"]
+class IncompleteInvoice(Exception):
+    """The event lists only the first lines of the invoice (lines.has_more)."""
+
+
+def _id(value) -> str:
+    """A Stripe reference, whether sent as an id or as an expanded object."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else ""
+
+
+def _invoice_payments(obj: dict) -> list[tuple[str, str]]:
+    """(payment intent, charge) pairs that paid the invoice, as far as the payload says:
+    `payment_intent` / `charge` (API versions before 2025-03-31), `payments` (later
+    versions, when expanded)."""
+    pairs = []
+    if _id(obj.get("payment_intent")) or _id(obj.get("charge")):
+        pairs.append((_id(obj.get("payment_intent")), _id(obj.get("charge"))))
     for payment in (obj.get("payments") or {}).get("data") or []:
-        intent = (payment.get("payment") or {}).get("payment_intent")
-        if isinstance(intent, str):
-            return intent
-    return ""
+        paid_by = payment.get("payment") or {}
+        if _id(paid_by.get("payment_intent")) or _id(paid_by.get("charge")):
+            pairs.append((_id(paid_by.get("payment_intent")), _id(paid_by.get("charge"))))
+    return pairs
+
+
+def _link_invoice_payments(*, invoice: str, pairs: list[tuple[str, str]], event_id: str) -> None:
+    for intent, charge in pairs:
+        StripeInvoicePayment.objects.get_or_create(
+            invoice=invoice, payment_intent=intent, charge=charge, defaults={"stripe_event_id": event_id}
+        )
 
 
 @register_handler("stripe", "invoice.paid")
@@ -98,16 +124,32 @@ def invoice_paid(event):
     stripe_customer = obj.get("customer")
     if isinstance(stripe_customer, dict):
         stripe_customer = stripe_customer.get("id")
-    lines = (obj.get("lines") or {}).get("data") or []
+    listed = obj.get("lines") or {}
+    lines = listed.get("data") or []
     mapped = [(line, pack_for_price(price_id=_line_price(line))) for line in lines]
     mapped = [(line, pack) for line, pack in mapped if pack is not None]
     if not mapped:
         prices = ", ".join(sorted({_line_price(line) or "?" for line in lines})) or "none"
-        return Ignored(f"credits: no credit pack for the invoice's prices ({prices}).")
+        unseen = (
+            f"; only its first {len(lines)} lines were in the event (lines.has_more)" if listed.get("has_more") else ""
+        )
+        return Ignored(f"credits: no credit pack for the invoice's prices ({prices}){unseen}.")
+    if listed.get("has_more"):
+        # Stripe puts only the first lines of an invoice in its events. Granting those
+        # would under-grant without a trace; the rest cannot be fetched here (handlers
+        # never call Stripe). Fail loudly instead: the event shows as failed, with this.
+        raise IncompleteInvoice(
+            f"credits: invoice {obj.get('id')} has more lines than the {len(lines)} in this event "
+            "(lines.has_more), so nothing was granted. Check the invoice in the Stripe dashboard and "
+            "grant its credits by hand (admin: Credits > Grants)."
+        )
     customer = Customer.objects.filter(stripe_customer_id=stripe_customer).first() if stripe_customer else None
     if customer is None:
         return Ignored(f"credits: no Paydesk customer with Stripe customer {stripe_customer!r}.")
-    intent = _invoice_payment_intent(obj)
+    pairs = _invoice_payments(obj)
+    if obj.get("id"):
+        _link_invoice_payments(invoice=obj["id"], pairs=pairs, event_id=event.event_id)
+    intent = next((i for i, _ in pairs if i), "")
     granted = 0
     for index, (line, pack) in enumerate(mapped):
         if pack.merchant_id != customer.merchant_id:
@@ -133,13 +175,43 @@ def invoice_paid(event):
     return None
 
 
+@register_handler("stripe", "invoice_payment.paid")
+def invoice_payment_paid(event):
+    """API 2025-03-31 and later: which PaymentIntent (or charge) paid which invoice, the
+    only place those versions say so. Kept whatever the order of events."""
+    obj = event.payload["data"]["object"]
+    invoice = _id(obj.get("invoice"))
+    paid_by = obj.get("payment") or {}
+    intent, charge = _id(paid_by.get("payment_intent")), _id(paid_by.get("charge"))
+    if not invoice or not (intent or charge):
+        return Ignored("credits: the invoice payment names no invoice, payment intent or charge.")
+    _link_invoice_payments(invoice=invoice, pairs=[(intent, charge)], event_id=event.event_id)
+    if not Grant.objects.filter(stripe_invoice=invoice).exists():
+        return Ignored(f"credits: invoice {invoice} granted no credits (yet); its payment is noted for refunds.")
+    return None
+
+
+def _refunded_grants(obj: dict) -> list[Grant]:
+    """The grants the refunded charge bought: by its PaymentIntent (checkout sessions),
+    and by the invoice it paid: named on the charge (API versions before 2025-03-31) or
+    linked to its PaymentIntent or id by an invoice payment."""
+    intent, charge = _id(obj.get("payment_intent")), _id(obj.get("id"))
+    invoices = {_id(obj.get("invoice"))} - {""}
+    paid = (Q(payment_intent=intent) if intent else Q()) | (Q(charge=charge) if charge else Q())
+    if paid:
+        invoices |= set(StripeInvoicePayment.objects.filter(paid).values_list("invoice", flat=True))
+    match = Q(stripe_payment_intent=intent) if intent else Q()
+    if invoices:
+        match |= Q(stripe_invoice__in=invoices)
+    if not match:
+        return []
+    return list(Grant.objects.filter(match, stripe_event_id__isnull=False).select_related("customer").order_by("pk"))
+
+
 @register_handler("stripe", "charge.refunded")
 def charge_refunded(event):
     obj = event.payload["data"]["object"]
-    intent = obj.get("payment_intent") or ""
-    if isinstance(intent, dict):
-        intent = intent.get("id") or ""
-    grants = list(Grant.objects.filter(stripe_payment_intent=intent).select_related("customer")) if intent else []
+    grants = _refunded_grants(obj)
     if not grants:
         return Ignored("credits: the refunded charge did not buy credits.")
     amount = int(obj.get("amount") or 0)

@@ -180,6 +180,33 @@ class Revocation(models.Model):
         return f"revoke {self.revoked}/{self.requested} credits for {self.customer_id}"
 
 
+class StripeInvoicePayment(models.Model):
+    """What paid a Stripe invoice: its PaymentIntent and/or Charge.
+
+    A refund arrives as charge.refunded, which names the charge and its PaymentIntent
+    and, only in API versions before 2025-03-31, the invoice. This link is how a refund
+    of an invoice finds the credits the invoice granted in every version. It is taken
+    from invoice.paid (`payment_intent` / `charge` before 2025-03-31; `payments`, when
+    expanded, after) and from invoice_payment.paid (2025-03-31 and later), whichever
+    comes first; repeats add nothing.
+    """
+
+    invoice = models.CharField(max_length=255, db_index=True)
+    payment_intent = models.CharField(max_length=255, blank=True, db_index=True)
+    charge = models.CharField(max_length=255, blank=True, db_index=True)
+    stripe_event_id = models.CharField(max_length=255, help_text="The event that told us first.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "payment_intent", "charge"], name="stripe_invoice_payment_once")
+        ]
+
+    def __str__(self):
+        return f"{self.invoice} paid by {self.payment_intent or self.charge}"
+
+
 class Checkout(models.Model):
     """A Checkout Session created to buy a pack (Stripe's or the mock provider's)."""
 

@@ -60,3 +60,16 @@ def pack_for_price(*, price_id: str) -> CreditPack | None:
     if not price_id:
         return None
     return CreditPack.objects.filter(stripe_price_id=price_id).select_related("merchant").first()
+
+
+def credits_counters(*, merchant: Merchant) -> dict[str, int]:
+    """The merchant's credits issued (net of revocations), consumed and expired, summed
+    over the counter-account shards (credits.services.COUNTER_SHARDS)."""
+    totals = {"issued": 0, "consumed": 0, "expired": 0}
+    counters = {"issuance": "issued", "consumed": "consumed", "expired": "expired"}
+    accounts = Account.objects.filter(merchant=merchant, customer__isnull=True, currency=CREDITS_UNIT)
+    for name, balance in accounts.values_list("name", "balance"):
+        counter = counters.get(name.split(".")[0])
+        if counter is not None:
+            totals[counter] += -balance if counter == "issued" else balance
+    return totals

@@ -1,26 +1,32 @@
 """Writes for credits: grants, debits, revocations, expiry, all on the ledger.
 
 Units move between a customer's credit account (kind `credits`, no overdraft) and three
-accounts of its merchant in the "credits" unit: `issuance` (external funding, may go
-negative: where credits come from and where revoked ones go back), `consumed` (debits)
-and `expired`.
+counter-accounts of its merchant in the "credits" unit: `issuance` (external funding,
+may go negative: where credits come from and where revoked ones go back), `consumed`
+(debits) and `expired`. Each counter-account is split into COUNTER_SHARDS accounts and a
+customer always uses the same shard (chosen from its id), so debits and grants of
+different customers do not all queue on one merchant row: a counter row is locked until
+its transaction commits, and a single one would serialise every debit of the merchant.
+The ledger is unchanged: every transfer still balances, a merchant's total of a
+counter is the sum of its shards (selectors.credits_counters).
 
 Lock order, in every write here: the customer's credit account alone first (FOR NO KEY
 UPDATE), then wallets.transfer_create locks the accounts of the transfer in pk order
-(the customer's again, already held, and one merchant account). A transaction holds at
-most one customer's credit account, and whoever holds a merchant account already holds
-its customer account, so no two credit writers deadlock. `Grant.remaining` is only read
-and written under the customer account's lock.
+(the customer's again, already held, and one counter-account of its shard). A
+transaction holds at most one customer's credit account, and whoever holds a
+counter-account already holds its customer account, so no two credit writers deadlock.
+`Grant.remaining` is only read and written under the customer account's lock.
 
 Accounts are created before the transaction that locks them (see wallets.wallet_create:
 an uncommitted account insert awaited by a writer holding a lock could deadlock).
 """
 
 import logging
+import uuid
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from config.errors import InsufficientCredits, InsufficientFunds, InvalidRequest
@@ -39,36 +45,49 @@ MERCHANT_ACCOUNTS = {
     EXPIRED: Account.Kind.MERCHANT_BALANCE,
 }
 MAX_UNITS = 10**12
+COUNTER_SHARDS = 16
 
 
 # --- Accounts --------------------------------------------------------------------------
 
 
-def merchant_credit_accounts(*, merchant_id) -> dict[str, Account]:
-    """The merchant's issuance, consumed and expired accounts, created on first use."""
+def counter_shard(customer_id) -> int:
+    """Which of its merchant's counter-account shards a customer uses, for good."""
+    return uuid.UUID(str(customer_id)).int % COUNTER_SHARDS
+
+
+def counter_account_name(counter: str, shard: int) -> str:
+    return f"{counter}.{shard:02d}"
+
+
+def credit_counter_accounts(*, merchant_id, customer_id) -> dict[str, Account]:
+    """The merchant's issuance, consumed and expired accounts of the customer's shard,
+    by counter name, created on first use."""
+    shard = counter_shard(customer_id)
+    names = {counter_account_name(counter, shard): counter for counter in MERCHANT_ACCOUNTS}
     found = {
-        a.name: a
+        names[a.name]: a
         for a in Account.objects.filter(
-            merchant_id=merchant_id, customer__isnull=True, currency=CREDITS_UNIT, name__in=list(MERCHANT_ACCOUNTS)
+            merchant_id=merchant_id, customer__isnull=True, currency=CREDITS_UNIT, name__in=list(names)
         )
-        if MERCHANT_ACCOUNTS[a.name] == a.kind
+        if MERCHANT_ACCOUNTS[names[a.name]] == a.kind
     }
-    for name, kind in MERCHANT_ACCOUNTS.items():
-        if name not in found:
-            found[name] = account_get_or_create(
-                kind=kind, currency=CREDITS_UNIT, merchant=Merchant(pk=merchant_id), name=name
+    for name, counter in names.items():
+        if counter not in found:
+            found[counter] = account_get_or_create(
+                kind=MERCHANT_ACCOUNTS[counter], currency=CREDITS_UNIT, merchant=Merchant(pk=merchant_id), name=name
             )
     return found
 
 
 def credit_account_get_or_create(*, customer: Customer) -> Account:
-    """The customer's credit account (and its merchant's credit accounts), created on first use."""
+    """The customer's credit account (and its counter-accounts), created on first use."""
     return _accounts(customer)[0]
 
 
 def _accounts(customer: Customer) -> tuple[Account, dict[str, Account]]:
-    """(the customer's credit account, the merchant's credit accounts), created on first use."""
-    merchant_accounts = merchant_credit_accounts(merchant_id=customer.merchant_id)
+    """(the customer's credit account, its counter-accounts), created on first use."""
+    merchant_accounts = credit_counter_accounts(merchant_id=customer.merchant_id, customer_id=customer.pk)
     account = account_get_or_create(
         kind=Account.Kind.CREDITS,
         currency=CREDITS_UNIT,
@@ -88,10 +107,15 @@ def _check_units(units, param: str = "units") -> None:
 
 
 def _live_grants(account: Account):
-    """Grants with units left, in consumption order: soonest to expire first, then oldest."""
-    return Grant.objects.filter(account=account, remaining__gt=0).order_by(
-        F("expires_at").asc(nulls_last=True), "created_at", "id"
-    )
+    """Grants with units left, in consumption order: oldest grant first (by grant time).
+
+    Oldest-first is the rule of the credits issue (#6), on purpose: credits are spent in
+    the order they were bought, as a customer reads them on a statement, and a refund
+    takes back what is left of *that* purchase (credits_revoke_refunded), which under
+    this order is what the customer has not yet used of it. The price: a newer grant
+    that expires sooner than an older one may lapse partly unused.
+    """
+    return Grant.objects.filter(account=account, remaining__gt=0).order_by("created_at", "id")
 
 
 def _consume(account: Account, units: int, *, first: Grant | None = None) -> None:
@@ -255,7 +279,7 @@ def credits_grant(
 
 def credits_debit(*, customer: Customer, units: int, reason: str = "", ref: str = "") -> tuple[Debit, int]:
     """Spend `units` of the customer's credits (into the merchant's consumed account),
-    soonest-expiring grants first, and emit `credits.debited`. Returns (debit, balance).
+    oldest grants first, and emit `credits.debited`. Returns (debit, balance).
 
     Locks the customer's credit account, posts its due expiries (expired credits cannot
     be spent), then debits. Not idempotent by itself: the API's Idempotency-Key is.
@@ -317,8 +341,11 @@ def _revoke_locked(
     grant: Grant | None,
     stripe_event_id: str | None,
     created_by,
+    cap: int | None = None,
 ) -> Revocation:
     revoked = min(requested, max(locked.balance, 0))
+    if cap is not None:
+        revoked = min(revoked, cap)
     transfer = None
     if revoked:
         transfer = transfer_create(
@@ -401,7 +428,9 @@ def credits_revoke(
 def credits_revoke_refunded(*, grant: Grant, refunded_units: int, stripe_event_id: str) -> Revocation | None:
     """A refund of the purchase behind `grant`: bring the units revoked for refunds of it
     up to `refunded_units` (Stripe's refund totals are cumulative, so a repeated or
-    late, smaller total revokes nothing more), down to what is left on the account.
+    late, smaller total revokes nothing more), but never more than what is left of that
+    grant (its units less what was spent, expired or revoked of it): other grants are
+    not the refunded purchase. What is no longer there is recorded as the shortfall.
 
     Locks the customer's credit account; idempotent on (stripe_event_id, grant) and on
     the cumulative total. Returns the revocation, or None when nothing more is due.
@@ -421,6 +450,7 @@ def credits_revoke_refunded(*, grant: Grant, refunded_units: int, stripe_event_i
         if refunded_units - already <= 0:
             return None
         _expire_due(locked, now=timezone.now(), accounts=accounts)
+        left = Grant.objects.values_list("remaining", flat=True).get(pk=grant.pk)
         return _revoke_locked(
             locked=locked,
             customer=customer,
@@ -430,6 +460,7 @@ def credits_revoke_refunded(*, grant: Grant, refunded_units: int, stripe_event_i
             grant=grant,
             stripe_event_id=stripe_event_id,
             created_by=None,
+            cap=left,
         )
 
 
@@ -447,7 +478,7 @@ def credits_expire(*, now: datetime | None = None) -> int:
         Grant.objects.filter(remaining__gt=0, expires_at__lte=now).values_list("account_id", flat=True).distinct()
     )
     for account in Account.objects.filter(pk__in=list(account_ids)):
-        accounts = merchant_credit_accounts(merchant_id=account.merchant_id)
+        accounts = credit_counter_accounts(merchant_id=account.merchant_id, customer_id=account.customer_id)
         with transaction.atomic():
             total += _expire_due(_lock(account), now=now, accounts=accounts)
     return total

@@ -1,9 +1,10 @@
 """Real threads against PostgreSQL: locks and constraints, not luck, keep credits exact."""
 
 import json
+import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 
 from config.errors import InsufficientCredits
@@ -109,3 +110,45 @@ def test_mixed_grants_debits_and_revokes_across_customers_never_deadlock_or_go_n
         account = credit_account_get(customer=c)
         assert account.balance >= 0
         assert sum(Grant.objects.filter(customer=c).values_list("remaining", flat=True)) == account.balance
+
+
+def test_debits_of_customers_on_different_shards_do_not_wait_for_each_other(merchant):
+    """One customer's debit is stuck inside its transaction, holding its credit account
+    and its shard of the merchant's consumed account until it commits. Another
+    customer's debit and grant must go through meanwhile, without waiting for it (a
+    single merchant-wide counter row would make them wait: lock_timeout fails them)."""
+    from credits.services import counter_shard
+
+    stuck = CustomerFactory(merchant=merchant)
+    others = (CustomerFactory(merchant=merchant) for _ in range(64))
+    other = next((c for c in others if counter_shard(c.pk) != counter_shard(stuck.pk)), None)
+    assert other is not None, "64 customers all on one shard: there are no shards"
+    for c in (stuck, other):
+        credits_grant(customer=c, units=10, source="merchant")
+    holding, release = threading.Event(), threading.Event()
+
+    def stuck_debit():
+        try:
+            with transaction.atomic():
+                credits_debit(customer=stuck, units=1)
+                holding.set()
+                release.wait(30)
+        finally:
+            holding.set()
+            connection.close()
+
+    thread = threading.Thread(target=stuck_debit)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+        _, balance = credits_debit(customer=other, units=3)
+        credits_grant(customer=other, units=1, source="merchant")
+        assert balance == 7
+    finally:
+        release.set()
+        thread.join()
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
+    assert credits_balance(customer=stuck) == 9 and credits_balance(customer=other) == 8

@@ -7,10 +7,19 @@ from django.utils import timezone
 
 from config.errors import InsufficientCredits, InvalidRequest
 from credits.models import Debit, Grant, Revocation
-from credits.selectors import credit_account_get, credits_balance, credits_ledger
-from credits.services import credits_debit, credits_expire, credits_grant, credits_revoke
+from credits.selectors import credit_account_get, credits_balance, credits_counters, credits_ledger
+from credits.services import (
+    COUNTER_SHARDS,
+    counter_shard,
+    credits_debit,
+    credits_expire,
+    credits_grant,
+    credits_revoke,
+    credits_revoke_refunded,
+)
 from credits.tests.factories import CreditPackFactory
 from payments.tests.factories import CustomerFactory
+from wallets.models import Account
 from webhooks.models import OutboundEvent
 
 pytestmark = pytest.mark.django_db
@@ -27,7 +36,8 @@ def test_grant_moves_units_from_issuance_onto_the_customer_account(customer):
     assert account.kind == "credits" and account.currency == "credits" and not account.allow_negative
     assert account.balance == 100 == credits_balance(customer=customer)
     legs = sorted((e.account.name, e.amount) for e in g.transfer.entries.select_related("account"))
-    assert legs == [("", 100), ("issuance", -100)]
+    assert legs == [("", 100), (f"issuance.{counter_shard(customer.pk):02d}", -100)]
+    assert credits_counters(merchant=customer.merchant) == {"issued": 100, "consumed": 0, "expired": 0}
     event = OutboundEvent.objects.get(type="credits.granted")
     assert event.data["units"] == 100 and event.data["balance"] == 100 and event.data["customer"] == str(customer.pk)
 
@@ -77,13 +87,13 @@ def test_debit_of_a_customer_without_credits_is_402(customer):
         credits_debit(customer=customer, units=1)
 
 
-def test_consumption_is_soonest_expiring_first_then_oldest(customer):
-    forever = grant(customer, 10)
+def test_consumption_is_oldest_grant_first_whatever_expires_sooner(customer):
+    oldest = grant(customer, 10)
     soon = grant(customer, 10, expires_at=timezone.now() + timedelta(days=1))
     later = grant(customer, 10, expires_at=timezone.now() + timedelta(days=9))
     credits_debit(customer=customer, units=15)
     remaining = {g.pk: g.remaining for g in Grant.objects.all()}
-    assert remaining == {soon.pk: 0, later.pk: 5, forever.pk: 10}
+    assert remaining == {oldest.pk: 0, soon.pk: 5, later.pk: 10}
 
 
 def test_pack_expiry_sets_expires_at(customer):
@@ -97,9 +107,9 @@ def _expire_now(g):
 
 
 def test_expired_grants_stop_counting_before_the_task_runs(customer):
-    grant(customer, 10)
     old = grant(customer, 30, expires_at=timezone.now() + timedelta(days=1))
-    credits_debit(customer=customer, units=5)  # from the expiring grant
+    grant(customer, 10)
+    credits_debit(customer=customer, units=5)  # from the oldest grant, the expiring one
     _expire_now(old)
     assert credits_balance(customer=customer) == 10
     with pytest.raises(InsufficientCredits):
@@ -116,15 +126,17 @@ def test_expiry_task_posts_to_the_ledger_once(customer):
     credits_debit(customer=customer, units=4)
     _expire_now(old)
     _expire_now(old_other)
-    assert credits_expire() == 26 + 7
+    assert credits_expire() == 30 + 7  # the debit was taken from the older grant
     assert credits_expire() == 0
     account = credit_account_get(customer=customer)
-    assert account.balance == 10 == credits_balance(customer=customer)
+    assert account.balance == 6 == credits_balance(customer=customer)
     old.refresh_from_db()
-    assert (old.remaining, old.expired_units) == (0, 26) and old.expiry_transfer is not None
-    assert Grant.objects.get(pk=keep.pk).remaining == 10
-    assert credits_ledger(customer=customer).first().amount == -26
+    assert (old.remaining, old.expired_units) == (0, 30) and old.expiry_transfer is not None
+    assert Grant.objects.get(pk=keep.pk).remaining == 6
+    assert credits_ledger(customer=customer).first().amount == -30
     assert credit_account_get(customer=other).balance == 0
+    counters = credits_counters(merchant=customer.merchant)
+    assert counters == {"issued": 47, "consumed": 4, "expired": 37}
 
 
 def test_revoke_takes_back_down_to_what_is_left_and_records_the_shortfall(customer):
@@ -162,3 +174,48 @@ def test_live_grants_always_sum_to_the_balance(customer):
     credits_debit(customer=customer, units=7)
     live = sum(Grant.objects.values_list("remaining", flat=True))
     assert live == credit_account_get(customer=customer).balance == 28
+
+
+def test_a_refund_after_partial_expiry_takes_nothing_from_newer_grants(customer):
+    bought = grant(
+        customer,
+        100,
+        source="stripe_checkout",
+        stripe_event_id="evt_buy_1",
+        expires_at=timezone.now() + timedelta(days=1),
+    )
+    credits_debit(customer=customer, units=40)  # from the purchase
+    _expire_now(bought)
+    credits_expire()  # the other 60 of it lapse
+    newer = grant(customer, 100)
+    revocation = credits_revoke_refunded(grant=bought, refunded_units=100, stripe_event_id="evt_refund_1")
+    assert (revocation.requested, revocation.revoked, revocation.shortfall) == (100, 0, 100)
+    assert credits_balance(customer=customer) == 100
+    assert Grant.objects.get(pk=newer.pk).remaining == 100
+
+
+def test_a_refund_revokes_what_is_left_of_that_grant_only(customer):
+    bought = grant(customer, 100, source="stripe_checkout", stripe_event_id="evt_buy_1")
+    newer = grant(customer, 50)
+    credits_debit(customer=customer, units=70)  # 70 of the purchase spent
+    partial = credits_revoke_refunded(grant=bought, refunded_units=20, stripe_event_id="evt_refund_1")
+    assert (partial.revoked, partial.shortfall) == (20, 0)
+    full = credits_revoke_refunded(grant=bought, refunded_units=100, stripe_event_id="evt_refund_2")
+    assert (full.requested, full.revoked, full.shortfall) == (80, 10, 70)
+    assert Grant.objects.get(pk=newer.pk).remaining == 50 == credits_balance(customer=customer)
+
+
+def test_customers_are_spread_over_counter_account_shards(merchant):
+    customers = [CustomerFactory(merchant=merchant) for _ in range(40)]
+    for c in customers:
+        grant(c, 5)
+        credits_debit(customer=c, units=2)
+    names = set(
+        Account.objects.filter(merchant=merchant, customer__isnull=True, currency="credits").values_list(
+            "name", flat=True
+        )
+    )
+    shards = {counter_shard(c.pk) for c in customers}
+    assert len(shards) > 1 and all(0 <= s < COUNTER_SHARDS for s in shards)
+    assert names == {f"{counter}.{s:02d}" for counter in ("issuance", "consumed", "expired") for s in shards}
+    assert credits_counters(merchant=merchant) == {"issued": 200, "consumed": 80, "expired": 0}

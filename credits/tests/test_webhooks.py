@@ -1,8 +1,11 @@
 """Stripe events through the real webhook URL: signed, stored, processed (real-shaped payloads)."""
 
+import json
+from pathlib import Path
+
 import pytest
 
-from credits.models import Grant, Revocation
+from credits.models import Grant, Revocation, StripeInvoicePayment
 from credits.selectors import credits_balance
 from credits.services import credits_debit
 from credits.tests.factories import CreditPackFactory
@@ -199,3 +202,81 @@ def test_a_checkout_and_the_invoice_it_made_grant_once(stripe_customer, packs, d
     assert stored.status == "ignored" and "already granted" in stored.last_error
     assert credits_balance(customer=stripe_customer) == 100
     assert Grant.objects.count() == 1
+
+
+# --- Refunds of invoices, every API shape ---------------------------------------------------
+
+INVOICE = "in_1PaydeskInvoice0001"
+
+
+def invoice_payment_event(event_id="evt_inpay_1"):
+    """invoice_payment.paid (API 2025-03-31 and later): which PaymentIntent paid which invoice."""
+    event = json.loads((Path(__file__).parent / "stripe_events" / "invoice_payment.paid.json").read_text())
+    event["id"] = event_id
+    return event
+
+
+def test_refund_names_the_invoice_in_older_api_versions(stripe_customer, packs, deliver):
+    """Before 2025-03-31 a Charge carries `invoice`: the refund finds the invoice's grants by it."""
+    deliver(stripe_event("invoice.paid.legacy-2024-06-20", event_id="evt_inv_legacy"))
+    assert credits_balance(customer=stripe_customer) == 600
+    stored = deliver(
+        stripe_event(
+            "charge.refunded",
+            event_id="evt_ref_legacy",
+            invoice=INVOICE,
+            payment_intent="pi_3PaydeskPayment0001",
+            amount_refunded=1500,
+            refunded=True,
+        )
+    )
+    assert stored.status == "processed"
+    assert credits_balance(customer=stripe_customer) == 0
+    assert sorted(Revocation.objects.values_list("requested", "revoked")) == [(100, 100), (500, 500)]
+
+
+@pytest.mark.parametrize("payment_first", [False, True])
+def test_refund_of_an_invoice_in_current_api_versions_goes_through_its_invoice_payment(
+    stripe_customer, packs, deliver, payment_first
+):
+    """Current versions: invoice.paid names no payment, charge.refunded no invoice; the
+    invoice_payment.paid between them (in either order) links the two."""
+    invoice, payment = stripe_event("invoice.paid", event_id="evt_inv_now"), invoice_payment_event()
+    first, second = (payment, invoice) if payment_first else (invoice, payment)
+    assert deliver(first).status == ("ignored" if payment_first else "processed")
+    assert deliver(second).status == "processed"
+    assert credits_balance(customer=stripe_customer) == 600
+
+    stored = deliver(stripe_event("charge.refunded", event_id="evt_ref_now"))  # 500 of 1500 refunded
+    assert stored.status == "processed"
+    assert sorted(Revocation.objects.values_list("requested", flat=True)) == [100 * 500 // 1500, 500 * 500 // 1500]
+    assert credits_balance(customer=stripe_customer) == 600 - 33 - 166
+
+
+def test_invoice_payment_of_an_invoice_that_bought_no_credits_is_ignored_but_kept(deliver):
+    stored = deliver(invoice_payment_event())
+    assert stored.status == "ignored" and INVOICE in stored.last_error
+    assert StripeInvoicePayment.objects.get().payment_intent == "pi_3PaydeskPayment0001"
+
+
+# --- Invoices longer than the event ---------------------------------------------------------
+
+
+def test_an_invoice_with_more_lines_than_the_event_grants_nothing_and_fails_visibly(
+    stripe_customer, packs, deliver, admin_client
+):
+    event = stripe_event("invoice.paid", event_id="evt_inv_long")
+    event["data"]["object"]["lines"]["has_more"] = True
+    stored = deliver(event)
+    assert stored.status == "failed"
+    assert "lines.has_more" in stored.last_error and "nothing was granted" in stored.last_error
+    assert not Grant.objects.exists() and credits_balance(customer=stripe_customer) == 0
+    listing = admin_client.get("/admin/webhooks/inboundevent/?status=failed")
+    assert b"evt_inv_long" in listing.content
+
+
+def test_an_invoice_longer_than_the_event_with_no_pack_in_sight_says_so(stripe_customer, deliver):
+    event = stripe_event("invoice.paid", event_id="evt_inv_long_unknown")
+    event["data"]["object"]["lines"]["has_more"] = True
+    stored = deliver(event)
+    assert stored.status == "ignored" and "lines.has_more" in stored.last_error
