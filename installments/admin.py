@@ -13,7 +13,18 @@ from installments.services import installment_order_cancel, installment_reschedu
 
 class InstallmentInline(ReadOnlyTabularInline):
     model = Installment
-    fields = ["sequence", "due_date", "amount", "status", "attempts", "next_attempt_at", "last_error", "paid_at"]
+    fields = [
+        "sequence",
+        "due_date",
+        "amount",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "claim_source",
+        "charge_key",
+        "last_error",
+        "paid_at",
+    ]
     readonly_fields = fields
     ordering = ["sequence"]
 

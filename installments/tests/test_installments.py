@@ -330,3 +330,20 @@ def test_single_installment_collect_is_idempotent(merchant, customer, wallet):
     assert Charge.objects.count() == 1
     order.refresh_from_db()
     assert order.status == "completed"
+
+
+def test_admin_shows_each_installments_charge_key_and_timeline(admin_client, merchant, customer, wallet):
+    order = installment_order_create(
+        merchant=merchant,
+        customer=customer,
+        amount=300,
+        currency="usd",
+        installment_count=3,
+        interval="day",
+        start_date=date(2027, 1, 1),
+        down_payment=30,
+    )
+    response = admin_client.get(f"/admin/installments/installmentorder/{order.pk}/change/")
+    assert response.status_code == 200
+    assert f"down:{order.pk}".encode() in response.content
+    assert b"installment.processing" in response.content
