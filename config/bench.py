@@ -9,6 +9,8 @@ sends them to stderr so that stdout is only `emit`'s JSON lines.
 
 import json
 import math
+import multiprocessing
+import queue
 import resource
 import sys
 from collections.abc import Callable, Sequence
@@ -116,3 +118,43 @@ def emit(out: Callable[[str], None], result: dict) -> None:
         **result,
     }
     out(json.dumps(line, default=str))
+
+
+def _spawned(target: str, args: tuple, overrides: dict, results) -> None:
+    import django
+
+    django.setup()
+    from django.test import override_settings
+    from django.utils.module_loading import import_string
+
+    try:
+        with override_settings(**overrides):  # what the bench command set for this run
+            results.put(("ok", import_string(target)(*args)))
+    except BaseException as exc:
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
+        raise
+
+
+def run_in_fresh_processes(target: str, args: tuple, count: int) -> list[dict]:
+    """Run `target` (the dotted path of fn(*args) -> dict) in `count` new interpreters at
+    once and return what each returned. Spawned, not forked: a worker's peak memory is
+    its own, not the parent's. A worker that fails or dies fails the scenario."""
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    overrides = {"DEBUG": settings.DEBUG}
+    procs = [ctx.Process(target=_spawned, args=(target, args, overrides, results)) for _ in range(count)]
+    for process in procs:
+        process.start()
+    answers = []
+    while len(answers) < count:
+        try:
+            status, value = results.get(timeout=1)
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            check(not dead, f"a worker process died (exit codes {dead})")
+            continue
+        check(status == "ok", f"a worker failed: {value}")
+        answers.append(value)
+    for process in procs:
+        process.join()
+    return answers
