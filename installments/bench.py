@@ -1,14 +1,13 @@
 """installments-collect: a backlog of due installments across many customers with
 funded wallets, collected by 1 and then 2 worker processes."""
 
-import resource
 import time
 import uuid
 from datetime import UTC, date, datetime
 
 from django.db import connection, connections
 
-from config.bench import check, run_in_fresh_processes, scenario
+from config.bench import check, peak_rss_mb, run_in_fresh_processes, scenario
 from installments.models import Installment, InstallmentOrder
 from installments.services import installments_collect
 from payments.identity.models import Customer
@@ -62,15 +61,33 @@ def _seed(n: int, out) -> tuple[object, datetime]:
     return merchant, NOW
 
 
+def own_peak_rss_mb() -> float:
+    """This process's own peak resident memory.
+
+    Not ru_maxrss: Linux carries a parent's peak into a spawned (fork + exec) child's
+    ru_maxrss, so a collector spawned by the parent that seeded 100k rows would report
+    the parent's size, not its own. VmHWM is the peak of the process's own address space
+    (Linux); elsewhere, ru_maxrss is what there is.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return peak_rss_mb()
+
+
 def collector(now) -> dict:
     """One collector process: collect everything due, then report."""
     started = time.perf_counter()
     collected = sum(sum(counts.values()) for counts in installments_collect(now=now))
-    return {
-        "collected": collected,
-        "seconds": time.perf_counter() - started,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }
+    return {"collected": collected, "seconds": time.perf_counter() - started, "peak_rss_mb": own_peak_rss_mb()}
+
+
+def size_label(n: int) -> str:
+    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
 
 def _collect(n: int, workers: int, out) -> dict:
@@ -95,7 +112,7 @@ def _collect(n: int, workers: int, out) -> dict:
     check(paid == n == charges and left == 0, f"paid {paid}, charges {charges} for {n}; {left} wallets not drained")
     check(sum(s["collected"] for s in stats) == n, "the collectors collected something else too")
     return {
-        "scenario": f"installments-collect:{n // 1000}k:{workers}-worker{'s' if workers > 1 else ''}",
+        "scenario": f"installments-collect:{size_label(n)}:{workers}-worker{'s' if workers > 1 else ''}",
         "n": n,
         "ops_per_s": round(n / max(s["seconds"] for s in stats), 1),
         "seconds": round(elapsed, 1),
@@ -110,9 +127,15 @@ def _collect(n: int, workers: int, out) -> dict:
 @scenario(
     "installments-collect",
     help="Due installments (10 per customer, wallets funded) collected by 1 then 2 processes at 10k, 50k and "
-    "100k (--n caps the largest); installments/s, each worker's peak memory, exactly once.",
+    "100k (a tenth, half and all of --n); installments/s, each worker's own peak memory, exactly once.",
     n=100_000,
 )
 def installments_collect_bench(*, n: int, out) -> list[dict]:
-    sizes = [size for size in (10_000, 50_000, 100_000) if size < n] + [n]
-    return [_collect(size, workers, out) for size in sizes for workers in (1, 2)]
+    return [_collect(size, workers, out) for size in curve(n) for workers in (1, 2)]
+
+
+def curve(n: int) -> list[int]:
+    """The backlog sizes measured: a tenth, half and all of `n` (10k, 50k and 100k by
+    default), whole customers each, so a small --n shows the curve too."""
+    whole = [max(PER_CUSTOMER, size // PER_CUSTOMER * PER_CUSTOMER) for size in (n // 10, n // 2, n)]
+    return sorted(set(whole))
