@@ -70,6 +70,24 @@ def peak_rss_mb() -> float:
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
+def own_peak_rss_mb() -> float:
+    """This process's own peak resident memory.
+
+    Not ru_maxrss: Linux carries a parent's peak into a spawned (fork + exec) child's
+    ru_maxrss, so a collector spawned by the parent that seeded 100k rows would report
+    the parent's size, not its own. VmHWM is the peak of the process's own address space
+    (Linux); elsewhere, ru_maxrss is what there is.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return peak_rss_mb()
+
+
 def measure(latencies: Sequence[float]) -> dict:
     """ops/s, p50 and p99 (ms) from per-operation durations in seconds (perf_counter).
 
@@ -137,8 +155,9 @@ def _spawned(target: str, args: tuple, overrides: dict, results) -> None:
 
 def run_in_fresh_processes(target: str, args: tuple, count: int) -> list[dict]:
     """Run `target` (the dotted path of fn(*args) -> dict) in `count` new interpreters at
-    once and return what each returned. Spawned, not forked: a worker's peak memory is
-    its own, not the parent's. A worker that fails or dies fails the scenario."""
+    once and return what each returned. Spawned, not forked: a worker starts from a fresh
+    address space (report its memory with own_peak_rss_mb: ru_maxrss would still carry
+    the parent's peak on Linux). A worker that fails or dies fails the scenario."""
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     overrides = {"DEBUG": settings.DEBUG}

@@ -315,3 +315,6 @@ INSTALLMENT_COLLECT_CHUNK = env.int("INSTALLMENT_COLLECT_CHUNK", default=200)
 # Collect a chunk's wallet-covered installments set-based, in one transaction (a few
 # statements per chunk); off: every installment one by one through charge_create.
 INSTALLMENT_COLLECT_SET_BASED = env.bool("INSTALLMENT_COLLECT_SET_BASED", default=True)
+# The beat task collects chunk after chunk for this long at most, then the next run
+# resumes: below CELERY_TASK_SOFT_TIME_LIMIT so a run ends between chunks, never in one.
+INSTALLMENT_COLLECT_BUDGET_SECONDS = env.int("INSTALLMENT_COLLECT_BUDGET_SECONDS", default=200)

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 from django.db import connection, connections
 
-from config.bench import check, peak_rss_mb, run_in_fresh_processes, scenario
+from config.bench import check, own_peak_rss_mb, run_in_fresh_processes, scenario
 from installments.models import Installment, InstallmentOrder
 from installments.services import installments_collect
 from payments.identity.models import Customer
@@ -59,24 +59,6 @@ def _seed(n: int, out) -> tuple[object, datetime]:
         Installment.objects.bulk_create(rows[start : start + 5000])
     out(f"installments-collect: seeded {len(rows)} due installments for {len(customers)} customers")
     return merchant, NOW
-
-
-def own_peak_rss_mb() -> float:
-    """This process's own peak resident memory.
-
-    Not ru_maxrss: Linux carries a parent's peak into a spawned (fork + exec) child's
-    ru_maxrss, so a collector spawned by the parent that seeded 100k rows would report
-    the parent's size, not its own. VmHWM is the peak of the process's own address space
-    (Linux); elsewhere, ru_maxrss is what there is.
-    """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return peak_rss_mb()
 
 
 def collector(now) -> dict:

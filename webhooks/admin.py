@@ -21,7 +21,7 @@ class InboundEventAdmin(ReadOnlyAdmin):
         "next_attempt_at",
     ]
     list_filter = ["provider", "status", "flagged", "signature_verified", "type"]
-    search_fields = ["event_id", "type", "last_error"]
+    search_fields = ["event_id", "type", "last_error", "flag_reason"]
     date_hierarchy = "received_at"
     actions = ["reprocess"]
 

@@ -30,6 +30,7 @@ class InboundEvent(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     flagged = models.BooleanField(default=False, help_text="A handler found something staff should look at.")
+    flag_reason = models.TextField(blank=True, help_text="What the handler found (flagged events).")
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(

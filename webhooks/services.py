@@ -126,7 +126,8 @@ def inbound_event_process(*, event_id, force: bool = False, now: datetime | None
                 else:
                     event.status, event.last_error = InboundEvent.Status.PROCESSED, ""
         event.processed_at = now
-        event.save(update_fields=["status", "last_error", "attempts", "processed_at", "flagged", "next_attempt_at"])
+        fields = ["status", "last_error", "attempts", "processed_at", "flagged", "flag_reason", "next_attempt_at"]
+        event.save(update_fields=fields)
         if event.status in (InboundEvent.Status.PROCESSED, InboundEvent.Status.IGNORED):
             stripe_mirror_enqueue(event)  # after commit; only with a key and a verified Stripe event
     if error:
@@ -137,6 +138,7 @@ def inbound_event_process(*, event_id, force: bool = False, now: datetime | None
 def inbound_event_flag(*, event, reason: str) -> None:
     """Mark an event for staff attention (e.g. an amount mismatch), inside processing."""
     event.flagged = True
+    event.flag_reason = "; ".join(filter(None, [event.flag_reason, reason]))[:2000]
     logger.warning("inbound event flagged", extra={"event": str(event.pk), "reason": reason})
 
 

@@ -57,7 +57,8 @@ def test_amount_mismatch_leaves_it_pending_and_flags(payment, notify):
     assert payment.status == "pending"
     mismatch = payment.timeline.get(type="provider.mismatch")
     assert mismatch.flagged and mismatch.data["got"]["amount"] == 1
-    assert InboundEvent.objects.get().flagged
+    event = InboundEvent.objects.get()
+    assert event.flagged and event.flag_reason == f"payment {payment.pk}: mismatch"  # staff see why
     notify(payment, currency="eur")
     assert payment.status == "pending" and payment.timeline.filter(type="provider.mismatch").count() == 2
 
