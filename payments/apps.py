@@ -21,6 +21,11 @@ class PaymentsConfig(AppConfig):
             every_seconds=120,
         )
         periodic.register(
+            name="Retry refunds the provider could not be reached for",
+            task="payments.tasks.refunds_resolve_pending_task",
+            every_seconds=120,
+        )
+        periodic.register(
             name="Reconcile stuck pending payments (audit_payments)",
             task="payments.tasks.payments_reconcile_task",
             every_seconds=300,

@@ -7,9 +7,10 @@ knows which accounts a payment touches.
     refund, provider part        merchant balance → clearing (booked back if the provider refuses)
     refund, wallet part          a reversal of the wallet transfer (wallets.transfer_reverse)
     refund, recipients' shares   recipients → merchant balance, pro rata and cumulative:
-                                 once refunds total T of an amount A, recipient i has given
-                                 back exactly floor(share_i × T / A), so a full refund
-                                 returns every share exactly and partial ones never overshoot
+                                 once refunds total T of an amount A, the recipients have
+                                 given back exactly split_returns(T) between them (a full
+                                 refund returns every share; none ever gives back more),
+                                 tracked per refund so refusals and interleavings self-correct
 
 Accounts are created by `payment_accounts` before the transaction that books (creating
 a shared account inside a transaction that then waits for locks can deadlock with
@@ -119,22 +120,49 @@ def splits_settle(*, accounts: PaymentAccounts, payment, reference: str) -> None
     )
 
 
-def splits_rebalance(*, accounts: PaymentAccounts, payment, refunded_before: int, refunded_after: int, reference: str):
-    """Refunds went from `refunded_before` to `refunded_after`: take the recipients'
-    pro-rata shares back (or, when a refund was refused, give them back). Exact over any
-    sequence of refunds. InsufficientFunds if a recipient has already spent its share."""
-    legs = []
-    for account, share in accounts.recipients:
-        delta = share * refunded_after // payment.amount - share * refunded_before // payment.amount
-        if delta:
-            legs.append((account, -delta))
-    total = -sum(amount for _, amount in legs)
+def split_returns(*, shares: list[int], amount: int, refunded: int) -> list[int]:
+    """What each recipient has given back once `refunded` of a payment of `amount` is
+    refunded: together floor(sum(shares) × refunded / amount), shared out like the split
+    itself (pro rata, floored, the units left one by one to the first). A fully split
+    payment's refunds are thus paid entirely by its recipients, whatever the rounding;
+    nobody ever gives back more than its share, and a full refund returns every share.
+    """
+    total = sum(shares)
+    if not total:
+        return [0] * len(shares)
+    back = total * refunded // amount
+    parts = [share * back // total for share in shares]
+    for k in range(back - sum(parts)):
+        parts[k % len(parts)] += 1
+    return parts
+
+
+def splits_rebalance(
+    *, accounts: PaymentAccounts, payment, refunded: int, returned: dict[str, int], reference: str
+) -> dict[str, int]:
+    """Move each recipient to exactly what it owes back once `refunded` is refunded
+    (split_returns), from what it has `returned` so far (by destination). Mostly it gives
+    back; when a refund was refused it gets back. Self-correcting: exact whatever the
+    sequence of refunds, refusals and their interleaving. Returns the moves made
+    (destination → amount given back). InsufficientFunds if a recipient has spent it.
+    """
+    owed = split_returns(shares=[share for _, share in accounts.recipients], amount=payment.amount, refunded=refunded)
+    moves = {}
+    for (account, _), target in zip(accounts.recipients, owed, strict=True):
+        move = target - returned.get(account.name, 0)
+        if move:
+            moves[account.name] = move
+    legs = [(account, -moves[account.name]) for account, _ in accounts.recipients if account.name in moves]
     if not legs:
-        return
+        return moves
+    to_merchant = sum(moves.values())
+    if to_merchant:
+        legs.append((accounts.merchant_balance, to_merchant))
     transfer_create(
-        legs=[*legs, (accounts.merchant_balance, total)],
+        legs=legs,
         currency=payment.currency,
         merchant=payment.merchant,
         reference=reference,
-        description="split shares of a refund" if total > 0 else "split shares of a refused refund: returned",
+        description="split shares of a refund" if to_merchant > 0 else "split shares of a refused refund: returned",
     )
+    return moves

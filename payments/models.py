@@ -131,6 +131,10 @@ class Refund(models.Model):
     amount = models.BigIntegerField()
     wallet_amount = models.BigIntegerField(default=0, help_text="Returned to the wallet by a ledger reversal.")
     provider_amount = models.BigIntegerField(default=0, help_text="Refunded through the provider.")
+    split_returns = models.JSONField(
+        default=dict, blank=True, help_text="What each split recipient gave back for it (negative: got back)."
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="Set while a worker asks the provider again.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     reason = models.CharField(max_length=500, blank=True)
     provider_refund_id = models.CharField(max_length=255, blank=True)

@@ -294,15 +294,26 @@ def _payment_accounts(payment: Payment, charge: Charge | None) -> booking.Paymen
     )
 
 
-def _refunded_change(*, payment: Payment, accounts, by: int, reference: str) -> None:
-    """Move the payment's reserved refund total by `by` (under its row lock) and take the
-    recipients' shares back pro rata (or give them back when `by` < 0)."""
-    before = payment.amount_refunded
+def _refunded_change(*, payment: Payment, accounts, by: int, refund: Refund, reference: str) -> None:
+    """Move the payment's reserved refund total by `by` (under its row lock) and bring
+    each split recipient to exactly what it owes back for the new total, recording the
+    moves on `refund`: the payment's refunds together say what each recipient returned."""
     Payment.objects.filter(pk=payment.pk).update(amount_refunded=F("amount_refunded") + by)
-    payment.amount_refunded = before + by
-    booking.splits_rebalance(
-        accounts=accounts, payment=payment, refunded_before=before, refunded_after=before + by, reference=reference
+    payment.amount_refunded += by
+    if not accounts.recipients:
+        return
+    returned: dict[str, int] = {}
+    for moves in payment.refunds.values_list("split_returns", flat=True):
+        for destination, amount in moves.items():
+            returned[destination] = returned.get(destination, 0) + amount
+    moves = booking.splits_rebalance(
+        accounts=accounts, payment=payment, refunded=payment.amount_refunded, returned=returned, reference=reference
     )
+    if moves:
+        refund.refresh_from_db(fields=["split_returns"])
+        for destination, amount in moves.items():
+            refund.split_returns[destination] = refund.split_returns.get(destination, 0) + amount
+        Refund.objects.filter(pk=refund.pk).update(split_returns=refund.split_returns)
 
 
 def payment_refund(
@@ -360,7 +371,7 @@ def payment_refund(
             wallet_transfer = Transfer.objects.select_for_update(no_key=True).get(pk=charge.wallet_transfer_id)
         wallet_accounts = [e.account for e in wallet_transfer.entries.all()] if wallet_transfer else []
         booking.accounts_lock([*accounts.all(), *wallet_accounts])
-        _refunded_change(payment=locked, accounts=accounts, by=amount, reference=reference)
+        _refunded_change(payment=locked, accounts=accounts, by=amount, refund=refund, reference=reference)
         if wallet_part:
             transfer_reverse(
                 transfer=wallet_transfer,
@@ -375,42 +386,103 @@ def payment_refund(
         else:
             return _refund_succeeded(payment=locked, refund=refund, provider_refund_id="", source=source)
 
-    provider_name = charge.provider if charge is not None else locked.provider
+    return _refund_at_provider(refund=refund, source=source)
+
+
+def _refund_at_provider(*, refund: Refund, source: str) -> Refund:
+    """The provider half of a refund whose amount is reserved and booked (no lock held
+    while calling, the refund's id as idempotency key), then its outcome recorded:
+    succeeded; refused (the provider part booked back, the recipients' shares returned,
+    the refund reduced to its wallet part or failed, ProviderError raised); or, when the
+    provider cannot be reached, left pending for refunds_resolve_pending to ask again
+    with the same key (a timeout may have refunded: never give up on it silently)."""
+    payment = Payment.objects.select_related("merchant").get(pk=refund.payment_id)
+    charge = payment.charges.filter(status=Charge.Status.SUCCEEDED).first()
+    provider_name = charge.provider if charge is not None else payment.provider
     try:
         result = get_provider(provider_name).refund(
-            payment=locked, amount=provider_part, idempotency_key=f"re-{refund.pk}"
+            payment=payment, amount=refund.provider_amount, idempotency_key=f"re-{refund.pk}"
         )
         ok = result.status in ("succeeded", "pending")
         failure = "" if ok else f"provider refund {result.status}"
-    except (ProviderUnavailable, ProviderDeclined) as exc:
+    except ProviderUnavailable as exc:
+        logger.warning("provider unreachable for a refund; it stays pending", extra={"refund": str(refund.pk)})
+        with transaction.atomic():
+            timeline_add(
+                payment=payment_lock(payment.pk),
+                type="refund.retrying",
+                source=source,
+                data={"refund": str(refund.pk), "reason": str(exc)[:500]},
+            )
+            Refund.objects.filter(pk=refund.pk).update(failure_reason=f"retrying: {exc}"[:1000], claimed_at=None)
+        refund.refresh_from_db()
+        return refund
+    except ProviderDeclined as exc:
         ok, failure = False, str(exc)
 
+    reference = f"refund:{refund.pk}"
     with transaction.atomic():
         locked = payment_lock(payment.pk)
+        refund = Refund.objects.select_for_update(no_key=True).get(pk=refund.pk)
+        if refund.status != Refund.Status.PENDING:
+            return refund  # settled meanwhile by another attempt
         if ok:
+            Refund.objects.filter(pk=refund.pk).update(failure_reason="", claimed_at=None)
             return _refund_succeeded(
                 payment=locked, refund=refund, provider_refund_id=result.provider_refund_id, source=source
             )
+        accounts = _payment_accounts(payment, charge)
         booking.accounts_lock(accounts.all())
         booking.book_provider_refund(
-            accounts=accounts, payment=locked, amount=provider_part, reference=reference, back=True
+            accounts=accounts, payment=locked, amount=refund.provider_amount, reference=reference, back=True
         )
-        _refunded_change(payment=locked, accounts=accounts, by=-provider_part, reference=reference)
+        back = -refund.provider_amount
+        _refunded_change(payment=locked, accounts=accounts, by=back, refund=refund, reference=reference)
         timeline_add(
             payment=locked,
             type="refund.failed",
             source=source,
-            data={"refund": str(refund.pk), "provider_amount": provider_part, "reason": failure[:500]},
+            data={"refund": str(refund.pk), "provider_amount": refund.provider_amount, "reason": failure[:500]},
         )
-        if wallet_part:  # the wallet part went back already: the refund is for that much
+        if refund.wallet_amount:  # the wallet part went back already: the refund is for that much
             Refund.objects.filter(pk=refund.pk).update(
-                amount=wallet_part, provider_amount=0, failure_reason=f"provider part failed: {failure}"[:1000]
+                amount=refund.wallet_amount,
+                provider_amount=0,
+                failure_reason=f"provider part failed: {failure}"[:1000],
+                claimed_at=None,
             )
             refund.refresh_from_db()
             _refund_succeeded(payment=locked, refund=refund, provider_refund_id="", source=source)
         else:
-            Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.FAILED, failure_reason=failure[:1000])
+            Refund.objects.filter(pk=refund.pk).update(
+                status=Refund.Status.FAILED, failure_reason=failure[:1000], claimed_at=None
+            )
     raise ProviderError(f"The provider could not refund: {failure}")
+
+
+def refunds_resolve_pending(*, now: datetime | None = None, older_than: timedelta = timedelta(minutes=1)) -> int:
+    """Ask the provider again, with the same idempotency key, about refunds it could not
+    be reached for. Claimed with SKIP LOCKED and a lease, so concurrent runs never ask
+    about one refund at once; one refund's trouble never stops the run. Returns how many
+    were looked at."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(
+            Refund.objects.select_for_update(skip_locked=True)
+            .filter(status=Refund.Status.PENDING, provider_amount__gt=0, created_at__lte=now - older_than)
+            .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - timedelta(minutes=5)))
+            .order_by("created_at")[:200]
+        )
+        Refund.objects.filter(pk__in=[r.pk for r in due]).update(claimed_at=now)
+    for refund in due:
+        try:
+            _refund_at_provider(refund=refund, source=Source.RECONCILIATION)
+        except ProviderError:
+            pass  # refused: recorded as such
+        except Exception:
+            logger.exception("could not resolve a pending refund", extra={"refund": str(refund.pk)})
+            Refund.objects.filter(pk=refund.pk).update(claimed_at=None)
+    return len(due)
 
 
 def _refund_succeeded(*, payment: Payment, refund: Refund, provider_refund_id: str, source: str) -> Refund:
@@ -548,7 +620,7 @@ def payment_record_provider_refund(
         booking.accounts_lock(accounts.all())
         try:
             with transaction.atomic():
-                _refunded_change(payment=payment, accounts=accounts, by=extra, reference=reference)
+                _refunded_change(payment=payment, accounts=accounts, by=extra, refund=refund, reference=reference)
                 booking.book_provider_refund(
                     accounts=accounts, payment=payment, amount=extra, reference=reference, back=False
                 )

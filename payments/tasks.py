@@ -2,7 +2,7 @@ from celery import shared_task
 
 from payments.charges import charges_resolve_pending
 from payments.identity.services import subscriptions_renew
-from payments.services import payments_reconcile
+from payments.services import payments_reconcile, refunds_resolve_pending
 
 
 @shared_task
@@ -18,3 +18,8 @@ def payments_reconcile_task() -> dict:
 @shared_task(acks_late=True)
 def charges_resolve_pending_task() -> int:
     return charges_resolve_pending()
+
+
+@shared_task(acks_late=True)
+def refunds_resolve_pending_task() -> int:
+    return refunds_resolve_pending()

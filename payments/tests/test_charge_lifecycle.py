@@ -236,6 +236,48 @@ def test_a_refused_card_refund_books_back_and_keeps_the_wallet_part(merchant, ca
     audit_ok()
 
 
+def test_a_refused_card_refund_of_a_fully_split_charge_does_not_wedge(merchant, card_customer, provider):
+    """Amount 2 (1 wallet, 1 card), each of two recipients a half: the refused card part
+    must come back to the recipients exactly, out of what the merchant got back."""
+    from config.errors import ProviderError
+
+    wallet = wallet_create(customer=card_customer, currency="usd")
+    wallet_credit(wallet=wallet, amount=1)
+    provider.answer((200, {"id": "ch_2", "status": "succeeded"}))
+    provider.route("POST", "/payments/ch_2/refunds", (400, {"error": "refused"}))
+    splits = [{"destination": "r1", "bps": 5000}, {"destination": "r2", "bps": 5000}]
+    charge = charge_create(
+        merchant=merchant, customer=card_customer, amount=2, currency="usd", split_instructions=splits
+    )
+    with pytest.raises(ProviderError):
+        payment_refund(payment=charge.payment)
+    refund = charge.payment.refunds.get()
+    assert (refund.status, refund.amount, refund.wallet_amount) == ("succeeded", 1, 1)
+    payment = Payment.objects.get(pk=charge.payment_id)
+    assert (payment.status, payment.amount_refunded) == ("partially_refunded", 1)
+    wallet.refresh_from_db()
+    assert wallet.balance == 1
+    assert sum(balances(merchant).get(("recipient", r), 0) for r in ("r1", "r2")) == 1  # they funded the 1 back
+    # The rest can still be refunded once the provider agrees.
+    provider.route("POST", "/payments/ch_2/refunds", (200, {"id": "re_2", "status": "succeeded"}))
+    assert payment_refund(payment=payment).status == "succeeded"
+    assert set(balances(merchant).values()) == {0}
+    audit_ok()
+
+
+@pytest.mark.parametrize("steps", [[1, 2, 333, 500, 164], [999, 1], [1] * 10 + [990], [250, 250, 250, 250]])
+def test_partial_refunds_of_a_fully_split_charge_are_paid_by_the_recipients(merchant, customer, steps):
+    wallet = wallet_create(customer=customer, currency="usd")
+    wallet_credit(wallet=wallet, amount=1000)
+    splits = [{"destination": "a", "bps": 3333}, {"destination": "b", "bps": 3333}, {"destination": "c", "bps": 3334}]
+    charge = charge_create(merchant=merchant, customer=customer, amount=1000, currency="usd", split_instructions=splits)
+    for amount in steps:
+        payment_refund(payment=charge.payment, amount=amount)
+        assert balances(merchant)[("merchant_balance", "")] == 0  # never the merchant's own money
+        audit_ok()
+    assert set(balances(merchant).values()) == {0}
+
+
 def test_refunds_take_split_shares_back_pro_rata_and_exactly(merchant, customer):
     wallet = wallet_create(customer=customer, currency="usd")
     wallet_credit(wallet=wallet, amount=1000)

@@ -22,6 +22,25 @@ def succeeded_payment(merchant, amount=1000, order_id="o-1"):
     return payment
 
 
+@pytest.fixture
+def http_provider(settings):
+    from payments.tests.fake_http import FakeHTTP
+
+    server = FakeHTTP({("POST", "/payments"): (200, {"id": "p_1", "payment_url": "https://pay.example/p_1"})})
+    settings.HTTP_PROVIDER_URL = server.url
+    yield server
+    server.close()
+
+
+def succeeded_http_payment(merchant):
+    payment = payment_create(merchant=merchant, order_id="o-h", amount=1000, currency="usd", provider="http")
+    payment_settle_from_provider(
+        payment_id=payment.pk, outcome="succeeded", amount=1000, currency="usd", source="api", data={}
+    )
+    payment.refresh_from_db()
+    return payment
+
+
 class TestRefunds:
     def test_partial_then_rest(self, merchant, merchant_api):
         payment = succeeded_payment(merchant)
@@ -49,24 +68,10 @@ class TestRefunds:
         response = merchant_api.post(f"/api/v1/payments/{payment.pk}/refunds", {}, format="json")
         assert response.status_code == 409
 
-    def test_failed_provider_refund_releases_the_amount(self, merchant, merchant_api, settings):
-        from payments.tests.fake_http import FakeHTTP
-
-        server = FakeHTTP(
-            {
-                ("POST", "/payments"): (200, {"id": "p_1", "payment_url": "https://pay.example/p_1"}),
-                ("POST", "/payments/p_1/refunds"): (503, {"error": "provider down"}),
-            }
-        )
-        settings.HTTP_PROVIDER_URL = server.url
-        try:
-            payment = payment_create(merchant=merchant, order_id="o-h", amount=1000, currency="usd", provider="http")
-            payment_settle_from_provider(
-                payment_id=payment.pk, outcome="succeeded", amount=1000, currency="usd", source="api", data={}
-            )
-            response = merchant_api.post(f"/api/v1/payments/{payment.pk}/refunds", {"amount": 100}, format="json")
-        finally:
-            server.close()
+    def test_a_refused_provider_refund_releases_the_amount(self, merchant, merchant_api, http_provider):
+        http_provider.routes[("POST", "/payments/p_1/refunds")] = (400, {"error": "charge too old"})
+        payment = succeeded_http_payment(merchant)
+        response = merchant_api.post(f"/api/v1/payments/{payment.pk}/refunds", {"amount": 100}, format="json")
         assert response.status_code == 502
         payment.refresh_from_db()
         assert payment.amount_refunded == 0 and payment.status == "succeeded"
@@ -74,6 +79,28 @@ class TestRefunds:
         assert ledger_audit()["ok"]
         merchant_balance = Account.objects.get(merchant=merchant, kind="merchant_balance")
         assert merchant_balance.balance == 1000  # booked out for the refund, then back
+
+    def test_an_unreachable_provider_leaves_the_refund_pending_and_it_is_asked_again(
+        self, merchant, merchant_api, http_provider
+    ):
+        from payments.services import refunds_resolve_pending
+
+        http_provider.routes[("POST", "/payments/p_1/refunds")] = (503, {"error": "down"})
+        payment = succeeded_http_payment(merchant)
+        response = merchant_api.post(f"/api/v1/payments/{payment.pk}/refunds", {"amount": 100}, format="json")
+        assert response.status_code == 201 and response.json()["status"] == "pending"
+        payment.refresh_from_db()
+        assert payment.amount_refunded == 100  # reserved: it may have gone through
+        assert refunds_resolve_pending(now=timezone.now() + timedelta(minutes=2)) == 1  # still down
+        http_provider.routes[("POST", "/payments/p_1/refunds")] = (200, {"id": "re_1", "status": "succeeded"})
+        assert refunds_resolve_pending(now=timezone.now() + timedelta(minutes=10)) == 1
+        refund = Refund.objects.get()
+        assert (refund.status, refund.provider_refund_id) == ("succeeded", "re_1")
+        keys = {r["headers"]["Idempotency-Key"] for r in http_provider.requests if r["path"].endswith("/refunds")}
+        assert keys == {f"re-{refund.pk}"}  # asked three times, one key: refunded once
+        payment.refresh_from_db()
+        assert payment.status == "partially_refunded"
+        assert ledger_audit()["ok"]
 
 
 class TestReconciliation:
