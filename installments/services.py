@@ -35,6 +35,7 @@ from installments.models import Installment, InstallmentCharge, InstallmentEvent
 from installments.schedule import schedule_equal, schedule_explicit
 from payments.charges import WalletCharge, charge_create, charges_from_wallets
 from payments.models import Charge
+from wallets.services import wallet_debits_lock
 from webhooks.services import event_emit, events_emit
 
 logger = logging.getLogger("paydesk.installments")
@@ -399,7 +400,8 @@ def installment_record(
     its open installments close with it. Returns the installment's status.
     """
     order_id = Installment.objects.values_list("order_id", flat=True).get(pk=installment_id)
-    order = InstallmentOrder.objects.select_for_update(no_key=True).select_related("merchant").get(pk=order_id)
+    locking = InstallmentOrder.objects.select_for_update(no_key=True, of=("self",))  # the order, not its merchant
+    order = locking.select_related("merchant").get(pk=order_id)
     installment = Installment.objects.select_for_update(no_key=True).get(pk=installment_id)
     if installment.status != Status.PROCESSING or installment.charge_key != charge_key:
         if (
@@ -554,7 +556,7 @@ def _collect_from_wallets_locked(rows: list[Installment], *, now: datetime) -> s
     order_ids = sorted({r.order_id for r in rows})
     orders = {
         o.pk: o
-        for o in InstallmentOrder.objects.select_for_update(no_key=True)
+        for o in InstallmentOrder.objects.select_for_update(no_key=True, of=("self",))  # not the merchant row
         .select_related("merchant")
         .filter(pk__in=order_ids)
         .order_by("pk")
@@ -576,6 +578,9 @@ def _collect_from_wallets_locked(rows: list[Installment], *, now: datetime) -> s
     for row in rows:
         order = orders[row.order_id]
         groups.setdefault((order.merchant_id, order.currency), []).append(row)
+    # Every group's ledger accounts at once, in pk order: two collectors whose chunks mix
+    # merchants in different orders would otherwise deadlock group by group.
+    wallet_debits_lock(debits=[(*owner, row.order.customer_id) for owner, group in groups.items() for row in group])
     paid: dict = {}
     for (_, currency), group in groups.items():
         merchant = orders[group[0].order_id].merchant
@@ -712,7 +717,7 @@ def installment_order_pay(*, order: InstallmentOrder, amount: int | None = None)
     now = timezone.now()
     with transaction.atomic():
         locked = (
-            InstallmentOrder.objects.select_for_update(no_key=True)
+            InstallmentOrder.objects.select_for_update(no_key=True, of=("self",))
             .select_related("merchant", "customer")
             .get(pk=order.pk)
         )

@@ -216,7 +216,9 @@ def _charge_begin(
         booking.splits_settle(accounts=accounts, payment=payment, reference=reference)
         return _charge_succeeded(charge=charge, provider_charge_id="")
     if wallet_amount:
-        charge.hold = hold_create(account=wallet, amount=wallet_amount, reference=reference, idempotency_key=reference)
+        charge.hold = hold_create(
+            account=wallet, amount=wallet_amount, reference=reference, idempotency_key=reference, owner=reference
+        )
         charge.save(update_fields=["hold"])
     return charge
 
@@ -378,11 +380,14 @@ def _charge_record(*, charge: Charge, result: OffSessionResult, source: str) -> 
     )
 
 
-def charge_finish(*, charge_id, card_ok: bool, provider_charge_id: str, reason: str, source: str) -> Charge:
+def charge_finish(
+    *, charge_id, card_ok: bool, provider_charge_id: str, reason: str, source: str, abandoned: bool = False
+) -> Charge:
     """Settle a pending charge once the card part's outcome is known: capture or void the
     hold, book the card part, settle the splits, move the payment, emit charge.succeeded /
     charge.failed. Locks the payment, the charge, the hold, then the accounts. A no-op
-    unless the charge is pending, so a webhook and the API answer may both call it."""
+    unless the charge is pending, so a webhook and the API answer may both call it.
+    `abandoned`: failed because the provider never answered (flagged for staff)."""
     charge = Charge.objects.select_related("merchant").get(pk=charge_id)
     accounts = booking.payment_accounts(
         merchant=charge.merchant,
@@ -393,9 +398,22 @@ def charge_finish(*, charge_id, card_ok: bool, provider_charge_id: str, reason: 
     )
     with transaction.atomic():
         payment_lock(charge.payment_id)
-        charge = Charge.objects.select_for_update(no_key=True).select_related("merchant", "customer").get(pk=charge_id)
+        charge = (
+            Charge.objects.select_for_update(no_key=True, of=("self",))  # not the merchant's or customer's row
+            .select_related("merchant", "customer")
+            .get(pk=charge_id)
+        )
         if charge.status != Charge.Status.PENDING:
             return charge
+        if abandoned:
+            timeline_add(
+                payment=charge.payment,
+                type="charge.abandoned",
+                source=source,
+                flagged=True,
+                data={"charge": str(charge.pk), "reason": reason},
+            )
+            logger.error("pending charge abandoned at its deadline", extra={"charge": str(charge.pk)})
         hold = Hold.objects.select_for_update(no_key=True).get(pk=charge.hold_id) if charge.hold_id else None
         booking.accounts_lock([hold.account if hold else None, *accounts.all()])
         if card_ok:
@@ -403,7 +421,7 @@ def charge_finish(*, charge_id, card_ok: bool, provider_charge_id: str, reason: 
                 charge=charge, hold=hold, accounts=accounts, provider_charge_id=provider_charge_id, source=source
             )
         if hold is not None:
-            hold_void(hold=hold)
+            hold_void(hold=hold, owner=f"charge:{charge.pk}")
         return _charge_failed(
             charge=charge, provider_charge_id=provider_charge_id, reason=reason or "card_declined", source=source
         )
@@ -413,7 +431,7 @@ def _charge_card_succeeded(*, charge, hold, accounts, provider_charge_id: str, s
     payment = charge.payment
     reference = f"charge:{charge.pk}"
     if hold is not None:
-        charge.wallet_transfer = hold_capture(hold=hold, reference=reference).capture_transfer
+        charge.wallet_transfer = hold_capture(hold=hold, reference=reference, owner=reference).capture_transfer
     booking.book_collected(accounts=accounts, payment=payment, amount=charge.external_amount, reference=reference)
     booking.splits_settle(accounts=accounts, payment=payment, reference=reference)
     if provider_charge_id:
@@ -483,7 +501,7 @@ def charge_settle_from_provider(
             )
         logger.error("provider event does not match the charge's card part", extra={"charge": str(charge.pk)})
         return "mismatch", True
-    if charge.status == Charge.Status.PENDING and outcome in ("succeeded", "failed", "canceled"):
+    if charge.status == Charge.Status.PENDING and outcome in ("succeeded", "failed", "canceled", "expired"):
         settled = charge_finish(
             charge_id=charge.pk,
             card_ok=outcome == "succeeded",
@@ -537,29 +555,28 @@ def charges_resolve_pending(
 
 
 def _charge_resolve(charge: Charge, *, now: datetime) -> Charge:
+    """One look at a pending charge: the same off-session call again (no provider id yet:
+    the first never got an answer) or a status lookup. Past CHARGE_PENDING_DEADLINE, a
+    look that still settles nothing fails the charge, abandoned (flagged for staff)."""
+    if not charge.provider_charge_id:
+        charge = _charge_card(charge)
+    else:
+        try:
+            result = get_provider(charge.provider).retrieve_charge(provider_charge_id=charge.provider_charge_id)
+        except (ProviderUnavailable, ProviderDeclined) as exc:
+            logger.warning("pending charge: status lookup failed", extra={"charge": str(charge.pk), "error": str(exc)})
+        else:
+            charge = _charge_record(charge=charge, result=result, source=Source.RECONCILIATION)
+    if charge.status != Charge.Status.PENDING:
+        return charge
     if charge.created_at <= now - timedelta(seconds=settings.CHARGE_PENDING_DEADLINE):
-        with transaction.atomic():
-            timeline_add(
-                payment=payment_lock(charge.payment_id),
-                type="charge.abandoned",
-                source=Source.RECONCILIATION,
-                flagged=True,
-                data={"charge": str(charge.pk), "reason": "the provider never confirmed the card part"},
-            )
-        logger.error("pending charge abandoned at its deadline", extra={"charge": str(charge.pk)})
         return charge_finish(
             charge_id=charge.pk,
             card_ok=False,
             provider_charge_id=charge.provider_charge_id,
-            reason="provider did not confirm in time",
+            reason="the provider never confirmed the card part",
             source=Source.RECONCILIATION,
+            abandoned=True,
         )
-    if not charge.provider_charge_id:
-        return _charge_card(charge)
-    try:
-        result = get_provider(charge.provider).retrieve_charge(provider_charge_id=charge.provider_charge_id)
-    except (ProviderUnavailable, ProviderDeclined) as exc:
-        logger.warning("pending charge: status lookup failed", extra={"charge": str(charge.pk), "error": str(exc)})
-        Charge.objects.filter(pk=charge.pk).update(claimed_at=None)
-        return charge
-    return _charge_record(charge=charge, result=result, source=Source.RECONCILIATION)
+    Charge.objects.filter(pk=charge.pk).update(claimed_at=None)
+    return charge

@@ -222,6 +222,11 @@ class Hold(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     reference = models.CharField(max_length=255, blank=True, db_index=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    owner = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Set when the hold belongs to a workflow (e.g. charge:<id>): only it may capture or void it.",
+    )
     capture_transfer = models.ForeignKey(Transfer, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)

@@ -24,7 +24,7 @@ from datetime import datetime
 from functools import partial
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from config.currencies import MAX_AMOUNT
@@ -545,6 +545,26 @@ def wallet_debit(
     )
 
 
+def wallet_debits_lock(*, debits) -> None:
+    """Lock, in one statement and pk order, every customer wallet and merchant balance
+    account that wallet_debits_many calls for these (merchant id, currency, customer id)
+    will touch. A transaction making several such calls (one per merchant and currency)
+    takes all its ledger locks up front, so it cannot deadlock with another doing the
+    same in another order. Call it inside that transaction."""
+    owners: dict[tuple, set] = {}
+    for merchant_id, currency, customer_id in debits:
+        owners.setdefault((merchant_id, currency), set()).add(customer_id)
+    if not owners:
+        return
+    wanted = Q()
+    for (merchant_id, currency), customers in owners.items():
+        wanted |= Q(merchant_id=merchant_id, currency=currency) & (
+            Q(kind=Account.Kind.CUSTOMER_WALLET, customer_id__in=customers)
+            | Q(kind=Account.Kind.MERCHANT_BALANCE, customer__isnull=True, name="")
+        )
+    list(Account.objects.select_for_update(no_key=True).filter(wanted).order_by("pk").values_list("pk"))
+
+
 @transaction.atomic
 def wallet_debits_many(*, debits: Sequence[tuple[Account, int, str]], reason: str = "") -> list[Transfer | None]:
     """wallet_debit for many (wallet, amount, reference) at once, set-based: one lock of
@@ -665,9 +685,12 @@ def hold_create(
     reference: str = "",
     destination: Account | None = None,
     idempotency_key: str | None = None,
+    owner: str = "",
 ) -> Hold:
     """Reserve `amount` of the account's available balance: `held` rises, `balance` does
     not. `destination` is where a capture posts (default: the merchant's balance account).
+    An `owner` (e.g. "charge:<id>") makes the hold that workflow's: capture and void then
+    take the same owner, so nobody else (the holds API, staff) settles it under it.
 
     Locks the account. Idempotent on (account, idempotency_key): a retry returns the first
     hold (whatever became of it since, even past its expiry) and reserves nothing more.
@@ -706,6 +729,7 @@ def hold_create(
         expires_at=expires_at,
         reference=reference,
         idempotency_key=idempotency_key,
+        owner=owner,
     )
     locked.held += amount
     Account.objects.filter(pk=locked.pk).update(held=locked.held)
@@ -722,10 +746,12 @@ def _existing_hold(*, account: Account, idempotency_key: str, amount: int, expir
     return hold
 
 
-def _lock_pending_hold(hold: Hold, *, action: str) -> Hold:
+def _lock_pending_hold(hold: Hold, *, action: str, owner: str = "") -> Hold:
     locked = Hold.objects.select_for_update(no_key=True).filter(pk=hold.pk).first()
     if locked is None:
         raise NotFound(f"No such hold: {hold.pk}.")
+    if locked.owner != owner:
+        raise IllegalTransition(f"Hold {hold.pk} belongs to {locked.owner} and settles with it; it cannot be {action}.")
     if locked.status != Hold.Status.PENDING:
         raise IllegalTransition(f"Hold {hold.pk} is {locked.status}; only a pending hold can be {action}.")
     return locked
@@ -738,6 +764,7 @@ def hold_capture(
     amount: int | None = None,
     splits: Sequence[Leg] | None = None,
     reference: str = "",
+    owner: str = "",
 ) -> Hold:
     """Post `amount` (default: all) of a pending hold and release the rest. The money goes
     to the hold's destination, or is split over `splits` [(account, amount), ...] whose
@@ -746,9 +773,10 @@ def hold_capture(
     Locks the hold, then the accounts in pk order. Not idempotent by itself: a second
     capture raises IllegalTransition (409), as does capturing an expired hold.
     Emits wallet.debited (the captured amount) when the hold is on a customer wallet.
-    Raises InvalidRequest (amount above the hold, bad splits).
+    Raises InvalidRequest (amount above the hold, bad splits), IllegalTransition (409) when
+    the hold belongs to another owner than `owner`.
     """
-    locked_hold = _lock_pending_hold(hold, action="captured")
+    locked_hold = _lock_pending_hold(hold, action="captured", owner=owner)
     if locked_hold.expires_at is not None and locked_hold.expires_at <= timezone.now():
         raise IllegalTransition(f"Hold {hold.pk} expired at {locked_hold.expires_at.isoformat()}.")
     if amount is None:
@@ -793,12 +821,13 @@ def _release(locked_hold: Hold, status: str) -> Hold:
 
 
 @transaction.atomic
-def hold_void(*, hold: Hold) -> Hold:
+def hold_void(*, hold: Hold, owner: str = "") -> Hold:
     """Release a pending hold: `held` drops by its amount, nothing is posted.
 
-    Locks the hold, then its account. Raises IllegalTransition (409) unless pending.
+    Locks the hold, then its account. Raises IllegalTransition (409) unless pending, or
+    when the hold belongs to another owner than `owner`.
     """
-    return _release(_lock_pending_hold(hold, action="voided"), Hold.Status.VOIDED)
+    return _release(_lock_pending_hold(hold, action="voided", owner=owner), Hold.Status.VOIDED)
 
 
 def holds_expire(*, now: datetime | None = None, batch: int = 500) -> int:

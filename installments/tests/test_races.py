@@ -138,3 +138,94 @@ def test_a_collector_skips_rows_another_collector_holds_instead_of_waiting(merch
     assert list(installments_collect(now=now)) == [{"paid": 5}]  # the rolled-back claim is due again
     assert len(charge_calls) == 10 and set(charge_calls.values()) == {1}
     assert ledger_audit()["ok"]
+
+
+def test_collectors_with_chunks_mixing_merchants_in_opposite_orders_do_not_deadlock(caplog, monkeypatch):
+    """Chunks [A, B] and [B, A]: each set-based chunk must take all its ledger locks at
+    once, in pk order; locking merchant by merchant, the two would deadlock and fall
+    back to one by one."""
+    from payments.tests.factories import MerchantFactory
+
+    a, b = MerchantFactory(), MerchantFactory()
+    orders = {}
+    for merchant, due in ((a, date(2027, 1, 1)), (b, date(2027, 1, 2)), (b, date(2027, 1, 3)), (a, date(2027, 1, 4))):
+        customer = CustomerFactory(merchant=merchant)
+        wallet_credit(wallet=wallet_create(customer=customer, currency="usd"), amount=1000)
+        orders[due] = installment_order_create(
+            merchant=merchant,
+            customer=customer,
+            amount=100,
+            currency="usd",
+            schedule=[{"due_date": due, "amount": 100}],
+        )
+    now = day(date(2027, 2, 1))
+    chunks = [installments_claim(now=now, chunk=2) for _ in range(2)]
+    assert [[r.order.merchant_id for r in chunk] for chunk in chunks] == [[a.pk, b.pk], [b.pk, a.pk]]
+    both_inside, real = threading.Barrier(2, timeout=3), services.charges_from_wallets
+
+    def meet_then_charge(**kwargs):
+        try:
+            both_inside.wait()  # both chunks hold their first group's locks, if that is how they lock
+        except threading.BrokenBarrierError:
+            pass  # the other waits for our locks: the order is safe
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "charges_from_wallets", meet_then_charge)
+    paid = []
+
+    def collect(chunk):
+        try:
+            paid.append(services._collect_from_wallets(chunk, now=now)[1])
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=collect, args=(chunk,)) for chunk in chunks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert paid == [2, 2], caplog.text  # no chunk fell back to one by one (a deadlock would make it)
+    assert "set-based collection failed" not in caplog.text
+    assert set(Installment.objects.values_list("status", flat=True)) == {"paid"}
+    assert ledger_audit()["ok"]
+
+
+def test_a_set_based_chunk_locks_its_orders_not_their_merchant(merchant, monkeypatch):
+    """Other work of the merchant (webhooks, charges, other orders) must not wait for a
+    collector's chunk: locking an order must not lock the merchant row it joins."""
+    from django.db import DatabaseError
+
+    from payments.models import Merchant
+
+    seed(merchant, customers=1, per_customer=2)
+    inside, release, real = threading.Event(), threading.Event(), services.charges_from_wallets
+
+    def pause_then_charge(**kwargs):
+        inside.set()
+        release.wait(10)
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "charges_from_wallets", pause_then_charge)
+    rows = installments_claim(now=day(date(2027, 2, 1)), chunk=10)
+
+    def collect():
+        try:
+            services._collect_from_wallets(rows, now=day(date(2027, 2, 1)))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=collect)
+    thread.start()
+    try:
+        assert inside.wait(10)
+        try:
+            with transaction.atomic():
+                Merchant.objects.select_for_update(nowait=True).get(pk=merchant.pk)
+            merchant_free = True
+        except DatabaseError:
+            merchant_free = False
+    finally:
+        release.set()
+        thread.join()
+    assert merchant_free
+    assert set(Installment.objects.values_list("status", flat=True)) == {"paid"}

@@ -131,10 +131,38 @@ def test_a_charge_never_confirmed_is_failed_at_its_deadline_and_flagged(merchant
     provider.answer((503, {"error": "down"}))
     charge = charge_create(merchant=merchant, customer=card_customer, amount=1500, currency="usd")
     assert charges_resolve_pending(now=timezone.now() + timedelta(hours=24)) == 1
+    assert charges_resolve_pending(now=timezone.now() + timedelta(hours=25)) == 0  # settled: never again
     charge.refresh_from_db()
     wallet.refresh_from_db()
     assert charge.status == "failed" and (wallet.balance, wallet.held) == (1000, 0)
     assert charge.payment.timeline.get(type="charge.abandoned").flagged
+    audit_ok()
+
+
+def test_at_the_deadline_one_last_look_that_finds_the_charge_made_books_it(merchant, card_customer, wallet, provider):
+    provider.answer((503, {"error": "down"}))
+    charge = charge_create(merchant=merchant, customer=card_customer, amount=1500, currency="usd")
+    provider.answer((200, {"id": "ch_late", "status": "succeeded"}))  # it had gone through after all
+    assert charges_resolve_pending(now=timezone.now() + timedelta(hours=24)) == 1
+    charge.refresh_from_db()
+    assert charge.status == "succeeded"
+    assert not charge.payment.timeline.filter(type="charge.abandoned").exists()
+    audit_ok()
+
+
+def test_a_charges_hold_is_settled_only_by_its_charge(merchant, merchant_api, card_customer, wallet, provider):
+    from wallets.models import Hold
+
+    provider.answer((503, {"error": "down"}))
+    charge = charge_create(merchant=merchant, customer=card_customer, amount=1500, currency="usd")
+    hold = Hold.objects.get(pk=charge.hold_id)
+    for action in ("void", "capture"):
+        response = merchant_api.post(f"/api/v1/holds/{hold.pk}/{action}", {}, format="json")
+        assert response.status_code == 409, response.content
+    provider.answer((200, {"id": "ch_ok", "status": "succeeded"}))
+    assert charges_resolve_pending(now=timezone.now() + LATER) == 1
+    charge.refresh_from_db()
+    assert charge.status == "succeeded"
     audit_ok()
 
 
