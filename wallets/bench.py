@@ -25,7 +25,7 @@ from pathlib import Path
 from time import perf_counter
 
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 
 from config.bench import WARMUP, Timer, check, percentile, scenario
 from payments.identity.models import Customer, Merchant
@@ -278,7 +278,8 @@ def _wallet_with_entries(entries: int, out) -> Account:
     funding = merchant_funding_account(merchant=merchant, currency=CURRENCY)
     started = perf_counter()
     seed = uuid.uuid4().hex
-    with connection.cursor() as cur:
+    # One transaction: the balance trigger checks each transfer at commit, by then complete.
+    with transaction.atomic(), connection.cursor() as cur:
         # Transfers with ids derived from (seed, i), so the entries can point at them.
         cur.execute(
             "INSERT INTO wallets_transfer "
