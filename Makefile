@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+# Links Paydesk prints and serves (mock checkout pages, the admin) point at this server.
+export PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
 # pytest flags; CI passes --create-db so a database left by an older checkout is never reused.
 PYTEST_ARGS ?= --reuse-db
 

@@ -92,4 +92,5 @@ def demo_staff(ctx: SeedContext) -> None:
     username, password = DEMO_STAFF
     if not User.objects.filter(username=username).exists():
         User.objects.create_superuser(username=username, email="admin@example.com", password=password)
-    ctx.out(f"Demo staff login (DEBUG only): {username} / {password} at http://127.0.0.1:8000/admin/")
+    admin_url = settings.PUBLIC_BASE_URL.rstrip("/") + "/admin/"
+    ctx.out(f"Demo staff login (DEBUG only): {username} / {password} at {admin_url}")
