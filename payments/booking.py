@@ -40,13 +40,6 @@ class PaymentAccounts:
         return accounts + ([self.clearing] if self.clearing is not None else [])
 
 
-def clearing_account(*, merchant, provider: str, currency: str) -> Account:
-    """What the provider owes the merchant: it goes negative when a provider collects."""
-    return account_get_or_create(
-        kind=Account.Kind.PROVIDER_CLEARING, merchant=merchant, currency=currency, name=provider
-    )
-
-
 def payment_accounts(
     *, merchant, currency: str, amount: int, split_instructions: list, provider: str | None
 ) -> PaymentAccounts:

@@ -52,3 +52,21 @@ def test_allocation_is_exact_and_never_exceeds_the_amount(amount, bps):
     parts = splits_allocate(instructions=instructions, amount=amount)
     assert sum(p for _, p in parts) == amount * sum(bps) // 10_000 <= amount
     assert all(isinstance(p, int) and p >= 0 for _, p in parts)
+
+
+@given(
+    amount=st.integers(min_value=1, max_value=10**9),
+    shares=st.lists(st.integers(min_value=1, max_value=10**8), min_size=1, max_size=6),
+    fraction=st.fractions(min_value=0, max_value=1),
+)
+def test_split_returns_are_exact_and_never_more_than_a_share(amount, shares, fraction):
+    from payments.booking import split_returns
+
+    if sum(shares) > amount:
+        shares = [1] * min(len(shares), amount)
+    refunded = int(amount * fraction)
+    back = split_returns(shares=shares, amount=amount, refunded=refunded)
+    assert sum(back) == sum(shares) * refunded // amount
+    assert all(0 <= b <= s for b, s in zip(back, shares, strict=True))
+    assert split_returns(shares=shares, amount=amount, refunded=amount) == shares
+    assert split_returns(shares=shares, amount=amount, refunded=0) == [0] * len(shares)
