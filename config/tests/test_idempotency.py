@@ -1,4 +1,5 @@
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -148,15 +149,20 @@ def test_concurrent_requests_with_one_key_run_the_handler_once(merchant):
     from config.tests.urls import CountedCreateApi
 
     CountedCreateApi.executions = 0
+    CountedCreateApi.entered.clear()
+    CountedCreateApi.gate.clear()
     _, raw = api_key_create(merchant=merchant)
     statuses, barrier = [], threading.Barrier(8)
 
-    def worker():
+    def post():
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        return client.post("/api/v1/_test/counted", {"n": 1}, format="json", HTTP_IDEMPOTENCY_KEY="race")
+
+    def worker():
         barrier.wait()
         try:
-            response = client.post("/api/v1/_test/counted", {"n": 1}, format="json", HTTP_IDEMPOTENCY_KEY="race")
+            response = post()
             statuses.append((response.status_code, response.get("Idempotent-Replayed"), response.json()))
         finally:
             connection.close()
@@ -164,15 +170,25 @@ def test_concurrent_requests_with_one_key_run_the_handler_once(merchant):
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for thread in threads:
         thread.start()
+    try:
+        # One request is inside the handler, held there; the other seven must all be
+        # answered meanwhile, without entering it.
+        assert CountedCreateApi.entered.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while len(statuses) < 7 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        CountedCreateApi.gate.set()
     for thread in threads:
         thread.join()
     assert CountedCreateApi.executions == 1, statuses
     assert len(statuses) == 8
     fresh = [s for s in statuses if s[:2] == (201, None)]
     assert len(fresh) == 1, statuses
-    for status, replayed, body in statuses:
-        if status == 201:
-            assert body == {"execution": 1, "echo": 1}
-        else:
-            assert (status, replayed, body["error"]["type"]) == (409, None, "conflict"), statuses
-    assert len([s for s in statuses if s[0] == 409]) >= 1  # the others overlapped the 0.3 s handler
+    assert fresh[0][2] == {"execution": 1, "echo": 1}
+    held_out = [(status, replayed, body["error"]["type"]) for status, replayed, body in statuses[:7]]
+    assert held_out == [(409, None, "conflict")] * 7, statuses
+    assert statuses[7] == fresh[0]
+    replay = post()
+    assert (replay.status_code, replay.get("Idempotent-Replayed"), replay.json()) == (201, "true", fresh[0][2])
+    assert CountedCreateApi.executions == 1

@@ -2,7 +2,6 @@
 exception handler and the money fields are tested for every status in API.md."""
 
 import threading
-import time
 
 from django.urls import include, path
 from rest_framework import serializers
@@ -48,19 +47,22 @@ class MoneyApi(APIView):
 
 
 class CountedCreateApi(APIView):
-    """An idempotent POST that counts how often its handler really runs, and takes a
-    while, so concurrent requests with one key overlap (the idempotency race tests)."""
+    """An idempotent POST that counts how often its handler really runs, and holds still
+    until the test opens `gate`, so concurrent requests with one key are sure to overlap
+    it (the idempotency race test), however slow the machine."""
 
     executions = 0
-    delay = 0.3
     lock = threading.Lock()
+    entered = threading.Event()
+    gate = threading.Event()
 
     @idempotent
     def post(self, request):
         with CountedCreateApi.lock:
             CountedCreateApi.executions += 1
             execution = CountedCreateApi.executions
-        time.sleep(CountedCreateApi.delay)
+        CountedCreateApi.entered.set()
+        CountedCreateApi.gate.wait(timeout=30)
         return Response({"execution": execution, "echo": request.data.get("n")}, status=201)
 
 
