@@ -1,6 +1,5 @@
 import uuid
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 
@@ -22,7 +21,9 @@ class IdempotencyKey(models.Model):
     request_hash = models.CharField(max_length=64)
     state = models.CharField(max_length=10, choices=State.choices, default=State.IN_FLIGHT)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_body = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    # The first response's data as JSON text, not jsonb: jsonb reorders object keys, and a
+    # replay must return the very same body, byte for byte.
+    response_body = models.TextField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 

@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.response import Response
+from rest_framework.utils.encoders import JSONEncoder
 
 from config.api.errors import IdempotencyError, error_response
 from config.models import IdempotencyKey
@@ -109,7 +110,8 @@ def idempotent(view_method):
                 )
             if row.state == IdempotencyKey.State.IN_FLIGHT:
                 return error_response(409, "conflict", "A request with this Idempotency-Key is still in progress.")
-            return Response(row.response_body, status=row.response_status, headers={"Idempotent-Replayed": "true"})
+            body = None if row.response_body is None else json.loads(row.response_body)
+            return Response(body, status=row.response_status, headers={"Idempotent-Replayed": "true"})
 
         try:
             response = view_method(self, request, *args, **kwargs)
@@ -124,7 +126,8 @@ def idempotent(view_method):
             mine.update(
                 state=IdempotencyKey.State.DONE,
                 response_status=response.status_code,
-                response_body=response.data,
+                # DRF's own encoder, so the replay renders exactly as the first response did.
+                response_body=None if response.data is None else json.dumps(response.data, cls=JSONEncoder),
                 completed_at=timezone.now(),
             )
         return response

@@ -27,6 +27,8 @@ def test_replay_returns_first_response_and_does_nothing(merchant_api, merchant):
     assert again.status_code == 201
     assert again["Idempotent-Replayed"] == "true"
     assert again.json() == first.json()
+    assert again.content == first.content  # the very same bytes: key order included
+    assert list(first.json()) != sorted(first.json())  # (which a jsonb round trip would sort)
     assert Customer.objects.filter(merchant=merchant).count() == 1
 
 
@@ -45,6 +47,7 @@ def test_errors_after_validation_are_replayed(merchant_api, merchant):
     Customer.objects.filter(merchant=merchant).delete()  # the conflict would now succeed...
     replay = create(merchant_api, "k2", {"external_id": "a"})
     assert replay.status_code == 409  # ...but the key replays its first result, as Stripe does
+    assert replay.content == conflict.content
     assert replay["Idempotent-Replayed"] == "true"
     assert not Customer.objects.filter(merchant=merchant).exists()
 
