@@ -81,7 +81,7 @@ class _ThrottledAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="api"'
 
     def fail(self, request, message: str):
-        AuthFailureThrottle().record_failure(request)
+        AuthFailureThrottle().record_failure(request)  # 429 instead, once over the rate
         raise exceptions.AuthenticationFailed(message)
 
 
@@ -92,7 +92,6 @@ class ApiKeyAuthentication(_ThrottledAuthentication):
         token = _bearer(request)
         if token is None or not token.startswith(("pd_test_", "pd_live_")):
             return None
-        AuthFailureThrottle().check(request)
         api_key = api_key_get_active(key_hash=hash_api_key(token))
         if api_key is None:
             self.fail(request, "Invalid or revoked API key.")
@@ -112,7 +111,6 @@ class CustomerJWTAuthentication(_ThrottledAuthentication):
         token = _bearer(request)
         if token is None or token.startswith("pd_"):
             return None
-        AuthFailureThrottle().check(request)
         try:
             claims = jwt.decode(
                 token,

@@ -127,7 +127,9 @@ def test_non_staff_session_is_401(django_user_model):
 
 
 class TestThrottling:
-    def test_repeated_auth_failures_are_throttled_even_for_a_good_key(self, settings, merchant_key):
+    def test_repeated_auth_failures_are_throttled_but_a_good_key_still_gets_in(
+        self, settings, merchant_key, customer, make_jwt
+    ):
         settings.AUTH_FAILURE_THROTTLE_RATE = "3/min"
         bad = bearer("pd_test_wrongwrongwrong")
         assert [bad.get("/api/v1/customers").status_code for _ in range(3)] == [401, 401, 401]
@@ -135,7 +137,12 @@ class TestThrottling:
         assert response.status_code == 429
         assert response.json()["error"]["type"] == "rate_limit_error"
         assert int(response["Retry-After"]) > 0
-        assert bearer(merchant_key).get("/api/v1/customers").status_code == 429
+        # Same address, right credentials: not a failure, not refused (a shared NAT, one
+        # stale key among good ones must not lock a merchant's integration out).
+        assert bearer(merchant_key).get("/api/v1/customers").status_code == 200
+        assert bearer(make_jwt(customer.pk)).get("/api/v1/me/credits").status_code == 200
+        assert bad.get("/api/v1/customers").status_code == 429
+        assert bearer("not-a-jwt").get("/api/v1/me/credits").status_code == 429  # JWT failures count alike
 
     def test_a_forged_x_forwarded_for_does_not_dodge_the_auth_failure_throttle(self, settings):
         settings.AUTH_FAILURE_THROTTLE_RATE = "3/min"
