@@ -2,9 +2,10 @@ import logging
 import re
 import uuid
 
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 
-from config.api.errors import error_body
+from config.api.errors import database_unavailable_body, error_body
 from config.api.negotiation import is_staff_session
 from config.logging import request_id_var
 
@@ -71,6 +72,10 @@ class ApiErrorShapeMiddleware:
         return response
 
     def process_exception(self, request, exception):
+        if request.path.startswith(API_PREFIXES) and isinstance(exception, (OperationalError, InterfaceError)):
+            response = JsonResponse(database_unavailable_body(request), status=503)
+            response["Retry-After"] = "1"
+            return response
         if request.path.startswith(API_PREFIXES):
             logging.getLogger("paydesk.api").exception("unhandled error outside the API views")
             body = error_body(

@@ -8,6 +8,7 @@ import logging
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -112,6 +113,21 @@ def exception_handler(exc, context):
         return error_response(exc.status_code, "invalid_request_error", str(exc.detail))
     if isinstance(exc, drf.APIException):
         return error_response(exc.status_code, "api_error", str(exc.detail))
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return database_unavailable_response(request)
     request_id = getattr(request, "request_id", None) if request is not None else None
     logger.exception("unhandled API error", extra={"path": getattr(request, "path", None)})
     return error_response(500, "api_error", f"An unexpected error occurred. Request id: {request_id}.")
+
+
+def database_unavailable_body(request) -> dict:
+    """The database could not be reached or gave up on the statement (connection refused
+    or lost, too many clients, a lock or statement timeout): a 503 the client may retry,
+    not a 500. The detail goes to the log only."""
+    request_id = getattr(request, "request_id", None) if request is not None else None
+    logger.exception("database unavailable", extra={"path": getattr(request, "path", None)})
+    return error_body("service_unavailable", f"The database is unavailable; retry shortly. Request id: {request_id}.")
+
+
+def database_unavailable_response(request) -> Response:
+    return Response(database_unavailable_body(request), status=503, headers={"Retry-After": "1"})

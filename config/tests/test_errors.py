@@ -107,3 +107,32 @@ def test_form_and_multipart_bodies_still_parse(merchant_api):
     assert merchant_api.post("/api/v1/customers", {"external_id": "multipart"}).status_code == 201
     form = merchant_api.post("/api/v1/customers", "external_id=form", content_type="application/x-www-form-urlencoded")
     assert form.status_code == 201
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("method,path", [("get", "/api/v1/customers"), ("post", "/api/v1/payments")])
+def test_database_unreachable_is_503_in_shape_without_detail(merchant_key, method, path):
+    """The database really down (its port closed), not a mock: 503 service_unavailable,
+    retryable, and nothing of the connection error reaches the client."""
+    import socket
+
+    from django.db import connection
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {merchant_key}")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    saved = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = dead_port
+    try:
+        response = getattr(client, method)(path, {}, format="json")
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = saved
+    error = assert_error(response, 503, "service_unavailable")
+    assert response["Retry-After"] == "1"
+    assert str(dead_port) not in error["message"] and "connection" not in error["message"].lower()
