@@ -1,12 +1,25 @@
 """GET /healthz (and /health): 200 when every configured dependency answers, else 503
-naming the failing check. No auth. Database always; cache and broker when configured."""
+naming the failing check. No auth. Database always; cache and broker when configured.
+
+The answer is public, so a failing check shows the kind of error only; the detail (host
+names, database names) goes to the log."""
 
 import logging
 
 from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse
-from django.views.decorators.http import require_GET
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.decorators import (
+    api_view,
+    authentication_classes,
+    permission_classes,
+    renderer_classes,
+    throttle_classes,
+)
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
 
 logger = logging.getLogger("paydesk.health")
 
@@ -60,7 +73,10 @@ def run_checks() -> tuple[bool, dict]:
         try:
             problem = func()
         except Exception as exc:  # a failing dependency is the answer, not an error
-            problem = f"{type(exc).__name__}: {exc}"
+            logger.warning("health check failed", extra={"check": name, "problem": f"{type(exc).__name__}: {exc}"})
+            healthy = False
+            results[name] = f"error: {type(exc).__name__}"
+            continue
         if isinstance(problem, HealthNote):
             results[name] = str(problem)
         elif problem:
@@ -72,11 +88,33 @@ def run_checks() -> tuple[bool, dict]:
     return healthy, results
 
 
-@require_GET
+_HealthOut = inline_serializer(
+    "Health",
+    {
+        "status": serializers.ChoiceField(choices=["ok", "error"]),
+        "checks": serializers.DictField(
+            child=serializers.CharField(), help_text='Check name -> "ok", a note, or "error: <kind>".'
+        ),
+        "failing": serializers.ListField(child=serializers.CharField(), required=False),
+    },
+)
+
+
+@extend_schema(
+    summary="Health of the service and its dependencies",
+    responses={200: _HealthOut, 503: _HealthOut},
+    auth=[],
+    tags=["health"],
+)
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+@throttle_classes([])
+@renderer_classes([JSONRenderer])
 def healthz(request):
     healthy, results = run_checks()
     failing = [name for name, value in results.items() if value.startswith("error")]
     body = {"status": "ok" if healthy else "error", "checks": results}
     if failing:
         body["failing"] = failing
-    return JsonResponse(body, status=200 if healthy else 503)
+    return Response(body, status=200 if healthy else 503)

@@ -59,3 +59,22 @@ def test_schema_and_docs_are_served(api):
     post = spec["paths"]["/api/v1/customers"]["post"]
     assert {"201", "400", "401", "409"} <= set(post["responses"])
     assert api.get("/api/docs/").status_code == 200
+
+
+def test_a_failing_check_shows_the_kind_of_error_not_its_detail(api, monkeypatch):
+    from django.db import connection
+
+    def broken_cursor(*args, **kwargs):
+        raise RuntimeError('connection to server at "10.1.2.3", port 5432 failed: database "secretdb"')
+
+    monkeypatch.setattr(connection, "cursor", broken_cursor)
+    response = api.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"] == "error: RuntimeError"
+    assert "secretdb" not in response.content.decode() and "10.1.2.3" not in response.content.decode()
+
+
+def test_health_is_in_the_schema(api):
+    paths = api.get("/api/schema/?format=json").json()["paths"]
+    for path in ("/healthz", "/health"):
+        assert set(paths[path]["get"]["responses"]) == {"200", "503"}
