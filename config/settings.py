@@ -88,7 +88,10 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False  # services are atomic themselve
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    # Persistent connections pay off under gunicorn. The development server starts a thread
+    # per request, so with DEBUG on each thread's connection would linger idle instead
+    # (a burst of requests ran PostgreSQL out of connections): none by default there.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0 if DEBUG else 60)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="")
