@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's assets, so /api/docs/ needs no CDN
     "django_celery_beat",
     "djstripe",
     "config.apps.PaydeskConfig",
@@ -213,6 +214,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Charges and refunds share one set of statuses: name it once instead of "Status469Enum".
     "ENUM_NAME_OVERRIDES": {"AttemptStatusEnum": "payments.models.Charge.Status"},
+    # Swagger UI from our own static files, not a CDN: the docs work offline and behind
+    # a strict Content-Security-Policy.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Celery ----------------------------------------------------------------------------

@@ -78,3 +78,12 @@ def test_health_is_in_the_schema(api):
     paths = api.get("/api/schema/?format=json").json()["paths"]
     for path in ("/healthz", "/health"):
         assert set(paths[path]["get"]["responses"]) == {"200", "503"}
+
+
+def test_swagger_ui_is_served_from_our_static_files_not_a_cdn(api):
+    page = api.get("/api/docs/").content.decode()
+    assert "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    assert "cdn.jsdelivr.net" not in page
+    from django.contrib.staticfiles import finders
+
+    assert finders.find("drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
