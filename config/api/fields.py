@@ -1,4 +1,5 @@
-"""Money fields: integers in minor units only, ISO 4217 currencies with a real list."""
+"""Request fields: money as integers in minor units only, ISO 4217 currencies with a real
+list, object ids as UUID strings."""
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -49,3 +50,14 @@ class CurrencyField(serializers.Field):
 
     def to_representation(self, value):
         return str(value).lower()
+
+
+class IdField(serializers.UUIDField):
+    """An object's id in a request body: a UUID, as a JSON string. DRF's UUIDField also
+    takes a JSON integer (as UUID(int=...)), which would turn `"customer": 123` into a
+    404 for a made-up id instead of a 400 for a malformed field."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)

@@ -15,13 +15,17 @@ class WalletOut(serializers.ModelSerializer):
 
 
 class EntryOut(serializers.ModelSerializer):
+    """One line of a wallet's ledger. A transfer touches a wallet at most once, so its id
+    (a UUID, as every id in the API) names the line; the entry's own row number is
+    internal and not shown."""
+
     type = serializers.CharField(source="transfer.kind", read_only=True)
     reference = serializers.CharField(source="transfer.reference", read_only=True)
-    transfer = serializers.UUIDField(source="transfer_id", read_only=True)
+    transfer = serializers.UUIDField(source="transfer_id", read_only=True, help_text="The transfer this line is of.")
 
     class Meta:
         model = Entry
-        fields = ["id", "transfer", "amount", "balance_after", "type", "reference", "created_at"]
+        fields = ["transfer", "amount", "balance_after", "type", "reference", "created_at"]
 
 
 class HoldOut(serializers.ModelSerializer):

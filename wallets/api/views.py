@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.docs import ERRORS_MONEY, ERRORS_READ, ERRORS_WRITE
-from config.api.fields import CurrencyField, MinorUnitsField
+from config.api.fields import CurrencyField, IdField, MinorUnitsField
 from config.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from config.api.idempotency import idempotent
 from config.api.parsing import parse
@@ -57,7 +57,7 @@ def _render_wallet(wallet: Account, status: int = 200) -> Response:
 
 class WalletCreateApi(APIView):
     class Input(serializers.Serializer):
-        customer = serializers.CharField()
+        customer = IdField()
         currency = CurrencyField()
 
     @extend_schema(request=Input, responses={201: WalletOut, **ERRORS_WRITE})

@@ -47,9 +47,16 @@ def test_create_wallet_then_duplicate_is_409(merchant_api, customer):
     assert Account.objects.filter(customer=customer).count() == 1
 
 
-@pytest.mark.parametrize("customer_id", [str(uuid.uuid4()), "not-a-uuid"])
-def test_create_for_unknown_customer_is_404_on_param_customer(merchant_api, customer_id):
-    _error(_post(merchant_api, WALLETS, {"customer": customer_id, "currency": "usd"}), 404, "not_found", "customer")
+def test_create_for_unknown_customer_is_404_on_param_customer(merchant_api):
+    body = {"customer": str(uuid.uuid4()), "currency": "usd"}
+    _error(_post(merchant_api, WALLETS, body), 404, "not_found", "customer")
+
+
+@pytest.mark.parametrize("customer_id", ["not-a-uuid", 123])
+def test_create_with_a_malformed_customer_id_is_400_on_param_customer(merchant_api, customer_id):
+    # A bad field (as POST /charges says too), not a missing object.
+    body = {"customer": customer_id, "currency": "usd"}
+    _error(_post(merchant_api, WALLETS, body), 400, "invalid_request_error", "customer")
 
 
 def test_create_for_another_merchants_customer_is_404(merchant_api):
@@ -115,7 +122,9 @@ def test_ledger_is_newest_first_with_signed_amounts(merchant_api, customer):
         {"amount": -250, "balance_after": 750, "type": "debit", "reference": "o-1"},
         {"amount": 1000, "balance_after": 1000, "type": "credit", "reference": "top"},
     ]
-    assert "created_at" in body["results"][0]
+    assert set(body["results"][0]) == {"transfer", "amount", "balance_after", "type", "reference", "created_at"}
+    for row in body["results"]:  # every id the API shows is a UUID string (API.md)
+        assert str(uuid.UUID(row["transfer"])) == row["transfer"]
     paged = merchant_api.get(f"{WALLETS}/{customer.pk}/ledger?limit=1&page=2").json()
     assert paged["results"][0]["amount"] == 1000 and paged["previous"] is not None
     assert wallet.pk
