@@ -52,7 +52,10 @@ def _first_validation_error(detail, path: str = "") -> tuple[str | None, str]:
             if key == "non_field_errors":
                 param, message = _first_validation_error(value, path)
                 return (path or None), message
-            sub = f"{path}.{key}" if path else str(key)
+            if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+                sub = f"{path}[{key}]"  # ListField errors come keyed by index: same path style as lists
+            else:
+                sub = f"{path}.{key}" if path else str(key)
             if isinstance(value, list) and value and not isinstance(value[0], (dict, list)):
                 return sub, str(value[0])
             return _first_validation_error(value, sub)

@@ -136,3 +136,10 @@ def test_database_unreachable_is_503_in_shape_without_detail(merchant_key, metho
     error = assert_error(response, 503, "service_unavailable")
     assert response["Retry-After"] == "1"
     assert str(dead_port) not in error["message"] and "connection" not in error["message"].lower()
+
+
+@pytest.mark.parametrize("field", ["rows", "items"])
+def test_an_error_inside_a_list_names_its_index_in_one_style(api, field):
+    """A list of nested serializers and a ListField report the same path shape."""
+    response = api.post("/api/v1/_test/nested", {field: [{"amount": 5}, {"amount": 1.5}]}, format="json")
+    assert assert_error(response, 400, "invalid_request_error")["param"] == f"{field}[1].amount"

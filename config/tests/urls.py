@@ -46,6 +46,22 @@ class MoneyApi(APIView):
         return Response(parse(self.Input, request.data))
 
 
+class NestedApi(APIView):
+    """Errors inside lists: a nested serializer list and a ListField of serializers."""
+
+    permission_classes = [AllowAny]
+
+    class Item(serializers.Serializer):
+        amount = MinorUnitsField()
+
+    def post(self, request):
+        class Input(serializers.Serializer):
+            rows = NestedApi.Item(many=True, required=False)
+            items = serializers.ListField(child=NestedApi.Item(), required=False)
+
+        return Response(parse(Input, request.data))
+
+
 class CountedCreateApi(APIView):
     """An idempotent POST that counts how often its handler really runs, and holds still
     until the test opens `gate`, so concurrent requests with one key are sure to overlap
@@ -70,5 +86,6 @@ urlpatterns = [
     path("api/v1/_test/counted", CountedCreateApi.as_view()),
     path("api/v1/_test/raise/<str:kind>", RaiseApi.as_view()),
     path("api/v1/_test/money", MoneyApi.as_view()),
+    path("api/v1/_test/nested", NestedApi.as_view()),
     path("", include("config.urls")),
 ]
