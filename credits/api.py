@@ -3,9 +3,13 @@ service, render.
 
 Who the customer is: an end-user JWT acts for its own customer only (naming another is
 a 404); a merchant key names one of its customers with `customer` (body, or `?customer=`
-on GET); staff may name any customer.
+on GET); staff may name any customer. A `customer` that is not a UUID is a 400 naming
+it; a UUID of no customer the caller may see is a 404.
 """
 
+import uuid
+
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
@@ -28,15 +32,27 @@ from .selectors import credits_balance, credits_ledger, pack_get
 from .services import MAX_UNITS, credits_debit, credits_grant
 
 
+def _customer_id(value) -> uuid.UUID | None:
+    """The `customer` the caller named (body or query), None if none. Raises InvalidRequest
+    (param "customer") unless it is a UUID: a malformed id is a bad request, not a 404."""
+    if value is None or value == "":
+        return None
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise InvalidRequest(f"customer: Must be a valid UUID, not {value!r}.", param="customer")
+
+
 def _customer(request, customer_id) -> Customer:
     caller = request.user
+    pk = _customer_id(customer_id)
     if caller.api_key is None and caller.customer is not None:
-        if customer_id and str(customer_id) != str(caller.customer.pk):
+        if pk is not None and pk != caller.customer.pk:
             raise NotFound(f"No such customer: {customer_id}.", param="customer")
         return caller.customer
-    if not customer_id:
+    if pk is None:
         raise InvalidRequest("customer: This field is required with a merchant key.", param="customer")
-    return customer_get(merchant=caller.merchant, customer_id=customer_id, param="customer")
+    return customer_get(merchant=caller.merchant, customer_id=pk, param="customer")
 
 
 class UnitsField(MinorUnitsField):
@@ -166,6 +182,9 @@ class CreditsGrantApi(APIView):
 
 
 class LedgerEntryOut(serializers.ModelSerializer):
+    # Every credits movement is one ledger transfer with exactly one leg on the
+    # customer's credit account: its UUID names the item (the entry's integer pk is internal).
+    id = serializers.UUIDField(source="transfer_id", read_only=True, help_text="The ledger transfer's id.")
     type = serializers.SerializerMethodField()
     units = serializers.IntegerField(source="amount")
     reason = serializers.CharField(source="transfer.description")
@@ -192,7 +211,9 @@ class CreditsLedgerApi(ListAPIView):
         return credits_ledger(customer=customer)
 
     @extend_schema(
-        parameters=[OpenApiParameter("customer", str, description="With a merchant key: the customer.")],
+        parameters=[
+            OpenApiParameter("customer", OpenApiTypes.UUID, description="With a merchant key: the customer's id.")
+        ],
         responses={200: LedgerEntryOut(many=True), **ERRORS_READ},
     )
     def get(self, request, *args, **kwargs):

@@ -2,9 +2,10 @@
 
 Handlers read only the verified payload (never call Stripe), run in the webhook
 processing transaction, and are idempotent: grants are unique per (Stripe event id,
-invoice line), refund revocations per (event id, grant) and cumulative. An event that
-does not map to a customer or a pack returns Ignored with the reason: the event is
-stored `ignored` with it, visible to staff in admin, never a 500. An invoice whose
+invoice line) and per Checkout Session whatever the event id, refund revocations per
+(event id, grant) and cumulative. An event that does not map to a customer or a pack
+returns Ignored with the reason: the event is stored `ignored` with it, visible to
+staff in admin, never a 500. An invoice whose
 lines the event does not all carry is never granted in part: the event fails with the
 reason (IncompleteInvoice), for staff to grant by hand.
 """
@@ -57,6 +58,7 @@ def checkout_completed(event):
     pack = None
     if metadata.get("pack"):
         pack = customer.merchant.credit_packs.filter(code=metadata["pack"]).first()
+    session = obj.get("id") or None
     grant, created = credits_grant(
         customer=customer,
         units=units,
@@ -65,10 +67,13 @@ def checkout_completed(event):
         pack=pack,
         stripe_event_id=event.event_id,
         stripe_object_id=obj.get("id") or "",
+        stripe_checkout_session=session,
         stripe_payment_intent=obj.get("payment_intent") or "",
         stripe_invoice=obj["invoice"] if isinstance(obj.get("invoice"), str) else "",
     )
     if not created and grant.stripe_event_id != event.event_id:
+        if session and grant.stripe_checkout_session == session:
+            return Ignored(f"credits: checkout session {session} was already granted by event {grant.stripe_event_id}.")
         return Ignored(f"credits: invoice {obj.get('invoice')} was already granted by event {grant.stripe_event_id}.")
     return None
 

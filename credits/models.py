@@ -87,6 +87,13 @@ class Grant(models.Model):
         max_length=255, blank=True, default="", editable=False, help_text="Invoice line id (one grant per line)."
     )
     stripe_object_id = models.CharField(max_length=255, blank=True, editable=False, db_index=True)
+    stripe_checkout_session = models.CharField(
+        max_length=255,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The Checkout Session (cs_...) this grant paid for: a session completes once, so it grants once.",
+    )
     stripe_payment_intent = models.CharField(max_length=255, blank=True, editable=False, db_index=True)
     stripe_invoice = models.CharField(
         max_length=255,
@@ -119,6 +126,14 @@ class Grant(models.Model):
                 fields=["stripe_event_id", "stripe_line"],
                 condition=Q(stripe_event_id__isnull=False),
                 name="grant_unique_stripe_event",
+            ),
+            # Exactly once per Checkout Session, whatever the event id: a session completes
+            # once, however many events say so. The account lock cannot decide between two
+            # events naming different customers for one session; this index does.
+            models.UniqueConstraint(
+                fields=["stripe_checkout_session"],
+                condition=Q(stripe_checkout_session__isnull=False),
+                name="grant_unique_stripe_checkout_session",
             ),
         ]
 

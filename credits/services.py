@@ -184,6 +184,7 @@ def credits_grant(
     stripe_event_id: str | None = None,
     stripe_line: str = "",
     stripe_object_id: str = "",
+    stripe_checkout_session: str | None = None,
     stripe_payment_intent: str = "",
     stripe_invoice: str = "",
     created_by=None,
@@ -194,6 +195,9 @@ def credits_grant(
     Locks the customer's credit account, then the transfer's accounts in pk order.
     Idempotent on (stripe_event_id, stripe_line): a repeat (or a concurrent duplicate,
     decided by the partial unique constraint) returns the first grant and moves nothing.
+    Once per Checkout Session (stripe_checkout_session) likewise, whatever the event id:
+    checked under the account lock, and decided by its own unique constraint when two
+    events for one session run under different locks.
     Once per Stripe invoice too: a checkout session that made an invoice is followed by
     that invoice's invoice.paid (another event id); whichever comes second, checked under
     the account lock, returns the first grant instead of granting again.
@@ -212,6 +216,10 @@ def credits_grant(
         locked = _lock(account)
         if stripe_event_id is not None:  # a concurrent delivery committed while we waited
             existing = Grant.objects.filter(stripe_event_id=stripe_event_id, stripe_line=stripe_line).first()
+            if existing is not None:
+                return existing, False
+        if stripe_checkout_session:
+            existing = Grant.objects.filter(stripe_checkout_session=stripe_checkout_session).first()
             if existing is not None:
                 return existing, False
         if stripe_invoice:
@@ -237,12 +245,15 @@ def credits_grant(
                     stripe_event_id=stripe_event_id,
                     stripe_line=stripe_line,
                     stripe_object_id=stripe_object_id,
+                    stripe_checkout_session=stripe_checkout_session or None,
                     stripe_payment_intent=stripe_payment_intent,
                     stripe_invoice=stripe_invoice,
                     created_by=created_by,
                 )
-        except IntegrityError:
+        except IntegrityError:  # a concurrent duplicate committed first: one of the two constraints
             existing = Grant.objects.filter(stripe_event_id=stripe_event_id, stripe_line=stripe_line).first()
+            if existing is None and stripe_checkout_session:
+                existing = Grant.objects.filter(stripe_checkout_session=stripe_checkout_session).first()
             if existing is None:
                 raise
             return existing, False

@@ -1,5 +1,7 @@
 """The credits endpoints (API.md "Credits"): JWT end users, merchant keys, staff."""
 
+import uuid
+
 import pytest
 
 from credits.models import Checkout, Grant
@@ -279,3 +281,68 @@ def test_stripe_failure_is_502(customer, jwt_client, settings):
     finally:
         server.close()
     assert response.status_code == 502 and response.json()["error"]["type"] == "provider_error"
+
+
+# --- Customer ids: malformed is a 400, unknown a 404 ------------------------------------------
+
+CUSTOMER_BODIES = [
+    ("/api/v1/credits/debit", {"delta": 1}),
+    ("/api/v1/use-credits", {"units": 1}),
+    ("/api/v1/credits/grants", {"units": 1, "reason": "goodwill"}),
+]
+
+
+@pytest.mark.parametrize("bad", ["notauuid", 123, "zzz"])
+@pytest.mark.parametrize(("url", "body"), CUSTOMER_BODIES)
+def test_a_malformed_customer_id_is_400_naming_it(customer, merchant_api, url, body, bad):
+    fund(customer, 10)
+    response = merchant_api.post(url, {**body, "customer": bad}, format="json")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", "customer")
+    assert credits_balance(customer=customer) == 10
+
+
+@pytest.mark.parametrize(("url", "body"), CUSTOMER_BODIES)
+def test_a_well_formed_unknown_customer_id_stays_404_naming_it(merchant_api, url, body):
+    response = merchant_api.post(url, {**body, "customer": "7d4c5a0e-3d7c-4c7e-9a59-3c2f1d0b9a11"}, format="json")
+    assert response.status_code == 404
+    assert response.json()["error"]["param"] == "customer"
+
+
+def test_ledger_with_a_malformed_customer_is_400_and_an_unknown_one_404(merchant_api):
+    bad = merchant_api.get("/api/v1/credits/ledger?customer=zzz")
+    assert bad.status_code == 400
+    assert (bad.json()["error"]["type"], bad.json()["error"]["param"]) == ("invalid_request_error", "customer")
+    unknown = merchant_api.get("/api/v1/credits/ledger?customer=7d4c5a0e-3d7c-4c7e-9a59-3c2f1d0b9a11")
+    assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "customer"
+
+
+def test_an_end_user_naming_a_malformed_customer_is_400(customer, jwt_client):
+    fund(customer, 10)
+    response = jwt_client(customer).post("/api/v1/use-credits", {"units": 1, "customer": "notauuid"}, format="json")
+    assert response.status_code == 400 and response.json()["error"]["param"] == "customer"
+    # Their own id, in any UUID spelling, is still theirs.
+    own = jwt_client(customer).post("/api/v1/use-credits", {"units": 1, "customer": customer.pk.hex}, format="json")
+    assert own.json() == {"data": {"balance": 9}}
+
+
+# --- Ledger ids ---------------------------------------------------------------------------------
+
+
+def test_every_ledger_item_id_is_a_uuid_string_naming_its_transfer(customer, jwt_client):
+    g, _ = credits_grant(customer=customer, units=10, source="merchant")
+    debit, _ = credits_debit(customer=customer, units=3)
+    results = jwt_client(customer).get("/api/v1/credits/ledger").json()["results"]
+    assert [r["id"] for r in results] == [str(debit.transfer_id), str(g.transfer_id)]
+    for item in results:
+        assert isinstance(item["id"], str) and str(uuid.UUID(item["id"])) == item["id"]
+
+
+def test_the_schema_says_ledger_ids_are_uuids(api):
+    spec = api.get("/api/schema/?format=json").json()
+    entry = next(v for k, v in spec["components"]["schemas"].items() if k.startswith("LedgerEntry"))
+    assert entry["properties"]["id"]["type"] == "string" and entry["properties"]["id"]["format"] == "uuid"
+    ledger = spec["paths"]["/api/v1/credits/ledger"]["get"]
+    customer = next(p for p in ledger["parameters"] if p["name"] == "customer")
+    assert customer["schema"]["format"] == "uuid"

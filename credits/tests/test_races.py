@@ -84,6 +84,48 @@ def test_concurrent_grants_for_one_stripe_event_grant_once_by_the_constraint(cus
     assert credits_balance(customer=customer) == 40
 
 
+def test_one_session_delivered_concurrently_under_5_event_ids_grants_once(customer, settings):
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_race"
+    placeholder = {"REPLACE-WITH-CUSTOMER-UUID": customer.pk}
+    events = [stripe_event("checkout.session.completed", event_id=f"evt_cs_{i}", replace=placeholder) for i in range(5)]
+
+    def work(i):
+        response = signed_post(Client(), "/api/v1/webhooks/stripe", events[i], secret="whsec_race", secure=True)
+        return str(response.status_code)
+
+    outcomes = run_concurrently(5, work)
+    assert outcomes == {"200": 5}, outcomes
+    assert Grant.objects.count() == 1
+    assert credits_balance(customer=customer) == 100
+    statuses = sorted(InboundEvent.objects.values_list("status", flat=True))
+    assert statuses == ["ignored"] * 4 + ["processed"], statuses
+    granted_by = Grant.objects.get().stripe_event_id
+    for ignored in InboundEvent.objects.filter(status="ignored"):
+        assert f"already granted by event {granted_by}" in ignored.last_error
+
+
+def test_concurrent_grants_for_one_session_under_different_locks_grant_once_by_the_constraint(merchant):
+    """Events naming different customers for one session lock different accounts, so no
+    lock orders them: the partial unique index on the grant's session decides."""
+    customers = [CustomerFactory(merchant=merchant) for _ in range(6)]
+
+    def work(i):
+        _, created = credits_grant(
+            customer=customers[i],
+            units=40,
+            source="stripe_checkout",
+            stripe_event_id=f"evt_sess_{i}",
+            stripe_object_id="cs_test_one_session",
+            stripe_checkout_session="cs_test_one_session",
+        )
+        return "created" if created else "existing"
+
+    outcomes = run_concurrently(6, work)
+    assert outcomes == {"created": 1, "existing": 5}, outcomes
+    assert Grant.objects.count() == 1
+    assert sum(credits_balance(customer=c) for c in customers) == 40
+
+
 def test_mixed_grants_debits_and_revokes_across_customers_never_deadlock_or_go_negative(merchant):
     customers = [CustomerFactory(merchant=merchant) for _ in range(3)]
     for c in customers:

@@ -219,3 +219,21 @@ def test_customers_are_spread_over_counter_account_shards(merchant):
     assert len(shards) > 1 and all(0 <= s < COUNTER_SHARDS for s in shards)
     assert names == {f"{counter}.{s:02d}" for counter in ("issuance", "consumed", "expired") for s in shards}
     assert credits_counters(merchant=merchant) == {"issued": 200, "consumed": 80, "expired": 0}
+
+
+def test_the_session_backfill_names_only_the_first_grant_of_each_session(customer):
+    """Migration 0004 on grants made before it: duplicates of one session (the bug it fixes)
+    must not stop the unique index from being created."""
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("credits.migrations.0004_grant_stripe_checkout_session")
+    first, again, other = (
+        grant(customer, 10, source=Grant.Source.STRIPE_CHECKOUT, stripe_event_id=event_id, stripe_object_id=session)
+        for event_id, session in [("evt_1", "cs_one"), ("evt_2", "cs_one"), ("evt_3", "cs_two")]
+    )
+    manual = grant(customer, 5)
+    migration.backfill_sessions(apps, None)
+    sessions = dict(Grant.objects.values_list("pk", "stripe_checkout_session"))
+    assert sessions == {first.pk: "cs_one", again.pk: None, other.pk: "cs_two", manual.pk: None}

@@ -65,6 +65,27 @@ def test_checkout_completed_grants_metadata_credits_once(customer, deliver, clie
     assert Grant.objects.count() == 1 and credits_balance(customer=customer) == 100
 
 
+def test_a_session_completed_under_several_event_ids_grants_once(customer, deliver):
+    """A Checkout Session completes once: events with other ids for the same `cs_...`
+    grant nothing more, and say which event granted it."""
+    first = deliver(checkout_event(customer, event_id="evt_cs_first"))
+    assert first.status == "processed"
+    session = first.payload["data"]["object"]["id"]
+    assert session.startswith("cs_")
+    for event_id in ("evt_cs_second", "evt_cs_third", "evt_cs_fourth"):
+        stored = deliver(checkout_event(customer, event_id=event_id))
+        assert stored.status == "ignored"
+        assert f"checkout session {session} was already granted by event evt_cs_first" in stored.last_error
+    assert Grant.objects.get().stripe_checkout_session == session
+    assert credits_balance(customer=customer) == 100
+
+
+def test_another_session_of_the_same_customer_grants_again(customer, deliver):
+    deliver(checkout_event(customer, event_id="evt_cs_a"))
+    assert deliver(checkout_event(customer, event_id="evt_cs_b", id="cs_test_another_session")).status == "processed"
+    assert credits_balance(customer=customer) == 200
+
+
 def test_checkout_falls_back_to_client_reference_id(customer, deliver):
     event = checkout_event(customer, metadata={"credits": "25"})
     assert deliver(event).status == "processed"
