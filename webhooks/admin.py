@@ -83,12 +83,20 @@ class DeliveryAdmin(ReadOnlyAdmin):
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
-    list_display = ["url", "merchant", "enabled", "consecutive_failures", "disabled_reason", "created_at"]
-    list_filter = ["enabled"]
+    list_display = ["url", "merchant", "enabled", "consecutive_failures", "disabled_reason", "created_at", "deleted_at"]
+    list_filter = ["enabled", ("deleted_at", admin.EmptyFieldListFilter)]
     search_fields = ["url", "merchant__name"]
     list_select_related = ["merchant"]
     # `enabled` changes only through the actions, which go through the services.
-    readonly_fields = ["merchant", "secret", "enabled", "disabled_reason", "consecutive_failures", "created_at"]
+    readonly_fields = [
+        "merchant",
+        "secret",
+        "enabled",
+        "disabled_reason",
+        "consecutive_failures",
+        "created_at",
+        "deleted_at",
+    ]
     actions = ["enable", "disable"]
     fields = [
         "merchant",
@@ -99,6 +107,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         "disabled_reason",
         "consecutive_failures",
         "created_at",
+        "deleted_at",
     ]
 
     def has_add_permission(self, request):
@@ -106,9 +115,15 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
     @admin.action(description="Re-enable selected endpoints (their kept deliveries are sent)")
     def enable(self, request, queryset):
+        enabled = 0
         for endpoint in queryset:
-            endpoint_enable(endpoint=endpoint)
-        messages.success(request, f"{queryset.count()} endpoints enabled.")
+            try:
+                endpoint_enable(endpoint=endpoint)
+            except Conflict as exc:
+                messages.warning(request, f"{endpoint}: {exc}")
+                continue
+            enabled += 1
+        messages.success(request, f"{enabled} endpoints enabled.")
 
     @admin.action(description="Disable selected endpoints")
     def disable(self, request, queryset):

@@ -14,7 +14,7 @@ from config.api.parsing import parse
 
 from . import inbound
 from .models import Delivery, OutboundEvent, WebhookEndpoint
-from .services import endpoint_create, endpoint_disable, endpoint_get
+from .services import endpoint_create, endpoint_delete, endpoint_get
 
 ReceivedOut = inline_serializer(
     name="WebhookReceived",
@@ -97,6 +97,11 @@ class EndpointCreatedOut(EndpointOut):
         fields = [*EndpointOut.Meta.fields, "secret"]
 
 
+EndpointDeletedOut = inline_serializer(
+    name="WebhookEndpointDeleted", fields={"id": serializers.UUIDField(), "deleted": serializers.BooleanField()}
+)
+
+
 class WebhookEndpointListCreateApi(ListAPIView):
     serializer_class = EndpointOut
 
@@ -108,7 +113,7 @@ class WebhookEndpointListCreateApi(ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return WebhookEndpoint.objects.none()
-        qs = WebhookEndpoint.objects.order_by("-created_at", "id")
+        qs = WebhookEndpoint.objects.filter(deleted_at__isnull=True).order_by("-created_at", "id")
         merchant = self.request.user.merchant
         return qs if merchant is None else qs.filter(merchant=merchant)
 
@@ -129,10 +134,13 @@ class WebhookEndpointDetailApi(APIView):
     def get(self, request, endpoint_id):
         return Response(EndpointOut(endpoint_get(merchant=request.user.merchant, endpoint_id=endpoint_id)).data)
 
-    @extend_schema(responses={200: EndpointOut, **ERRORS_READ}, summary="Disable the endpoint (kept for history)")
+    @extend_schema(
+        responses={200: EndpointDeletedOut, **ERRORS_READ},
+        summary="Delete the endpoint: nothing more is sent to it, and it is gone from the API",
+    )
     def delete(self, request, endpoint_id):
-        endpoint = endpoint_get(merchant=request.user.merchant, endpoint_id=endpoint_id)
-        return Response(EndpointOut(endpoint_disable(endpoint=endpoint)).data)
+        endpoint = endpoint_delete(endpoint=endpoint_get(merchant=request.user.merchant, endpoint_id=endpoint_id))
+        return Response({"id": str(endpoint.pk), "deleted": True})
 
 
 class DeliveryOut(serializers.ModelSerializer):

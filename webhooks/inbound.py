@@ -92,7 +92,13 @@ def receive_stripe(*, body: bytes, headers) -> tuple[object, bool]:
     verified = False
     if secrets:
         try:
-            verify(text, headers.get("Stripe-Signature"), secrets, settings.WEBHOOK_TOLERANCE_SECONDS)
+            verify(
+                text,
+                headers.get("Stripe-Signature"),
+                secrets,
+                settings.WEBHOOK_TOLERANCE_SECONDS,
+                header_name="Stripe-Signature",
+            )
         except SignatureVerificationError as exc:
             logger.warning("stripe webhook refused: bad signature", extra={"reason": str(exc)[:200]})
             raise InvalidRequest(f"Signature verification failed: {exc}", param="Stripe-Signature")
@@ -137,7 +143,13 @@ def receive_provider(*, body: bytes, headers, validate) -> tuple[object, bool]:
     if not secrets:
         raise InvalidRequest(f"No webhook secret is configured for provider {provider!r}.", param="provider")
     try:
-        verify(text, headers.get("X-Paydesk-Signature"), secrets, settings.WEBHOOK_TOLERANCE_SECONDS)
+        verify(
+            text,
+            headers.get("X-Paydesk-Signature"),
+            secrets,
+            settings.WEBHOOK_TOLERANCE_SECONDS,
+            header_name="X-Paydesk-Signature",
+        )
     except SignatureVerificationError as exc:
         logger.warning("provider webhook refused: bad signature", extra={"provider": provider})
         raise InvalidRequest(f"Signature verification failed: {exc}", param="X-Paydesk-Signature")

@@ -54,7 +54,8 @@ class InboundEvent(models.Model):
 
 
 class WebhookEndpoint(models.Model):
-    """A merchant's URL that receives signed outbound events."""
+    """A merchant's URL that receives signed outbound events. A deleted one (DELETE in
+    the API) is gone for the merchant but kept, disabled, with its deliveries, for staff."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     merchant = models.ForeignKey(settings.PAYDESK_MERCHANT_MODEL, on_delete=models.CASCADE, related_name="+")
@@ -66,12 +67,13 @@ class WebhookEndpoint(models.Model):
     disabled_reason = models.CharField(max_length=255, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    deleted_at = models.DateTimeField(null=True, blank=True, help_text="Deleted by the merchant: gone from the API.")
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self):
-        return self.url
+        return f"{self.url} (deleted)" if self.deleted_at else self.url
 
     def subscribes_to(self, event_type: str) -> bool:
         return "*" in self.events or event_type in self.events

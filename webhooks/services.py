@@ -159,6 +159,8 @@ def enqueue(task, *args) -> None:
 
 # --- Outbound: endpoints --------------------------------------------------------------
 
+ENDPOINT_DELETED = "The endpoint was deleted."
+
 
 def _is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Only globally routable unicast: not private, loopback, link-local, shared (CGNAT
@@ -207,24 +209,59 @@ def endpoint_create(*, merchant, url: str, events: list[str], description: str =
     )
 
 
-def endpoint_disable(*, endpoint: WebhookEndpoint, reason: str = "disabled by the merchant") -> WebhookEndpoint:
+def endpoint_disable(*, endpoint: WebhookEndpoint, reason: str) -> WebhookEndpoint:
     """Stop sending to the endpoint. Its undelivered deliveries are kept (pending or
-    retrying) but are no longer due; they resume if the endpoint is re-enabled."""
-    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(enabled=False, disabled_reason=reason)
+    retrying) but are no longer due; they resume if the endpoint is re-enabled. A deleted
+    endpoint is left as it is (already disabled, for good)."""
+    WebhookEndpoint.objects.filter(pk=endpoint.pk, deleted_at__isnull=True).update(
+        enabled=False, disabled_reason=reason
+    )
     endpoint.refresh_from_db()
     return endpoint
 
 
 def endpoint_enable(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
     """Staff re-enable an endpoint: its failure count starts again from zero (else the next
-    failure would disable it at once) and its kept deliveries become due; the sweep sends them."""
-    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(enabled=True, disabled_reason="", consecutive_failures=0)
+    failure would disable it at once) and its kept deliveries become due; the sweep sends them.
+    Raises Conflict for a deleted endpoint: the merchant deleted it, it stays off."""
+    enabled = WebhookEndpoint.objects.filter(pk=endpoint.pk, deleted_at__isnull=True).update(
+        enabled=True, disabled_reason="", consecutive_failures=0
+    )
+    if not enabled:
+        raise Conflict("The merchant deleted this endpoint; it cannot be re-enabled.")
     endpoint.refresh_from_db()
     return endpoint
 
 
+@transaction.atomic
+def endpoint_delete(*, endpoint: WebhookEndpoint, now: datetime | None = None) -> WebhookEndpoint:
+    """Delete the endpoint as Stripe does, for the merchant: from then on the API treats it
+    as gone (404, absent from the list). The row stays, with its deliveries and attempts,
+    for staff in admin. It is disabled, so it gets no new deliveries and no further
+    attempts (as any disabled endpoint, see _due_q), for good: it cannot be re-enabled.
+    Its undelivered deliveries are marked failed, except one a worker is sending right
+    now, which records its outcome (failed rather than retried, see delivery_record).
+
+    Locks the endpoint row. Raises NotFound if it is already deleted (a concurrent DELETE)."""
+    now = now or timezone.now()
+    locked = WebhookEndpoint.objects.select_for_update().filter(pk=endpoint.pk, deleted_at__isnull=True).first()
+    if locked is None:
+        raise NotFound(f"No such webhook endpoint: {endpoint.pk}.")
+    locked.enabled, locked.disabled_reason, locked.deleted_at = False, "deleted by the merchant", now
+    locked.save(update_fields=["enabled", "disabled_reason", "deleted_at"])
+    Delivery.objects.filter(
+        Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - _claim_lease()),
+        endpoint=locked,
+        status__in=[Delivery.Status.PENDING, Delivery.Status.RETRYING],
+    ).update(status=Delivery.Status.FAILED, last_error=ENDPOINT_DELETED, claimed_at=None)
+    return locked
+
+
 def endpoint_get(*, merchant, endpoint_id) -> WebhookEndpoint:
-    qs = WebhookEndpoint.objects.all() if merchant is None else WebhookEndpoint.objects.filter(merchant=merchant)
+    """An endpoint of `merchant` (any, for staff: None) that is not deleted. Raises NotFound."""
+    qs = WebhookEndpoint.objects.filter(deleted_at__isnull=True)
+    if merchant is not None:
+        qs = qs.filter(merchant=merchant)
     endpoint = qs.filter(pk=parse_uuid(endpoint_id, what="webhook endpoint")).first()
     if endpoint is None:
         raise NotFound(f"No such webhook endpoint: {endpoint_id}.")
@@ -260,7 +297,7 @@ def events_emit(*, merchant, events: list[tuple[str, dict]]) -> list[OutboundEve
     # No savepoint of its own: it only inserts, in the caller's transaction (or its own).
     with transaction.atomic(savepoint=False):
         OutboundEvent.objects.bulk_create(rows)
-        endpoints = list(WebhookEndpoint.objects.filter(merchant_id=merchant.pk, enabled=True))
+        endpoints = list(WebhookEndpoint.objects.filter(merchant_id=merchant.pk, enabled=True, deleted_at__isnull=True))
         deliveries = Delivery.objects.bulk_create(
             [
                 Delivery(event=row, endpoint=endpoint, next_attempt_at=now)
@@ -304,11 +341,12 @@ def _claim_lease() -> timedelta:
 
 def _due_q(now: datetime) -> Q:
     """Pending or retrying, its time has come, nobody (alive) holds it, and its endpoint is
-    enabled. A disabled endpoint (DELETE, or too many failures) gets no further attempts:
-    its deliveries stay pending/retrying, untouched, and go out if staff re-enable it."""
+    enabled. A disabled endpoint (by staff, or after too many failures) gets no further
+    attempts: its deliveries stay pending/retrying, untouched, and go out if staff
+    re-enable it. A deleted endpoint is disabled for good (endpoint_delete)."""
     return (
         Q(status__in=[Delivery.Status.PENDING, Delivery.Status.RETRYING], next_attempt_at__lte=now)
-        & Q(endpoint__enabled=True)
+        & Q(endpoint__enabled=True, endpoint__deleted_at__isnull=True)
         & (Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - _claim_lease()))
     )
 
@@ -359,8 +397,8 @@ def delivery_record(
     *, delivery: Delivery, code: int | None, body: str, error: str, latency_ms: int, now: datetime | None = None
 ) -> Delivery | None:
     """Record an attempt's outcome: 2xx delivered; otherwise retry on the schedule, or
-    `failed` once it is used up. Counts the endpoint's consecutive failures and disables
-    it past WEBHOOK_DISABLE_AFTER_FAILURES.
+    `failed` once it is used up or the endpoint was deleted meanwhile. Counts the
+    endpoint's consecutive failures and disables it past WEBHOOK_DISABLE_AFTER_FAILURES.
 
     Applies only if this worker still holds the claim it sent under (same claimed_at and
     attempt number, checked in the UPDATE itself): if the claim was lost (the lease ran
@@ -376,9 +414,12 @@ def delivery_record(
     if ok:
         fields.update(status=Delivery.Status.DELIVERED, delivered_at=now)
     else:
-        delay = retry_delay(delivery.attempts)
+        deleted = WebhookEndpoint.objects.filter(pk=delivery.endpoint_id, deleted_at__isnull=False).exists()
+        delay = None if deleted else retry_delay(delivery.attempts)
         if delay is None:
             fields["status"] = Delivery.Status.FAILED
+            if deleted:
+                fields["last_error"] = f"{fields['last_error']}; {ENDPOINT_DELETED}"
         else:
             fields.update(status=Delivery.Status.RETRYING, next_attempt_at=now + timedelta(seconds=delay))
     held = Delivery.objects.filter(
@@ -435,8 +476,11 @@ def delivery_replay(*, delivery: Delivery, now: datetime | None = None) -> Deliv
     """Staff "replay now": due immediately, whatever its status (a delivered event may be
     sent again; receivers dedupe on the event id). Refused with Conflict while a worker
     is sending it (a claim younger than the lease): clearing that claim would let a
-    second worker send it at the same time, and the first one's outcome be dropped."""
+    second worker send it at the same time, and the first one's outcome be dropped. Refused
+    with Conflict too if its endpoint was deleted: nothing goes to it any more."""
     now = now or timezone.now()
+    if WebhookEndpoint.objects.filter(pk=delivery.endpoint_id, deleted_at__isnull=False).exists():
+        raise Conflict("The merchant deleted this delivery's endpoint; nothing is sent to it any more.")
     replayed = (
         Delivery.objects.filter(pk=delivery.pk)
         .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - _claim_lease()))

@@ -15,11 +15,20 @@ def sign(body: str | bytes, secret: str, timestamp: int | None = None) -> str:
     return stripe.WebhookSignature.generate_signature_header(body, secret, timestamp=timestamp)
 
 
-def verify(body: str | bytes, header: str | None, secrets: list[str], tolerance: int) -> None:
-    """Raise SignatureVerificationError unless `header` signs `body` with one of `secrets`
-    within `tolerance` seconds. During a rotation both the old and the new secret work."""
+def verify(body: str | bytes, header: str | None, secrets: list[str], tolerance: int, *, header_name: str) -> None:
+    """Raise SignatureVerificationError unless `header` (the request's `header_name`) signs
+    `body` with one of `secrets` within `tolerance` seconds. During a rotation both the old
+    and the new secret work. A missing header is said in our words, naming the header:
+    stripe-python's own message is advice for its library's callers, not for a sender."""
     if not secrets:
         raise SignatureVerificationError("No webhook secret is configured.", header, body)
+    if not header:
+        raise SignatureVerificationError(
+            f"the {header_name} header is missing; send {header_name}: "
+            't=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with the webhook secret>.',
+            header,
+            body,
+        )
     last: Exception | None = None
     for secret in secrets:
         try:

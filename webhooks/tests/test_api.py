@@ -1,7 +1,9 @@
+from unittest import mock
+
 import pytest
 
 from payments.tests.factories import MerchantFactory
-from webhooks.models import Delivery
+from webhooks.models import Delivery, WebhookEndpoint
 from webhooks.services import event_emit
 
 pytestmark = pytest.mark.django_db
@@ -21,12 +23,35 @@ def test_create_shows_the_secret_once(merchant_api, receiver, allow_loopback):
     assert all("secret" not in e for e in merchant_api.get(URL).json()["results"])
 
 
-def test_delete_disables(merchant_api, receiver, allow_loopback, merchant):
+def test_delete_deletes_as_stripe_does_and_keeps_the_row(merchant_api, receiver, allow_loopback, merchant):
     endpoint_id = merchant_api.post(URL, {"url": receiver.url, "events": ["*"]}, format="json").json()["id"]
+    kept = merchant_api.post(URL, {"url": receiver.url, "events": ["*"]}, format="json").json()["id"]
+    with mock.patch("webhooks.tasks.delivery_attempt_task.delay"):
+        event_emit(merchant=merchant, type="payment.succeeded", data={})  # pending to both
     response = merchant_api.delete(f"{URL}/{endpoint_id}")
-    assert response.status_code == 200 and response.json()["enabled"] is False
+    assert response.status_code == 200
+    assert response.json() == {"id": endpoint_id, "deleted": True}
+
+    assert merchant_api.get(f"{URL}/{endpoint_id}").status_code == 404
+    again = merchant_api.delete(f"{URL}/{endpoint_id}")
+    assert again.status_code == 404 and again.json()["error"]["type"] == "not_found"
+    assert [e["id"] for e in merchant_api.get(URL).json()["results"]] == [kept]
+
+    endpoint = WebhookEndpoint.objects.get(pk=endpoint_id)  # kept for staff, with its history
+    assert endpoint.deleted_at is not None and endpoint.enabled is False
+    pending = Delivery.objects.get(endpoint=endpoint)
+    assert (pending.status, pending.attempts, pending.last_error) == ("failed", 0, "The endpoint was deleted.")
+    assert Delivery.objects.get(endpoint_id=kept).status == "pending"
     event_emit(merchant=merchant, type="payment.succeeded", data={})
-    assert not Delivery.objects.exists()
+    assert Delivery.objects.filter(endpoint=endpoint).count() == 1  # no new deliveries to it
+    assert Delivery.objects.filter(endpoint_id=kept).count() == 2
+
+
+def test_the_delete_response_is_in_the_schema(api):
+    spec = api.get("/api/schema/?format=json").json()
+    deleted = spec["paths"]["/api/v1/webhook-endpoints/{endpoint_id}"]["delete"]["responses"]["200"]
+    ref = deleted["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert set(spec["components"]["schemas"][ref]["properties"]) == {"id", "deleted"}
 
 
 @pytest.mark.parametrize(
@@ -113,3 +138,11 @@ def test_endpoint_create_is_idempotent(merchant_api, receiver, allow_loopback):
     first = merchant_api.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="ep-1")
     again = merchant_api.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="ep-1")
     assert again.json()["id"] == first.json()["id"] and again["Idempotent-Replayed"] == "true"
+
+
+def test_staff_still_see_a_deleted_endpoint_in_admin(merchant_api, admin_client, receiver, allow_loopback):
+    endpoint_id = merchant_api.post(URL, {"url": receiver.url, "events": ["*"]}, format="json").json()["id"]
+    merchant_api.delete(f"{URL}/{endpoint_id}")
+    listing = admin_client.get("/admin/webhooks/webhookendpoint/?deleted_at__isempty=0")
+    assert listing.status_code == 200 and endpoint_id in listing.content.decode()
+    assert admin_client.get(f"/admin/webhooks/webhookendpoint/{endpoint_id}/change/").status_code == 200

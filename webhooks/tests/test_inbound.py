@@ -111,6 +111,12 @@ class TestSignatures:
         assert not InboundEvent.objects.exists()
         assert calls["ok"] == []
 
+    def test_missing_stripe_signature_names_the_header(self, api, stripe_secret):
+        response = api.post(STRIPE_URL, event(), format="json")
+        assert response.status_code == 400
+        message = response.json()["error"]["message"]
+        assert "Stripe-Signature header is missing" in message and "without_verification" not in message
+
     def test_timestamp_within_tolerance_is_accepted(self, api, stripe_secret):
         assert post(api, event(), stripe_secret, timestamp=int(time.time()) - 290).status_code == 200
 
@@ -415,6 +421,15 @@ class TestProviderWebhook:
     def test_bad_signature_is_400(self, api):
         response = signed_post(api, self.URL, self.body(), secret="wrong", header="X-Paydesk-Signature")
         assert response.status_code == 400 and response.json()["error"]["param"] == "X-Paydesk-Signature"
+        assert not InboundEvent.objects.exists()
+
+    def test_missing_signature_says_so_in_our_words_naming_the_header(self, api):
+        response = api.post(self.URL, self.body(), format="json")
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert (error["type"], error["param"]) == ("invalid_request_error", "X-Paydesk-Signature")
+        assert "X-Paydesk-Signature header is missing" in error["message"]
+        assert "Stripe" not in error["message"] and "without_verification" not in error["message"]
         assert not InboundEvent.objects.exists()
 
     def test_provider_secret_comes_from_the_environment(self, api, monkeypatch):

@@ -19,6 +19,8 @@ from webhooks.services import (
     delivery_record,
     delivery_replay,
     endpoint_create,
+    endpoint_delete,
+    endpoint_disable,
     endpoint_enable,
     event_emit,
     events_emit,
@@ -158,11 +160,11 @@ def test_endpoint_is_disabled_after_repeated_failures(merchant, settings, allow_
     assert Delivery.objects.count() == 3  # a disabled endpoint gets no new deliveries
 
 
-def test_disabled_endpoint_gets_no_further_attempts(merchant, endpoint, receiver, merchant_api):
+def test_disabled_endpoint_gets_no_further_attempts(merchant, endpoint, receiver):
     with mock.patch("webhooks.tasks.delivery_attempt_task.delay"):
         event_emit(merchant=merchant, type="payment.succeeded", data={})
     delivery = Delivery.objects.get()
-    assert merchant_api.delete(f"/api/v1/webhook-endpoints/{endpoint.pk}").status_code == 200
+    endpoint_disable(endpoint=endpoint, reason="disabled by staff")
     later = timezone.now() + timedelta(days=1)
     assert deliveries_due_ids(now=later) == []
     assert delivery_attempt(delivery_id=delivery.pk, now=later) is None
@@ -173,6 +175,37 @@ def test_disabled_endpoint_gets_no_further_attempts(merchant, endpoint, receiver
     endpoint_enable(endpoint=endpoint)  # staff re-enable: the kept delivery goes out
     assert webhooks_sweep_task()["deliveries"] == 1
     assert len(receiver.requests) == 1 and Delivery.objects.get().status == "delivered"
+
+
+def test_a_deleted_endpoint_gets_no_further_attempts_and_cannot_be_re_enabled(merchant, endpoint, receiver):
+    with mock.patch("webhooks.tasks.delivery_attempt_task.delay"):
+        event_emit(merchant=merchant, type="payment.succeeded", data={})
+    delivery = Delivery.objects.get()
+    endpoint_delete(endpoint=endpoint)
+    later = timezone.now() + timedelta(days=1)
+    assert deliveries_due_ids(now=later) == []
+    assert delivery_attempt(delivery_id=delivery.pk, now=later) is None
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("failed", 0)
+    with pytest.raises(Conflict):
+        endpoint_enable(endpoint=endpoint)
+    with pytest.raises(Conflict):
+        delivery_replay(delivery=delivery)
+    endpoint_disable(endpoint=endpoint, reason="disabled by staff")  # leaves it deleted
+    endpoint.refresh_from_db()
+    assert endpoint.disabled_reason == "deleted by the merchant" and endpoint.deleted_at is not None
+    assert webhooks_sweep_task()["deliveries"] == 0 and receiver.requests == []
+
+
+def test_a_delivery_in_flight_when_its_endpoint_is_deleted_fails_instead_of_retrying(merchant, endpoint, receiver):
+    with mock.patch("webhooks.tasks.delivery_attempt_task.delay"):
+        event_emit(merchant=merchant, type="payment.succeeded", data={})
+    claimed = delivery_claim(delivery_id=Delivery.objects.get().pk)
+    endpoint_delete(endpoint=endpoint)  # meanwhile: the claimed delivery is left to its worker
+    assert Delivery.objects.get().status == "pending"
+    recorded = delivery_record(delivery=claimed, code=500, body="", error="", latency_ms=1)
+    assert recorded.status == "failed" and "deleted" in recorded.last_error
+    assert Delivery.objects.get().attempt_log.count() == 1
 
 
 def test_auto_disabled_endpoint_stops_retrying(merchant, settings, allow_loopback):
