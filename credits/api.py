@@ -22,7 +22,7 @@ from config.api.idempotency import idempotent
 from config.api.parsing import parse
 from config.errors import InvalidRequest, NotFound
 from payments.identity.models import Customer
-from payments.identity.permissions import IsCustomer, IsCustomerOrMerchant, IsMerchantOrStaff
+from payments.identity.permissions import IsCustomerOrMerchant, IsMerchantOrStaff
 from payments.identity.selectors import customer_get
 from wallets.models import Entry
 
@@ -51,7 +51,7 @@ def _customer(request, customer_id) -> Customer:
             raise NotFound(f"No such customer: {customer_id}.", param="customer")
         return caller.customer
     if pk is None:
-        raise InvalidRequest("customer: This field is required with a merchant key.", param="customer")
+        raise InvalidRequest("customer: This field is required with a merchant key or as staff.", param="customer")
     return customer_get(merchant=caller.merchant, customer_id=pk, param="customer")
 
 
@@ -77,27 +77,37 @@ class UserOut(serializers.ModelSerializer):
         fields = ["id", "email", "name", "external_id"]
 
 
+# `me` is the end user of the JWT. A merchant key, or staff in the browsable API, look
+# at one of their customers the same way by naming it, as they do for the ledger.
+CUSTOMER_QUERY = OpenApiParameter(
+    "customer", OpenApiTypes.UUID, description="With a merchant key or as staff: the customer's id."
+)
+
+
 class MeHelloApi(APIView):
-    permission_classes = [IsCustomer]
+    permission_classes = [IsCustomerOrMerchant]
 
     @extend_schema(
+        parameters=[CUSTOMER_QUERY],
         responses={
             200: inline_serializer(
                 name="MeHello", fields={"data": inline_serializer(name="MeHelloData", fields={"user": UserOut()})}
             ),
             **ERRORS_READ,
-        }
+        },
     )
     def get(self, request):
-        return Response({"data": {"user": UserOut(request.user.customer).data}})
+        customer = _customer(request, request.query_params.get("customer"))
+        return Response({"data": {"user": UserOut(customer).data}})
 
 
 class MeCreditsApi(APIView):
-    permission_classes = [IsCustomer]
+    permission_classes = [IsCustomerOrMerchant]
 
-    @extend_schema(responses={200: BalanceOut, **ERRORS_READ})
+    @extend_schema(parameters=[CUSTOMER_QUERY], responses={200: BalanceOut, **ERRORS_READ})
     def get(self, request):
-        return Response({"data": {"balance": credits_balance(customer=request.user.customer)}})
+        customer = _customer(request, request.query_params.get("customer"))
+        return Response({"data": {"balance": credits_balance(customer=customer)}})
 
 
 class CreditsDebitApi(APIView):
@@ -211,9 +221,7 @@ class CreditsLedgerApi(ListAPIView):
         return credits_ledger(customer=customer)
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("customer", OpenApiTypes.UUID, description="With a merchant key: the customer's id.")
-        ],
+        parameters=[CUSTOMER_QUERY],
         responses={200: LedgerEntryOut(many=True), **ERRORS_READ},
     )
     def get(self, request, *args, **kwargs):

@@ -58,8 +58,32 @@ def test_no_credentials_is_401(api):
     assert api.get("/api/v1/me/credits").status_code == 401
 
 
-def test_merchant_key_cannot_use_me_endpoints(merchant_api):
-    assert merchant_api.get("/api/v1/me/credits").status_code == 403
+@pytest.mark.parametrize("url", ["/api/v1/me/credits", "/api/v1/me/hello"])
+def test_a_merchant_key_reads_me_for_a_customer_it_names(merchant_api, customer, url):
+    fund(customer, 7)
+    missing = merchant_api.get(url)
+    assert missing.status_code == 400 and missing.json()["error"]["param"] == "customer"
+    assert merchant_api.get(f"{url}?customer={customer.pk}").status_code == 200
+    if url.endswith("credits"):
+        assert merchant_api.get(f"{url}?customer={customer.pk}").json() == {"data": {"balance": 7}}
+    stranger = CustomerFactory(merchant=MerchantFactory())
+    assert merchant_api.get(f"{url}?customer={stranger.pk}").status_code == 404
+
+
+def test_an_end_user_cannot_read_me_as_another_customer(customer, jwt_client, merchant):
+    other = CustomerFactory(merchant=merchant)
+    fund(other, 9)
+    response = jwt_client(customer).get(f"/api/v1/me/credits?customer={other.pk}")
+    assert response.status_code == 404
+
+
+def test_staff_see_me_endpoints_in_the_browsable_api(client, admin_user, customer):
+    """API.md: the browsable API works on every endpoint for a logged-in staff user."""
+    fund(customer, 11)
+    client.force_login(admin_user)
+    page = client.get(f"/api/v1/me/credits?customer={customer.pk}", HTTP_ACCEPT="text/html")
+    assert page.status_code == 200 and "Paydesk API" in page.content.decode()
+    assert client.get(f"/api/v1/me/credits?customer={customer.pk}").json() == {"data": {"balance": 11}}
 
 
 def test_debit_returns_the_new_balance(customer, jwt_client):
