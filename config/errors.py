@@ -37,6 +37,12 @@ class InsufficientFunds(DomainError):
     default_message = "Insufficient funds."
 
 
+class CardDeclined(DomainError):
+    """The saved card was declined: a 402 like a wallet shortfall, under its own code."""
+
+    default_message = "The card was declined."
+
+
 class InsufficientCredits(DomainError):
     default_message = "Insufficient credits."
 

@@ -6,14 +6,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.docs import ERRORS_MONEY, ERRORS_READ, ERRORS_WRITE
-from config.api.fields import CurrencyField, MinorUnitsField
+from config.api.fields import CurrencyField, MinorUnitsField, StrictCharField
 from config.api.idempotency import idempotent
 from config.api.parsing import parse
 from payments.charges import charge_create
 from payments.identity.selectors import customer_get
 from payments.models import Charge, Payment, PaymentEvent, Refund
 from payments.selectors import payment_get, payment_list
-from payments.services import payment_cancel, payment_create, payment_refund
+from payments.services import INTERNAL_DETAIL, payment_cancel, payment_create, payment_refund
 from payments.splits import splits_validate
 
 
@@ -84,12 +84,12 @@ class PaymentListCreateApi(ListAPIView):
     filterset_class = PaymentFilter
 
     class Input(serializers.Serializer):
-        order_id = serializers.CharField(max_length=255)
+        order_id = StrictCharField(max_length=255)
         amount = MinorUnitsField()
         currency = CurrencyField()
         customer = serializers.UUIDField(required=False, allow_null=True)
-        provider = serializers.CharField(required=False, allow_blank=True, max_length=30)
-        description = serializers.CharField(required=False, default="", allow_blank=True, max_length=1000)
+        provider = StrictCharField(required=False, allow_blank=True, max_length=30)
+        description = StrictCharField(required=False, default="", allow_blank=True, max_length=1000)
         metadata = serializers.DictField(required=False, default=dict)
         return_url = serializers.URLField(required=False, default="", allow_blank=True, max_length=2000)
         split_instructions = serializers.JSONField(required=False, default=list)
@@ -126,11 +126,25 @@ class PaymentDetailApi(APIView):
 
 class PaymentTrackingApi(APIView):
     class EventOut(serializers.ModelSerializer):
-        status = serializers.CharField(source="to_status")
+        # null for an event that is not a state change (provider.payment_created,
+        # refund.requested, provider.mismatch, ...), never "".
+        status = serializers.CharField(source="to_status", allow_null=True)
+        from_status = serializers.CharField(allow_null=True)
+        data = serializers.SerializerMethodField()
 
         class Meta:
             model = PaymentEvent
             fields = ["type", "status", "from_status", "source", "flagged", "created_at", "data"]
+
+        def to_representation(self, instance):
+            body = super().to_representation(instance)
+            body["status"] = body["status"] or None
+            body["from_status"] = body["from_status"] or None
+            return body
+
+        def get_data(self, obj) -> dict:
+            # What staff may read (an exception's full text) stays in the admin.
+            return {key: value for key, value in (obj.data or {}).items() if key != INTERNAL_DETAIL}
 
     @extend_schema(
         responses={
@@ -154,9 +168,13 @@ class PaymentTrackingApi(APIView):
 
 
 class PaymentCancelApi(APIView):
+    class Input(serializers.Serializer):
+        """No fields; parsed so that a malformed body is a 400 before anything changes."""
+
     @extend_schema(request=None, responses={200: PaymentOut, **ERRORS_WRITE}, summary="Cancel a pending payment")
     @idempotent
     def post(self, request, payment_id):
+        parse(self.Input, request.data)
         payment = payment_get(merchant=request.user.merchant, payment_id=payment_id)
         return Response(PaymentOut(payment_cancel(payment=payment)).data)
 
@@ -164,7 +182,7 @@ class PaymentCancelApi(APIView):
 class PaymentRefundApi(APIView):
     class Input(serializers.Serializer):
         amount = MinorUnitsField(required=False)
-        reason = serializers.CharField(required=False, default="", allow_blank=True, max_length=500)
+        reason = StrictCharField(required=False, default="", allow_blank=True, max_length=500)
 
     @extend_schema(
         request=Input, responses={201: RefundOut, **ERRORS_MONEY}, summary="Refund all or part of what is left"
@@ -227,7 +245,7 @@ class ChargeListCreateApi(ListAPIView):
         customer = serializers.UUIDField()
         amount = MinorUnitsField()
         currency = CurrencyField()
-        description = serializers.CharField(required=False, default="", allow_blank=True, max_length=1000)
+        description = StrictCharField(required=False, default="", allow_blank=True, max_length=1000)
         split_instructions = serializers.JSONField(required=False, default=list)
         metadata = serializers.DictField(required=False, default=dict)
 

@@ -35,13 +35,15 @@ from payments import booking
 from payments.models import Charge, Payment, PaymentEvent
 from payments.providers import ProviderDeclined, ProviderUnavailable, get_provider, resolve_provider_name
 from payments.providers.base import OffSessionResult
-from payments.services import payment_data, payment_lock, payment_transition, timeline_add
+from payments.services import INTERNAL_DETAIL, payment_data, payment_lock, payment_transition, timeline_add
 from payments.splits import splits_validate
 from wallets.models import Account, Hold
 from wallets.services import hold_capture, hold_create, hold_void, wallet_debit, wallet_debits_many
 from webhooks.services import event_emit, events_emit
 
 logger = logging.getLogger("paydesk.charges")
+
+
 Source = PaymentEvent.Source
 
 
@@ -83,6 +85,7 @@ def charge_create(
     metadata: dict | None = None,
     idempotency_key: str | None = None,
     order_id: str | None = None,
+    defer_card: bool = False,
 ) -> Charge:
     """Charge `amount` to the customer: wallet first, the rest to the saved card.
 
@@ -93,6 +96,10 @@ def charge_create(
     Raises InsufficientFunds (402) when the wallet is short and there is no saved card,
     with nothing changed; InvalidRequest for bad splits. A declined card returns the
     charge `failed` with the wallet untouched; an unreachable provider returns it `pending`.
+
+    `defer_card`: stop before the provider and return the charge `pending` (its wallet
+    part held) when a card part is needed, so a caller can make it in its own
+    transaction: commit, then charge_card(charge) with no lock held.
     """
     currency = currency.lower()
     splits = splits_validate(instructions=split_instructions or [], amount=amount)
@@ -133,9 +140,9 @@ def charge_create(
         if existing is None:
             raise
         return existing
-    if charge.status != Charge.Status.PENDING:
+    if charge.status != Charge.Status.PENDING or defer_card:
         return charge
-    return _charge_card(charge)
+    return charge_card(charge)
 
 
 @transaction.atomic
@@ -336,9 +343,10 @@ def charges_from_wallets(*, merchant, currency: str, charges: Sequence[WalletCha
     return [made.get(request.idempotency_key) for request in charges]
 
 
-def _charge_card(charge: Charge) -> Charge:
-    """Charge the card part (no lock held) and record the answer; leave the charge
-    pending when the provider could not be reached or is still processing."""
+def charge_card(charge: Charge) -> Charge:
+    """Charge the card part of a pending charge (call it with no lock held: the provider
+    is called) and record the answer; leave the charge pending when the provider could
+    not be reached or is still processing. Idempotent on the charge: its key is `ch-<id>`."""
     try:
         result = get_provider(charge.provider).charge_off_session(
             customer=charge.customer,
@@ -349,19 +357,24 @@ def _charge_card(charge: Charge) -> Charge:
             metadata={"paydesk_charge": str(charge.pk), "paydesk_payment": str(charge.payment_id)},
         )
     except ProviderDeclined as exc:
-        result = OffSessionResult(provider_payment_id="", status="failed", failure_reason=str(exc)[:500])
+        # The clean message is the charge's failure_reason; the provider's own text is staff's.
+        logger.warning(
+            "provider refused the card part of a charge", extra={"charge": str(charge.pk), "detail": exc.detail}
+        )
+        result = OffSessionResult(provider_payment_id="", status="failed", failure_reason=exc.message[:500])
+        return _charge_record(charge=charge, result=result, source=Source.API, detail=exc.detail)
     except ProviderUnavailable as exc:
         logger.warning(
             "card part of a charge could not be made; it stays pending and is retried",
-            extra={"charge": str(charge.pk), "error": str(exc)[:200]},
+            extra={"charge": str(charge.pk), "detail": exc.detail[:2000]},
         )
-        Charge.objects.filter(pk=charge.pk).update(failure_reason=f"retrying: {exc}"[:500], claimed_at=None)
+        Charge.objects.filter(pk=charge.pk).update(failure_reason=f"retrying: {exc.message}"[:500], claimed_at=None)
         charge.refresh_from_db()
         return charge
     return _charge_record(charge=charge, result=result, source=Source.API)
 
 
-def _charge_record(*, charge: Charge, result: OffSessionResult, source: str) -> Charge:
+def _charge_record(*, charge: Charge, result: OffSessionResult, source: str, detail: str = "") -> Charge:
     if result.status == "pending":
         with transaction.atomic():
             Charge.objects.filter(pk=charge.pk).update(
@@ -377,17 +390,26 @@ def _charge_record(*, charge: Charge, result: OffSessionResult, source: str) -> 
         provider_charge_id=result.provider_payment_id,
         reason=result.failure_reason,
         source=source,
+        detail=detail,
     )
 
 
 def charge_finish(
-    *, charge_id, card_ok: bool, provider_charge_id: str, reason: str, source: str, abandoned: bool = False
+    *,
+    charge_id,
+    card_ok: bool,
+    provider_charge_id: str,
+    reason: str,
+    source: str,
+    abandoned: bool = False,
+    detail: str = "",
 ) -> Charge:
     """Settle a pending charge once the card part's outcome is known: capture or void the
     hold, book the card part, settle the splits, move the payment, emit charge.succeeded /
     charge.failed. Locks the payment, the charge, the hold, then the accounts. A no-op
     unless the charge is pending, so a webhook and the API answer may both call it.
-    `abandoned`: failed because the provider never answered (flagged for staff)."""
+    `abandoned`: failed because the provider never answered (flagged for staff).
+    `detail`: the provider's own account of a failure, kept in the timeline for staff."""
     charge = Charge.objects.select_related("merchant").get(pk=charge_id)
     accounts = booking.payment_accounts(
         merchant=charge.merchant,
@@ -423,7 +445,11 @@ def charge_finish(
         if hold is not None:
             hold_void(hold=hold, owner=f"charge:{charge.pk}")
         return _charge_failed(
-            charge=charge, provider_charge_id=provider_charge_id, reason=reason or "card_declined", source=source
+            charge=charge,
+            provider_charge_id=provider_charge_id,
+            reason=reason or "card_declined",
+            source=source,
+            detail=detail,
         )
 
 
@@ -451,16 +477,15 @@ def _charge_succeeded(*, charge: Charge, provider_charge_id: str, source: str = 
     return charge
 
 
-def _charge_failed(*, charge: Charge, provider_charge_id: str, reason: str, source: str) -> Charge:
+def _charge_failed(*, charge: Charge, provider_charge_id: str, reason: str, source: str, detail: str = "") -> Charge:
     charge.provider_charge_id = provider_charge_id
     charge.status, charge.failure_reason, charge.claimed_at = Charge.Status.FAILED, reason[:1000], None
     charge.save(update_fields=["status", "failure_reason", "provider_charge_id", "claimed_at", "updated_at"])
+    data = {"charge": str(charge.pk)}
+    if detail and detail != reason:
+        data[INTERNAL_DETAIL] = detail[:2000]
     payment_transition(
-        payment_id=charge.payment_id,
-        to="failed",
-        source=source,
-        reason=charge.failure_reason,
-        data={"charge": str(charge.pk)},
+        payment_id=charge.payment_id, to="failed", source=source, reason=charge.failure_reason, data=data
     )
     event_emit(merchant=charge.merchant, type="charge.failed", data=charge_data(charge))
     return charge
@@ -559,12 +584,14 @@ def _charge_resolve(charge: Charge, *, now: datetime) -> Charge:
     the first never got an answer) or a status lookup. Past CHARGE_PENDING_DEADLINE, a
     look that still settles nothing fails the charge, abandoned (flagged for staff)."""
     if not charge.provider_charge_id:
-        charge = _charge_card(charge)
+        charge = charge_card(charge)
     else:
         try:
             result = get_provider(charge.provider).retrieve_charge(provider_charge_id=charge.provider_charge_id)
         except (ProviderUnavailable, ProviderDeclined) as exc:
-            logger.warning("pending charge: status lookup failed", extra={"charge": str(charge.pk), "error": str(exc)})
+            logger.warning(
+                "pending charge: status lookup failed", extra={"charge": str(charge.pk), "detail": exc.detail}
+            )
         else:
             charge = _charge_record(charge=charge, result=result, source=Source.RECONCILIATION)
     if charge.status != Charge.Status.PENDING:

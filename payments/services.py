@@ -17,12 +17,23 @@ from config.errors import Conflict, IllegalTransition, InsufficientFunds, Invali
 from payments import booking
 from payments.identity.services import subscription_consume_token
 from payments.models import TRANSITIONS, Charge, Payment, PaymentEvent, Refund
-from payments.providers import ProviderDeclined, ProviderUnavailable, get_provider, resolve_provider_name
+from payments.providers import (
+    ProviderDeclined,
+    ProviderFailure,
+    ProviderUnavailable,
+    failure_detail,
+    get_provider,
+    resolve_provider_name,
+)
 from wallets.models import Transfer
 from wallets.services import transfer_reverse
 from webhooks.services import event_emit
 
 logger = logging.getLogger("paydesk.payments")
+
+# The key of a timeline event's data that holds what staff may read and merchants may
+# not (an exception's full text): shown in the admin, left out of the tracking API.
+INTERNAL_DETAIL = "internal_detail"
 
 Source = PaymentEvent.Source
 # Outbound event for each state a payment can enter.
@@ -167,11 +178,30 @@ def payment_create(
             )
     except Exception as exc:
         if isinstance(exc, IntegrityError):
-            exc = ProviderUnavailable(f"returned id {created.provider_payment_id!r}, already used by another payment")
-        reason = f"{provider_name}: {exc}"[:1000]
-        logger.warning("provider failed to create a payment", extra={"payment": str(payment.pk), "reason": reason})
+            exc = ProviderUnavailable(
+                "The payment provider answered with a payment id already used by another payment.",
+                detail=f"returned id {created.provider_payment_id!r}, already used by another payment",
+            )
+        # Merchants read the reason (failure_reason, the 502's message, payment.failed);
+        # what actually happened (hosts, ports, the provider's text, a plugin's bug) is for
+        # the log and for staff, in the timeline event's internal detail.
+        if isinstance(exc, ProviderFailure):
+            message = exc.message
+        else:
+            message = "The payment provider failed unexpectedly."
+        reason = f"{provider_name}: {message}"[:1000]
+        detail = failure_detail(exc)[:2000]
+        logger.warning(
+            "provider failed to create a payment",
+            extra={"payment": str(payment.pk), "reason": reason, "detail": detail},
+            exc_info=not isinstance(exc, ProviderFailure),
+        )
         payment_transition(
-            payment_id=payment.pk, to="failed", source=Source.API, reason=reason, data={"stage": "provider_create"}
+            payment_id=payment.pk,
+            to="failed",
+            source=Source.API,
+            reason=reason,
+            data={"stage": "provider_create", "reason": reason, INTERNAL_DETAIL: detail},
         )
         raise ProviderError(f"The payment provider failed: {reason}")
     payment.refresh_from_db()
@@ -201,8 +231,15 @@ def _provider_cancel(payment: Payment, *, source: str) -> None:
     try:
         get_provider(payment.provider).cancel_payment(payment=payment)
     except Exception as exc:
-        logger.warning("provider did not cancel a payment", extra={"payment": str(payment.pk), "error": str(exc)})
-        timeline_add(payment=payment, type="provider.cancel_failed", source=source, data={"error": str(exc)[:500]})
+        detail = failure_detail(exc)[:2000]
+        message = exc.message if isinstance(exc, ProviderFailure) else "The payment provider failed unexpectedly."
+        logger.warning("provider did not cancel a payment", extra={"payment": str(payment.pk), "detail": detail})
+        timeline_add(
+            payment=payment,
+            type="provider.cancel_failed",
+            source=source,
+            data={"error": message[:500], INTERNAL_DETAIL: detail},
+        )
 
 
 # --- Webhook-driven outcomes -------------------------------------------------------------
@@ -405,20 +442,27 @@ def _refund_at_provider(*, refund: Refund, source: str) -> Refund:
         )
         ok = result.status in ("succeeded", "pending")
         failure = "" if ok else f"provider refund {result.status}"
+        failure_internal = failure
     except ProviderUnavailable as exc:
-        logger.warning("provider unreachable for a refund; it stays pending", extra={"refund": str(refund.pk)})
+        logger.warning(
+            "provider unreachable for a refund; it stays pending",
+            extra={"refund": str(refund.pk), "detail": exc.detail[:2000]},
+        )
         with transaction.atomic():
             timeline_add(
                 payment=payment_lock(payment.pk),
                 type="refund.retrying",
                 source=source,
-                data={"refund": str(refund.pk), "reason": str(exc)[:500]},
+                data={"refund": str(refund.pk), "reason": exc.message[:500], INTERNAL_DETAIL: exc.detail[:2000]},
             )
-            Refund.objects.filter(pk=refund.pk).update(failure_reason=f"retrying: {exc}"[:1000], claimed_at=None)
+            Refund.objects.filter(pk=refund.pk).update(
+                failure_reason=f"retrying: {exc.message}"[:1000], claimed_at=None
+            )
         refund.refresh_from_db()
         return refund
     except ProviderDeclined as exc:
-        ok, failure = False, str(exc)
+        logger.warning("provider refused a refund", extra={"refund": str(refund.pk), "detail": exc.detail[:2000]})
+        ok, failure, failure_internal = False, exc.message, exc.detail
 
     reference = f"refund:{refund.pk}"
     with transaction.atomic():
@@ -442,7 +486,12 @@ def _refund_at_provider(*, refund: Refund, source: str) -> Refund:
             payment=locked,
             type="refund.failed",
             source=source,
-            data={"refund": str(refund.pk), "provider_amount": refund.provider_amount, "reason": failure[:500]},
+            data={
+                "refund": str(refund.pk),
+                "provider_amount": refund.provider_amount,
+                "reason": failure[:500],
+                INTERNAL_DETAIL: failure_internal[:2000],
+            },
         )
         if refund.wallet_amount:  # the wallet part went back already: the refund is for that much
             Refund.objects.filter(pk=refund.pk).update(
@@ -536,7 +585,8 @@ def _reconcile_one(payment: Payment, *, now: datetime) -> str:
             status = get_provider(payment.provider).retrieve_status(payment=payment)
     except Exception as exc:  # the provider's trouble: judge by age alone
         logger.warning(
-            "reconciliation could not reach the provider", extra={"payment": str(payment.pk), "error": str(exc)[:200]}
+            "reconciliation could not reach the provider",
+            extra={"payment": str(payment.pk), "detail": failure_detail(exc)[:2000]},
         )
         status = "unknown"
     outcome = status

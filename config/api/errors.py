@@ -27,6 +27,7 @@ DOMAIN_ERRORS: dict[type[domain.DomainError], tuple[int, str, str]] = {
     domain.InvalidRequest: (400, "invalid_request_error", "invalid_request_error"),
     IdempotencyError: (400, "idempotency_error", "idempotency_error"),
     domain.InsufficientFunds: (402, "payment_error", "insufficient_funds"),
+    domain.CardDeclined: (402, "payment_error", "card_declined"),
     domain.InsufficientCredits: (402, "payment_error", "insufficient_credits"),
     domain.QuotaExceeded: (402, "payment_error", "quota_exceeded"),
     domain.PermissionDenied: (403, "permission_error", "permission_error"),

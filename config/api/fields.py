@@ -1,5 +1,7 @@
-"""Request fields: money as integers in minor units only, ISO 4217 currencies with a real
-list, object ids as UUID strings."""
+"""Request fields, strict about JSON types: money as integers in minor units only, ISO 4217
+currencies with a real list, object ids as UUID strings, counts as JSON integers, text as
+JSON strings. DRF's own fields coerce ("3" -> 3, 123 -> "123"); a payments API answers a
+wrong type with a 400 naming the field instead."""
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -60,4 +62,28 @@ class IdField(serializers.UUIDField):
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An IntegerField that takes a JSON integer only, as MinorUnitsField does for money:
+    DRF's would take "3", 3.0 or true as 3."""
+
+    default_error_messages = {"invalid": "Must be an integer, not {kind}."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid", kind=type(data).__name__ if data is not None else "null")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that accepts JSON strings only: numbers, booleans, lists and objects
+    are refused rather than turned into text."""
+
+    default_error_messages = {"invalid": "Must be a string, not {kind}."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid", kind=type(data).__name__)
         return super().to_internal_value(data)

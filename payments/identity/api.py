@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.docs import ERRORS_READ, ERRORS_WRITE
+from config.api.fields import StrictCharField
 from config.api.idempotency import idempotent
 from config.api.parsing import parse
 
@@ -34,9 +35,9 @@ class CustomerListCreateApi(ListAPIView):
     filterset_class = CustomerFilter
 
     class Input(serializers.Serializer):
-        external_id = serializers.CharField(max_length=255)
+        external_id = StrictCharField(max_length=255)
         email = serializers.EmailField(required=False, default="")
-        name = serializers.CharField(required=False, default="", max_length=255)
+        name = StrictCharField(required=False, default="", max_length=255)
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no caller

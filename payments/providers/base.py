@@ -15,12 +15,31 @@ from django.conf import settings
 from config.errors import InvalidRequest
 
 
-class ProviderUnavailable(Exception):
+class ProviderFailure(Exception):
+    """A provider call that did not work. Its str() is `message`: clean words a merchant
+    may read (an API answer, a failure_reason). `detail` is what actually happened (the
+    HTTP library's or the provider's own text: hosts, ports, request ids, response
+    bodies), for the log and the staff side of the timeline only."""
+
+    def __init__(self, message: str, *, detail: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.detail = detail or message
+
+
+class ProviderUnavailable(ProviderFailure):
     """Network trouble, timeout or a 5xx: the call may be retried with the same key."""
 
 
-class ProviderDeclined(Exception):
+class ProviderDeclined(ProviderFailure):
     """The provider refused the request (a 4xx: bad card, invalid parameters)."""
+
+
+def failure_detail(exc: BaseException) -> str:
+    """The staff-only account of an exception: a provider's `detail`, else its type and text."""
+    if isinstance(exc, ProviderFailure):
+        return exc.detail
+    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass(frozen=True)

@@ -43,15 +43,30 @@ def _request(method: str, path: str, body: dict | None = None, idempotency_key: 
             timeout=settings.HTTP_PROVIDER_TIMEOUT,
         )
     except requests.RequestException as exc:
-        raise ProviderUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        # requests' own text names the host, port and connection pool: detail, not message.
+        raise ProviderUnavailable(
+            f"The payment provider could not be reached ({_network_trouble(exc)}).",
+            detail=f"{method} {path}: {type(exc).__name__}: {exc}",
+        ) from exc
+    detail = f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}"
     if response.status_code >= 500:
-        raise ProviderUnavailable(f"HTTP {response.status_code}: {response.text[:200]}")
+        raise ProviderUnavailable(f"The payment provider answered {response.status_code}.", detail=detail)
     if response.status_code >= 400:
-        raise ProviderDeclined(f"HTTP {response.status_code}: {response.text[:200]}")
+        raise ProviderDeclined(f"The payment provider refused the request ({response.status_code}).", detail=detail)
     try:
         return response.json()
     except ValueError as exc:
-        raise ProviderUnavailable("The provider answered with something that is not JSON.") from exc
+        raise ProviderUnavailable(
+            "The payment provider answered with something that is not JSON.", detail=detail
+        ) from exc
+
+
+def _network_trouble(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "timeout"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed"
+    return "request error"
 
 
 @register
@@ -76,7 +91,10 @@ class HttpProvider(PaymentProvider):
             idempotency_key,
         )
         if not body.get("id") or not body.get("payment_url"):
-            raise ProviderUnavailable("The provider's answer has no id or payment_url.")
+            raise ProviderUnavailable(
+                "The payment provider's answer has no id or payment_url.",
+                detail=f"POST /payments answered {body!r}"[:500],
+            )
         return CreatedPayment(provider_payment_id=str(body["id"]), payment_url=str(body["payment_url"]))
 
     def retrieve_status(self, *, payment) -> str:

@@ -46,16 +46,38 @@ def _real_stripe() -> bool:
     return not settings.STRIPE_API_BASE
 
 
+def _failure(exc: stripe.StripeError) -> ProviderDeclined | ProviderUnavailable:
+    """Ours for one of stripe-python's errors: 4xx → declined, everything else → unavailable.
+
+    The message is ours (plus Stripe's error code, or a card error's message, which Stripe
+    writes for the payer); Stripe's own text for the rest (request ids, object ids, a masked
+    API key, requests' connection errors) goes to `detail` only."""
+    code = getattr(exc, "code", None)
+    status = exc.http_status
+    detail = f"{type(exc).__name__} (HTTP {status}, code {code}): {exc}"
+    if isinstance(exc, stripe.CardError):
+        return ProviderDeclined(
+            exc.user_message or f"The card was declined ({code or 'card_declined'}).", detail=detail
+        )
+    if isinstance(exc, stripe.InvalidRequestError):
+        return ProviderDeclined(f"The payment provider refused the request ({code or status}).", detail=detail)
+    if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
+        return ProviderDeclined("The payment provider refused Paydesk's credentials.", detail=detail)
+    if isinstance(exc, stripe.APIConnectionError):
+        return ProviderUnavailable("The payment provider could not be reached.", detail=detail)
+    if isinstance(exc, stripe.RateLimitError):
+        return ProviderUnavailable("The payment provider is rate limiting requests (429).", detail=detail)
+    if status:
+        return ProviderUnavailable(f"The payment provider answered {status}.", detail=detail)
+    return ProviderUnavailable("The payment provider failed.", detail=detail)
+
+
 def _call(func, *args, **kwargs):
-    """Map stripe-python's errors to ours: 4xx → declined, everything else → unavailable."""
+    """Call stripe-python, its errors mapped to ours (_failure)."""
     try:
         return func(*args, **kwargs)
-    except stripe.CardError as exc:
-        raise ProviderDeclined(exc.user_message or str(exc)) from exc
-    except (stripe.InvalidRequestError, stripe.AuthenticationError, stripe.PermissionError) as exc:
-        raise ProviderDeclined(str(exc)) from exc
     except stripe.StripeError as exc:
-        raise ProviderUnavailable(str(exc)) from exc
+        raise _failure(exc) from exc
 
 
 @register
@@ -158,10 +180,12 @@ class StripeProvider(PaymentProvider):
                 status="failed",
                 failure_reason=exc.code or exc.user_message or "card_declined",
             )
-        except stripe.InvalidRequestError as exc:
-            raise ProviderDeclined(str(exc)) from exc
         except stripe.StripeError as exc:
-            raise ProviderUnavailable(str(exc)) from exc
+            failure = _failure(exc)
+            if isinstance(failure, ProviderDeclined) and not isinstance(exc, stripe.InvalidRequestError):
+                # Bad credentials fail no customer's charge: it stays pending and is asked again.
+                failure = ProviderUnavailable(failure.message, detail=failure.detail)
+            raise failure from exc
         return _off_session_result(intent)
 
     def retrieve_charge(self, *, provider_charge_id: str) -> OffSessionResult:

@@ -54,6 +54,21 @@ def test_validation_failure_consumes_no_token(merchant_api, merchant):
     assert tokens(merchant) == 10_000 and not Payment.objects.exists()
 
 
+@pytest.mark.parametrize("field", ["order_id", "provider", "description"])
+@pytest.mark.parametrize("value", [123, 1.5, True, ["x"], {"x": 1}])
+def test_a_string_field_given_another_type_is_400_naming_it(merchant_api, merchant, field, value):
+    response = merchant_api.post(URL, body(**{field: value}), format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["param"] == field
+    assert tokens(merchant) == 10_000 and not Payment.objects.exists()
+
+
+def test_customer_string_fields_are_strict_too(merchant_api):
+    for field in ["external_id", "name"]:
+        response = merchant_api.post("/api/v1/customers", {"external_id": "c-1", field: 7}, format="json")
+        assert response.status_code == 400 and response.json()["error"]["param"] == field
+
+
 def test_second_pending_payment_for_an_order_is_409_and_keeps_the_token(merchant_api, merchant):
     assert merchant_api.post(URL, body(), format="json").status_code == 201
     second = merchant_api.post(URL, body(amount=500), format="json")
@@ -120,6 +135,57 @@ def test_tracking_is_oldest_first(merchant_api):
     assert tracking["events"][-1]["status"] == "canceled" and tracking["events"][-1]["source"] == "api"
 
 
+def test_tracking_status_is_null_for_events_that_are_not_state_changes(merchant_api, merchant):
+    from payments.services import payment_refund, payment_settle_from_provider
+
+    created = merchant_api.post(URL, body(), format="json").json()
+    payment_settle_from_provider(
+        payment_id=created["id"], outcome="succeeded", amount=999, currency="usd", source="provider_webhook", data={}
+    )  # a mismatch: flagged, nothing changes
+    payment_settle_from_provider(
+        payment_id=created["id"], outcome="succeeded", amount=1000, currency="usd", source="provider_webhook", data={}
+    )
+    payment_refund(payment=Payment.objects.get(pk=created["id"]), amount=100)
+    events = merchant_api.get(f"{URL}/{created['id']}/tracking").json()["events"]
+    assert [(e["type"], e["status"], e["from_status"]) for e in events] == [
+        ("payment.created", "pending", None),
+        ("provider.payment_created", None, None),
+        ("provider.mismatch", None, None),
+        ("payment.succeeded", "succeeded", "pending"),
+        ("refund.requested", None, None),
+        ("payment.partially_refunded", "partially_refunded", "succeeded"),
+    ]
+
+
+def test_tracking_schema_says_status_is_nullable(api):
+    schemas = api.get("/api/schema/?format=json").json()["components"]["schemas"]
+    event = schemas[schemas["PaymentTracking"]["properties"]["events"]["items"]["$ref"].rsplit("/", 1)[1]]
+    assert event["properties"]["status"]["nullable"] is True
+    assert event["properties"]["from_status"]["nullable"] is True
+
+
+@pytest.mark.parametrize("with_key", [False, True])
+def test_cancel_with_a_malformed_body_is_400_and_cancels_nothing(merchant_api, with_key):
+    created = merchant_api.post(URL, body(), format="json").json()
+    headers = {"HTTP_IDEMPOTENCY_KEY": "cancel-1"} if with_key else {}
+    for raw in ["{bad", "[1, 2]", '"cancel"']:
+        response = merchant_api.post(
+            f"{URL}/{created['id']}/cancel", data=raw, content_type="application/json", **headers
+        )
+        assert response.status_code == 400, (raw, response.content)
+        assert response.json()["error"]["type"] == "invalid_request_error"
+    assert Payment.objects.get().status == "pending"
+    # An empty body, JSON or not, and an empty object still cancel.
+    ok = merchant_api.post(f"{URL}/{created['id']}/cancel", data="", content_type="application/json")
+    assert ok.status_code == 200 and ok.json()["status"] == "canceled"
+
+
+def test_cancel_with_an_empty_object_body(merchant_api):
+    created = merchant_api.post(URL, body(), format="json").json()
+    response = merchant_api.post(f"{URL}/{created['id']}/cancel", {}, format="json")
+    assert response.status_code == 200 and response.json()["status"] == "canceled"
+
+
 def test_cancel_only_pending(merchant_api, merchant):
     created = merchant_api.post(URL, body(), format="json").json()
     assert merchant_api.post(f"{URL}/{created['id']}/cancel").json()["status"] == "canceled"
@@ -143,17 +209,71 @@ class TestProviderFailure:
         finally:
             server.close()
         assert response.status_code == 502
-        assert response.json()["error"]["type"] == "provider_error"
+        error = response.json()["error"]
+        assert error["type"] == "provider_error"
+        # The merchant reads a clean reason; requests' text (host, port, pool) is staff's.
+        reason = "http: The payment provider could not be reached (timeout)."
+        assert error["message"] == f"The payment provider failed: {reason}"
         payment = Payment.objects.get()
-        assert payment.status == "failed" and "Timeout" in payment.failure_reason
+        assert payment.status == "failed" and payment.failure_reason == reason
         assert list(payment.timeline.values_list("type", flat=True)) == ["payment.created", "payment.failed"]
-        assert OutboundEvent.objects.filter(type="payment.failed").count() == 1
+        assert "ReadTimeout: HTTPConnectionPool(host='127.0.0.1'" in payment.timeline.last().data["internal_detail"]
+        event = OutboundEvent.objects.get(type="payment.failed")
+        assert event.data["failure_reason"] == reason
+        tracking = merchant_api.get(f"{URL}/{payment.pk}/tracking").json()
+        assert tracking["events"][-1]["data"] == {"stage": "provider_create", "reason": reason}
 
     def test_provider_refusal_fails_the_payment_with_502(self, merchant_api, settings):
         settings.HTTP_PROVIDER_URL = "http://127.0.0.1:9"  # connection refused
         response = merchant_api.post(URL, body(provider="http"), format="json")
         assert response.status_code == 502
-        assert Payment.objects.get().status == "failed"
+        reason = "http: The payment provider could not be reached (connection failed)."
+        assert response.json()["error"]["message"] == f"The payment provider failed: {reason}"
+        payment = Payment.objects.get()
+        assert payment.status == "failed" and payment.failure_reason == reason
+        assert "HTTPConnectionPool" in payment.timeline.last().data["internal_detail"]
+
+    def test_provider_5xx_and_4xx_answers_are_clean(self, merchant_api, settings):
+        from payments.tests.fake_http import FakeHTTP
+
+        server = FakeHTTP(
+            {
+                ("POST", "/payments"): lambda request: (
+                    (500, {"trace": "db01.internal:5432 exploded"})
+                    if request["body"]["amount"] == 1000
+                    else (422, {"error": "merchant acct_9 not allowed"})
+                )
+            }
+        )
+        settings.HTTP_PROVIDER_URL = server.url
+        try:
+            five = merchant_api.post(URL, body(provider="http"), format="json")
+            four = merchant_api.post(URL, body(provider="http", order_id="ord-2", amount=999), format="json")
+        finally:
+            server.close()
+        assert (
+            five.json()["error"]["message"] == "The payment provider failed: http: The payment provider answered 500."
+        )
+        assert four.json()["error"]["message"] == (
+            "The payment provider failed: http: The payment provider refused the request (422)."
+        )
+        for order_id, leak in [("ord-1", "db01.internal"), ("ord-2", "acct_9")]:
+            payment = Payment.objects.get(order_id=order_id)
+            assert leak not in payment.failure_reason and leak in payment.timeline.last().data["internal_detail"]
+
+    def test_an_unexpected_provider_bug_is_not_shown_to_the_merchant(self, merchant_api, monkeypatch):
+        from payments.providers.mock import MockProvider
+
+        def broken(self, **kwargs):
+            raise KeyError("secret_internal_state")
+
+        monkeypatch.setattr(MockProvider, "create_payment", broken)
+        response = merchant_api.post(URL, body(), format="json")
+        assert response.status_code == 502
+        assert "secret_internal_state" not in response.json()["error"]["message"]
+        payment = Payment.objects.get()
+        assert payment.failure_reason == "mock: The payment provider failed unexpectedly."
+        assert "KeyError: 'secret_internal_state'" in payment.timeline.last().data["internal_detail"]
 
 
 @pytest.mark.postgres

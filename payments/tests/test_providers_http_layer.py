@@ -64,22 +64,54 @@ def test_stripe_checkout_session_when_a_return_url_is_given(merchant_api, settin
     assert sent["body"]["success_url"] == ["https://shop.example/done"]
 
 
-def test_stripe_error_answer_fails_the_payment(merchant_api, settings, fake):
-    server = fake(
-        {
-            ("POST", "/v1/payment_intents"): (
-                400,
-                {"error": {"type": "invalid_request_error", "message": "Invalid currency"}},
-            )
-        }
-    )
+@pytest.mark.parametrize(
+    "status,error,reason",
+    [
+        (
+            400,
+            {"type": "invalid_request_error", "code": "parameter_invalid", "message": "No such customer: 'cus_Secret'"},
+            "stripe: The payment provider refused the request (parameter_invalid).",
+        ),
+        (
+            401,
+            {"type": "invalid_request_error", "message": "Invalid API Key provided: sk_test_****yyyy"},
+            "stripe: The payment provider refused Paydesk's credentials.",
+        ),
+        (
+            500,
+            {"type": "api_error", "message": "Internal error on host api-17"},
+            "stripe: The payment provider answered 500.",
+        ),
+    ],
+)
+def test_stripe_error_answer_fails_the_payment_with_a_clean_reason(merchant_api, settings, fake, status, error, reason):
+    server = fake({("POST", "/v1/payment_intents"): (status, {"error": error})})
     settings.STRIPE_SECRET_KEY = "sk_test_" + "y" * 24
     settings.STRIPE_API_BASE = server.url
     response = merchant_api.post(
         "/api/v1/payments", {"order_id": "x", "amount": 1000, "currency": "usd", "provider": "stripe"}, format="json"
     )
     assert response.status_code == 502
-    assert "Invalid currency" in Payment.objects.get().failure_reason
+    assert response.json()["error"]["message"] == f"The payment provider failed: {reason}"
+    payment = Payment.objects.get()
+    assert payment.failure_reason == reason
+    # Stripe's own words are kept for staff, in the timeline, and never shown in tracking.
+    assert error["message"] in payment.timeline.last().data["internal_detail"]
+    tracking = merchant_api.get(f"/api/v1/payments/{payment.pk}/tracking").json()
+    assert error["message"] not in json.dumps(tracking)
+
+
+def test_stripe_unreachable_is_a_clean_reason(merchant_api, settings):
+    settings.STRIPE_SECRET_KEY = "sk_test_" + "y" * 24
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # connection refused
+    response = merchant_api.post(
+        "/api/v1/payments", {"order_id": "x", "amount": 1000, "currency": "usd", "provider": "stripe"}, format="json"
+    )
+    assert response.status_code == 502
+    payment = Payment.objects.get()
+    assert payment.failure_reason == "stripe: The payment provider could not be reached."
+    assert "127.0.0.1" not in response.json()["error"]["message"]
+    assert "APIConnectionError" in payment.timeline.last().data["internal_detail"]
 
 
 class TestHttpProvider:

@@ -63,6 +63,13 @@ class TestRefunds:
         payment.refresh_from_db()
         assert payment.amount_refunded == 600 and payment.refunds.count() == 1
 
+    @pytest.mark.parametrize("reason", [42, True, ["damaged"], {"why": "damaged"}])
+    def test_a_reason_that_is_not_a_string_is_400_naming_it(self, merchant, merchant_api, reason):
+        payment = succeeded_payment(merchant)
+        response = merchant_api.post(f"/api/v1/payments/{payment.pk}/refunds", {"reason": reason}, format="json")
+        assert response.status_code == 400 and response.json()["error"]["param"] == "reason"
+        assert not Refund.objects.exists()
+
     def test_pending_payment_cannot_be_refunded(self, merchant, merchant_api):
         payment = payment_create(merchant=merchant, order_id="o-2", amount=1000, currency="usd")
         response = merchant_api.post(f"/api/v1/payments/{payment.pk}/refunds", {}, format="json")
@@ -73,6 +80,10 @@ class TestRefunds:
         payment = succeeded_http_payment(merchant)
         response = merchant_api.post(f"/api/v1/payments/{payment.pk}/refunds", {"amount": 100}, format="json")
         assert response.status_code == 502
+        # The provider's own answer is for staff (timeline), not the merchant's message.
+        message = "The provider could not refund: The payment provider refused the request (400)."
+        assert response.json()["error"]["message"] == message
+        assert "charge too old" in payment.timeline.get(type="refund.failed").data["internal_detail"]
         payment.refresh_from_db()
         assert payment.amount_refunded == 0 and payment.status == "succeeded"
         assert Refund.objects.get().status == "failed"
@@ -89,6 +100,7 @@ class TestRefunds:
         payment = succeeded_http_payment(merchant)
         response = merchant_api.post(f"/api/v1/payments/{payment.pk}/refunds", {"amount": 100}, format="json")
         assert response.status_code == 201 and response.json()["status"] == "pending"
+        assert Refund.objects.get().failure_reason == "retrying: The payment provider answered 503."
         payment.refresh_from_db()
         assert payment.amount_refunded == 100  # reserved: it may have gone through
         assert refunds_resolve_pending(now=timezone.now() + timedelta(minutes=2)) == 1  # still down
