@@ -1,18 +1,20 @@
 from django.db.models import Prefetch
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.docs import ERRORS_MONEY, ERRORS_READ, ERRORS_WRITE
-from config.api.fields import CurrencyField, MinorUnitsField
+from config.api.fields import CurrencyField, MinorUnitsField, StrictCharField, StrictIntegerField
 from config.api.idempotency import idempotent
 from config.api.parsing import parse
 from config.errors import NotFound
 from config.ids import parse_uuid
 from installments.models import Installment, InstallmentCharge, InstallmentOrder
+from installments.schedule import MAX_INSTALLMENTS
 from installments.services import installment_order_cancel, installment_order_create, installment_order_pay
 from payments.identity.selectors import customer_get
 
@@ -88,6 +90,7 @@ class OrderOut(serializers.ModelSerializer):
         ]
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class ScheduleItemIn(serializers.Serializer):
     due_date = serializers.DateField()
     amount = MinorUnitsField()
@@ -110,13 +113,22 @@ class InstallmentOrderListCreateApi(ListAPIView):
         customer = serializers.UUIDField()
         amount = MinorUnitsField()
         currency = CurrencyField()
-        installment_count = serializers.IntegerField(required=False, min_value=1, max_value=120)
+        installment_count = StrictIntegerField(required=False, min_value=1, max_value=MAX_INSTALLMENTS)
         interval = serializers.ChoiceField(choices=InstallmentOrder.Interval.choices, required=False)
-        interval_count = serializers.IntegerField(required=False, default=1, min_value=1, max_value=365)
+        interval_count = StrictIntegerField(required=False, default=1, min_value=1, max_value=365)
         start_date = serializers.DateField(required=False)
-        schedule = ScheduleItemIn(many=True, required=False)
+        schedule = ScheduleItemIn(
+            many=True,
+            required=False,
+            allow_empty=False,
+            max_length=MAX_INSTALLMENTS,
+            error_messages={
+                "empty": "A schedule needs at least one installment.",
+                "max_length": f"A schedule has at most {MAX_INSTALLMENTS} installments.",
+            },
+        )
         down_payment = MinorUnitsField(required=False, min_value=0, default=0)
-        description = serializers.CharField(required=False, default="", allow_blank=True, max_length=1000)
+        description = StrictCharField(required=False, default="", allow_blank=True, max_length=1000)
         metadata = serializers.DictField(required=False, default=dict)
 
         def validate(self, data):
@@ -149,6 +161,9 @@ class InstallmentOrderDetailApi(APIView):
 
 
 class InstallmentOrderCancelApi(APIView):
+    class Input(serializers.Serializer):
+        """No fields; parsed so that a malformed body is a 400 before anything changes."""
+
     @extend_schema(
         request=None,
         responses={200: OrderOut, **ERRORS_WRITE},
@@ -156,6 +171,7 @@ class InstallmentOrderCancelApi(APIView):
     )
     @idempotent
     def post(self, request, order_id):
+        parse(self.Input, request.data)
         order = order_get(merchant=request.user.merchant, order_id=order_id)
         installment_order_cancel(order=order)
         return Response(OrderOut(order_get(merchant=request.user.merchant, order_id=order_id)).data)

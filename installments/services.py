@@ -30,10 +30,10 @@ from django.db.models import Case, CharField, F, Sum, TextField, Value, When
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
-from config.errors import IllegalTransition, InsufficientFunds, InvalidRequest
+from config.errors import CardDeclined, IllegalTransition, InsufficientFunds, InvalidRequest
 from installments.models import Installment, InstallmentCharge, InstallmentEvent, InstallmentOrder
 from installments.schedule import schedule_equal, schedule_explicit
-from payments.charges import WalletCharge, charge_create, charges_from_wallets
+from payments.charges import WalletCharge, charge_card, charge_create, charges_from_wallets
 from payments.models import Charge
 from wallets.services import wallet_debits_lock
 from webhooks.services import event_emit, events_emit
@@ -124,17 +124,22 @@ def installment_order_create(
 
     A down payment is installment 0, created `processing` with the order (so whatever
     its charge does later is booked against the order) and charged at once with the key
-    `down:<order id>`. Declined or impossible: the order is canceled and
-    InsufficientFunds (402) raised, with no money taken. Left pending by an unreachable
-    provider: the order is returned active with installment 0 `processing`; the
-    collector books the charge's outcome once it resolves (a later failure cancels the
-    order). Raises InvalidRequest naming the field for a bad schedule.
+    `down:<order id>`, as POST /charges would: wallet first, then the saved card.
+    - Nothing to charge it to (the wallet short and no card): InsufficientFunds (402),
+      naming down_payment, and no order at all (it is rolled back with the attempt).
+    - The card declined: the order is returned `canceled`, installment 0 `failed` with
+      its failed charge (the attempt is recorded, no money taken), as a declined charge
+      is a `failed` charge and not an error.
+    - Left pending by an unreachable provider: the order is returned active with
+      installment 0 `processing`; the collector books the charge's outcome once it
+      resolves (a later decline cancels the order the same way).
+    Raises InvalidRequest naming the field for a bad schedule.
     """
     currency = currency.lower()
     if down_payment < 0 or down_payment >= amount:
         raise InvalidRequest("down_payment must be at least 0 and less than the amount.", param="down_payment")
     owed = amount - down_payment
-    if schedule:
+    if schedule is not None:  # given, even empty: it is the schedule (schedule_explicit refuses [])
         parts = schedule_explicit(amount=owed, schedule=schedule)
     else:
         if not installment_count or not interval:
@@ -197,12 +202,46 @@ def installment_order_create(
             )
         Installment.objects.bulk_create(rows)
         InstallmentEvent.objects.bulk_create(timeline)
-    if down is not None:
-        down.reclaimed = False  # a fresh key: no charge can exist under it yet
-        if installment_collect(installment=down, now=now, source="api") not in (Status.PAID, Status.PROCESSING):
-            down.refresh_from_db(fields=["last_error"])
-            raise InsufficientFunds(f"The down payment was not collected: {down.last_error}", param="down_payment")
+        charge = _down_payment_begin(order=order, down=down, now=now) if down is not None else None
+    if charge is not None and charge.status == Charge.Status.PENDING:
+        # Committed with the order (its wallet part held), the card part is charged with no
+        # lock held; a process dying here leaves it to the collector and the charge resolver.
+        charge = charge_card(charge)
+        installment_record(
+            installment_id=down.pk,
+            charge_key=down.charge_key,
+            charge=charge,
+            error=charge.failure_reason,
+            now=now,
+            source="api",
+        )
     return order
+
+
+def _down_payment_begin(*, order: InstallmentOrder, down: Installment, now: datetime) -> Charge:
+    """The down payment's charge, begun in the transaction that creates the order: made in
+    full if the wallet covers it (installment 0 then `paid`), else left `pending` with the
+    wallet part held, for the card. One that cannot even begin (the wallet short and no
+    card, no provider configured) is raised, naming down_payment, and takes the order with
+    it in the rollback: nothing is recorded."""
+    try:
+        charge = charge_create(
+            merchant=order.merchant,
+            customer=order.customer,
+            amount=down.amount,
+            currency=order.currency,
+            idempotency_key=down.charge_key,
+            order_id=down.charge_key,
+            description=_description(down),
+            defer_card=True,
+        )
+    except (InsufficientFunds, InvalidRequest) as exc:
+        raise type(exc)(f"The down payment cannot be collected: {exc.message}", param="down_payment")
+    if charge.status != Charge.Status.PENDING:
+        installment_record(
+            installment_id=down.pk, charge_key=down.charge_key, charge=charge, error="", now=now, source="api"
+        )
+    return charge
 
 
 # --- Collection -------------------------------------------------------------------------
@@ -711,7 +750,8 @@ def installment_order_pay(*, order: InstallmentOrder, amount: int | None = None)
 
     Raises InvalidRequest for another amount, IllegalTransition (409) unless the order is
     active and none of its installments is being collected, InsufficientFunds (402) if
-    the charge cannot be made or is declined (the installments are then as they were).
+    the charge cannot be made (the wallet short and no card), CardDeclined (402,
+    card_declined) if the card is declined (the installments are then as they were).
     A charge left pending leaves them `processing` until it resolves.
     """
     now = timezone.now()
@@ -771,9 +811,9 @@ def installment_order_pay(*, order: InstallmentOrder, amount: int | None = None)
             source="api",
         )
     if error is not None:
-        raise error
+        raise error  # could not be charged at all: InsufficientFunds (no card), InvalidRequest
     if charge.status == Charge.Status.FAILED:
-        raise InsufficientFunds(f"The payment was declined: {charge.failure_reason}.", param="amount")
+        raise CardDeclined(f"The card was declined ({charge.failure_reason.rstrip('.') or 'card_declined'}).")
     locked.refresh_from_db()
     return locked
 

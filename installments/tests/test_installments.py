@@ -109,6 +109,36 @@ class TestApi:
         )
         assert response.status_code == 400 and response.json()["error"]["param"] == param
 
+    def test_an_empty_schedule_is_400_naming_schedule(self, merchant_api, customer):
+        response = merchant_api.post(
+            URL, {"customer": str(customer.pk), "amount": 1000, "currency": "usd", "schedule": []}, format="json"
+        )
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["param"] == "schedule" and "at least one installment" in error["message"]
+        assert not InstallmentOrder.objects.exists()
+
+    def test_the_service_refuses_an_empty_schedule_too(self, merchant, customer):
+        from config.errors import InvalidRequest
+
+        with pytest.raises(InvalidRequest) as refused:
+            installment_order_create(merchant=merchant, customer=customer, amount=1000, currency="usd", schedule=[])
+        assert refused.value.param == "schedule"
+
+    @pytest.mark.parametrize("field", ["installment_count", "interval_count"])
+    @pytest.mark.parametrize("value", ["3", 3.0, True, None, [3]])
+    def test_integer_fields_take_json_integers_only(self, merchant_api, customer, field, value):
+        body = {"customer": str(customer.pk), "amount": 1000, "currency": "usd", "installment_count": 3}
+        response = merchant_api.post(URL, {**body, "interval": "month", field: value}, format="json")
+        assert response.status_code == 400, response.content
+        assert response.json()["error"]["param"] == field
+        assert not InstallmentOrder.objects.exists()
+
+    def test_description_takes_a_string_only(self, merchant_api, customer):
+        body = {"customer": str(customer.pk), "amount": 1000, "currency": "usd", "installment_count": 3}
+        response = merchant_api.post(URL, {**body, "interval": "month", "description": 5}, format="json")
+        assert response.status_code == 400 and response.json()["error"]["param"] == "description"
+
     def test_down_payment_is_collected_at_creation(self, merchant_api, customer, wallet):
         body = merchant_api.post(
             URL,
@@ -133,6 +163,39 @@ class TestApi:
         assert order.down_payment_charge.idempotency_key == f"down:{order.pk}"
 
     def test_down_payment_that_cannot_be_collected_creates_nothing(self, merchant_api, customer):
+        # No card and a wallet that cannot cover it: as POST /charges, a 402 with nothing recorded.
+        wallet = wallet_create(customer=customer, currency="usd")
+        wallet_credit(wallet=wallet, amount=50)
+        response = merchant_api.post(
+            URL,
+            {
+                "customer": str(customer.pk),
+                "amount": 1000,
+                "currency": "usd",
+                "down_payment": 100,
+                "installment_count": 3,
+                "interval": "month",
+            },
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="order-1",
+        )
+        assert response.status_code == 402
+        assert response.json()["error"]["code"] == "insufficient_funds"
+        assert response.json()["error"]["param"] == "down_payment"
+        assert not InstallmentOrder.objects.exists() and not Charge.objects.exists()
+        assert merchant_api.get(URL).json()["count"] == 0
+        assert not OutboundEvent.objects.filter(type__startswith="installment").exists()
+        wallet.refresh_from_db()
+        assert (wallet.balance, wallet.held) == (50, 0)
+        assert run(day(date(2030, 1, 1))) == []
+
+    def test_down_payment_declined_by_the_card_is_a_canceled_order(self, merchant_api, customer):
+        # As POST /charges answers 201 `failed` for a declined card: the attempt is recorded
+        # and the order says what happened; no money is taken and nothing will be collected.
+        customer.payment_method = DECLINING_METHOD
+        customer.save(update_fields=["payment_method"])
+        wallet = wallet_create(customer=customer, currency="usd")
+        wallet_credit(wallet=wallet, amount=40)
         response = merchant_api.post(
             URL,
             {
@@ -145,13 +208,21 @@ class TestApi:
             },
             format="json",
         )
-        assert response.status_code == 402 and response.json()["error"]["param"] == "down_payment"
-        # Nothing was taken and nothing will be collected: the order exists only as canceled.
-        order = InstallmentOrder.objects.get()
-        assert order.status == "canceled" and not Charge.objects.exists()
-        assert set(order.installments.exclude(sequence=0).values_list("status", flat=True)) == {"canceled"}
-        assert order.installments.get(sequence=0).status == "failed"
+        assert response.status_code == 201, response.content
+        body = response.json()
+        assert body["status"] == "canceled"
+        down, *rest = body["installments"]
+        assert (down["sequence"], down["status"], down["last_error"]) == (0, "failed", "card_declined")
+        assert [(c["status"], c["wallet_amount"], c["external_amount"]) for c in down["charges"]] == [
+            ("failed", 40, 60)
+        ]
+        assert {i["status"] for i in rest} == {"canceled"}
+        assert merchant_api.get(URL).json()["results"][0]["status"] == "canceled"
+        wallet.refresh_from_db()
+        assert (wallet.balance, wallet.held) == (40, 0)  # the wallet part's hold was released
+        assert OutboundEvent.objects.filter(type="installment.failed").count() == 1
         assert run(day(date(2030, 1, 1))) == []
+        assert ledger_audit()["ok"]
 
     def test_list_filters_detail_and_isolation(self, merchant_api, customer, client_for):
         from payments.tests.factories import MerchantFactory
@@ -287,6 +358,42 @@ class TestCollection:
         assert body["status"] == "completed" and {i["status"] for i in body["installments"]} == {"paid"}
         assert Charge.objects.filter(status="succeeded").count() == 2
         assert merchant_api.post(url, {}, format="json").status_code == 409
+
+    def test_pay_declined_by_the_card_is_402_card_declined(self, merchant_api, merchant, customer):
+        customer.payment_method = DECLINING_METHOD
+        customer.save(update_fields=["payment_method"])
+        order = self.make(merchant, customer)
+        response = merchant_api.post(f"{URL}/{order.pk}/pay", {}, format="json")
+        assert response.status_code == 402
+        assert response.json()["error"] == {
+            "type": "payment_error",
+            "code": "card_declined",
+            "message": "The card was declined (card_declined).",
+            "param": None,
+        }
+
+    def test_pay_with_a_short_wallet_and_no_card_is_402_insufficient_funds(self, merchant_api, merchant, customer):
+        order = self.make(merchant, customer)
+        response = merchant_api.post(f"{URL}/{order.pk}/pay", {}, format="json")
+        assert response.status_code == 402
+        assert (response.json()["error"]["type"], response.json()["error"]["code"]) == (
+            "payment_error",
+            "insufficient_funds",
+        )
+
+    @pytest.mark.parametrize("with_key", [False, True])
+    def test_cancel_with_a_malformed_body_is_400_and_cancels_nothing(self, merchant_api, merchant, customer, with_key):
+        order = self.make(merchant, customer)
+        headers = {"HTTP_IDEMPOTENCY_KEY": "cancel-1"} if with_key else {}
+        for raw in ["{bad", "[1]"]:
+            response = merchant_api.post(
+                f"{URL}/{order.pk}/cancel", data=raw, content_type="application/json", **headers
+            )
+            assert response.status_code == 400, (raw, response.content)
+        order.refresh_from_db()
+        assert order.status == "active"
+        empty = merchant_api.post(f"{URL}/{order.pk}/cancel", data="", content_type="application/json")
+        assert empty.status_code == 200 and empty.json()["status"] == "canceled"
 
     def test_cancel_keeps_paid_installments(self, merchant_api, merchant, customer, wallet):
         order = self.make(merchant, customer)
