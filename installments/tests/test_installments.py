@@ -39,6 +39,19 @@ class Crash(Exception):
     pass
 
 
+def _order_with_down_payment(client, customer, **headers):
+    """POST a 1000 usd order in 3 monthly installments after a down payment of 100."""
+    body = {
+        "customer": str(customer.pk),
+        "amount": 1000,
+        "currency": "usd",
+        "down_payment": 100,
+        "installment_count": 3,
+        "interval": "month",
+    }
+    return client.post(URL, body, format="json", **headers)
+
+
 def crash(**kwargs):
     raise Crash("the process died here")
 
@@ -140,18 +153,7 @@ class TestApi:
         assert response.status_code == 400 and response.json()["error"]["param"] == "description"
 
     def test_down_payment_is_collected_at_creation(self, merchant_api, customer, wallet):
-        body = merchant_api.post(
-            URL,
-            {
-                "customer": str(customer.pk),
-                "amount": 1000,
-                "currency": "usd",
-                "down_payment": 100,
-                "installment_count": 3,
-                "interval": "month",
-            },
-            format="json",
-        ).json()
+        body = _order_with_down_payment(merchant_api, customer).json()
         assert body["down_payment"] == 100 and sum(i["amount"] for i in body["installments"]) == 1000
         down = body["installments"][0]
         assert (down["sequence"], down["amount"], down["status"]) == (0, 100, "paid")
@@ -166,19 +168,7 @@ class TestApi:
         # No card and a wallet that cannot cover it: as POST /charges, a 402 with nothing recorded.
         wallet = wallet_create(customer=customer, currency="usd")
         wallet_credit(wallet=wallet, amount=50)
-        response = merchant_api.post(
-            URL,
-            {
-                "customer": str(customer.pk),
-                "amount": 1000,
-                "currency": "usd",
-                "down_payment": 100,
-                "installment_count": 3,
-                "interval": "month",
-            },
-            format="json",
-            HTTP_IDEMPOTENCY_KEY="order-1",
-        )
+        response = _order_with_down_payment(merchant_api, customer, HTTP_IDEMPOTENCY_KEY="order-1")
         assert response.status_code == 402
         assert response.json()["error"]["code"] == "insufficient_funds"
         assert response.json()["error"]["param"] == "down_payment"
@@ -196,18 +186,7 @@ class TestApi:
         customer.save(update_fields=["payment_method"])
         wallet = wallet_create(customer=customer, currency="usd")
         wallet_credit(wallet=wallet, amount=40)
-        response = merchant_api.post(
-            URL,
-            {
-                "customer": str(customer.pk),
-                "amount": 1000,
-                "currency": "usd",
-                "down_payment": 100,
-                "installment_count": 3,
-                "interval": "month",
-            },
-            format="json",
-        )
+        response = _order_with_down_payment(merchant_api, customer)
         assert response.status_code == 201, response.content
         body = response.json()
         assert body["status"] == "canceled"
