@@ -160,7 +160,7 @@ def run_in_fresh_processes(target: str, args: tuple, count: int) -> list[dict]:
     the parent's peak on Linux). A worker that fails or dies fails the scenario."""
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
-    overrides = {"DEBUG": settings.DEBUG}
+    overrides = {name: getattr(settings, name) for name in ("DEBUG", "MOCK_PROVIDER_ENABLED", "MOCK_WEBHOOK_SECRET")}
     procs = [ctx.Process(target=_spawned, args=(target, args, overrides, results)) for _ in range(count)]
     for process in procs:
         process.start()

@@ -2,7 +2,8 @@
 
 With no environment at all it runs embedded: SQLite file, DEBUG on, Celery eager,
 mock provider, fixed dev secrets that `check --deploy` flags. Each real part switches
-on when its variable is set. With DEBUG off, SECRET_KEY and JWT_SECRET are required.
+on when its variable is set; the mock provider is off with DEBUG off unless
+MOCK_PROVIDER_ENABLED. With DEBUG off, SECRET_KEY and JWT_SECRET are required.
 See .env.example for every variable.
 """
 
@@ -253,8 +254,15 @@ if STRIPE_API_BASE:
     STRIPE_API_HOST = STRIPE_API_BASE  # dj-stripe's name for the same thing
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+# The mock provider's checkout page lets anyone who opens it mark a payment paid (or buy
+# credits): on in development only, unless switched on on purpose (check --deploy warns).
+MOCK_PROVIDER_ENABLED = env.bool("MOCK_PROVIDER_ENABLED", default=DEBUG)
 MOCK_WEBHOOK_SECRET = env("MOCK_WEBHOOK_SECRET", default="mock_whsec_insecure_dev_secret" if DEBUG else "")
-DEFAULT_PAYMENT_PROVIDER = env("DEFAULT_PAYMENT_PROVIDER", default="stripe" if STRIPE_SECRET_KEY else "mock")
+# Never silently the mock in production: with neither Stripe nor the mock, a payment that
+# names no provider is refused (400, param `provider`).
+DEFAULT_PAYMENT_PROVIDER = env(
+    "DEFAULT_PAYMENT_PROVIDER", default="stripe" if STRIPE_SECRET_KEY else ("mock" if MOCK_PROVIDER_ENABLED else "")
+)
 WEBHOOK_TOLERANCE_SECONDS = 300
 
 # --- Logging -----------------------------------------------------------------------------

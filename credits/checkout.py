@@ -1,6 +1,7 @@
 """Buying a credit pack: a Stripe Checkout Session, or the mock provider's local page
-when no STRIPE_SECRET_KEY is set (it completes with a Stripe-shaped, signed
-checkout.session.completed through the same receive path as Stripe's own).
+when no STRIPE_SECRET_KEY is set and MOCK_PROVIDER_ENABLED is on (it completes with a
+Stripe-shaped, signed checkout.session.completed through the same receive path as
+Stripe's own).
 
 The Checkout row is committed before Stripe is called (no lock is held across the
 network call) and the call carries an idempotency key derived from it.
@@ -14,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 
-from config.errors import ProviderError
+from config.errors import ProviderError, ServiceUnavailable
 from payments.identity.models import Customer
 
 from .models import Checkout, CreditPack
@@ -75,8 +76,11 @@ def credits_checkout_create(*, customer: Customer, pack: CreditPack, success_url
 
     Commits the Checkout row first, then (Stripe) creates the session with the
     idempotency key `credits-checkout-<id>`, holding no lock; records session id and url.
-    Raises ProviderError (Stripe refused or is unreachable; the checkout stays without url).
+    Raises ProviderError (Stripe refused or is unreachable; the checkout stays without url),
+    ServiceUnavailable when there is no Stripe key and the mock provider is off.
     """
+    if not settings.STRIPE_SECRET_KEY and not settings.MOCK_PROVIDER_ENABLED:
+        raise ServiceUnavailable("Credit checkout is disabled: STRIPE_SECRET_KEY is not configured.")
     with transaction.atomic():
         checkout = Checkout.objects.create(
             merchant_id=customer.merchant_id,

@@ -6,7 +6,7 @@ class PaymentsConfig(AppConfig):
 
     def ready(self):
         from config import periodic
-        from payments import handlers  # noqa: F401  (registers inbound webhook handlers)
+        from payments import checks, handlers  # noqa: F401  (registers system checks, inbound webhook handlers)
         from payments.identity import schema  # noqa: F401  (registers OpenAPI auth extensions)
         from payments.providers import http, mock, stripe  # noqa: F401  (registers providers)
 

@@ -126,7 +126,7 @@ def payment_create_bench(*, n: int, out) -> dict:
     client = Client(headers={"Authorization": f"Bearer {raw_key}"})
 
     def post(order_id: str):
-        body = {"order_id": order_id, "amount": 1999, "currency": "usd"}
+        body = {"order_id": order_id, "amount": 1999, "currency": "usd", "provider": "mock"}
         return client.post("/api/v1/payments", body, content_type="application/json", secure=True)
 
     for i in range(WARMUP):
@@ -153,7 +153,8 @@ def payment_webhook_bench(*, n: int, out) -> dict:
 
     merchant = merchant_create(name=f"bench-payment-webhook-{uuid.uuid4().hex[:12]}", quota=n + WARMUP + 10)
     payments = [
-        payment_create(merchant=merchant, order_id=f"o-{i}", amount=500, currency="usd") for i in range(n + WARMUP)
+        payment_create(merchant=merchant, order_id=f"o-{i}", amount=500, currency="usd", provider="mock")
+        for i in range(n + WARMUP)
     ]
     out(f"payment-webhook: {len(payments)} pending payments created")
     client = Client()

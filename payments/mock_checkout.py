@@ -1,7 +1,8 @@
 """The mock provider's checkout page. "Pay" and "Decline" send the provider's signed
 notification through exactly the path a real provider's takes (verify with
 MOCK_WEBHOOK_SECRET, store, process); the page itself changes nothing, and neither
-does the redirect to the merchant's return_url afterwards."""
+does the redirect to the merchant's return_url afterwards. A 404, GET and POST alike,
+unless MOCK_PROVIDER_ENABLED."""
 
 import json
 import time
@@ -18,6 +19,8 @@ from webhooks.signing import sign
 
 
 def _checkout(payment_id) -> MockCheckout:
+    if not settings.MOCK_PROVIDER_ENABLED:  # as if the page did not exist: no hint for a prober
+        raise Http404("No such mock checkout.")
     checkout = MockCheckout.objects.select_related("payment__merchant").filter(payment_id=payment_id).first()
     if checkout is None:
         raise Http404("No such mock checkout.")

@@ -116,13 +116,24 @@ def get_provider(name: str) -> PaymentProvider:
         raise InvalidRequest(f"Unknown provider {name!r}. Known: {', '.join(provider_names())}.", param="provider")
 
 
+def available_provider_names() -> list[str]:
+    return [name for name in provider_names() if _PROVIDERS[name]().is_available()]
+
+
 def resolve_provider_name(*, merchant, requested: str | None) -> str:
-    """The named provider, else the merchant's region's default, else DEFAULT_PAYMENT_PROVIDER."""
+    """The named provider, else the merchant's region's default, else DEFAULT_PAYMENT_PROVIDER.
+    InvalidRequest (param `provider`) when that is none, unknown, or not available here."""
     name = (
         requested
         or (merchant.region.default_provider if merchant.region_id else "")
         or (settings.DEFAULT_PAYMENT_PROVIDER)
     )
+    if not name:
+        available = ", ".join(available_provider_names()) or "none"
+        raise InvalidRequest(
+            f"This installation has no default payment provider: name one (available: {available}).",
+            param="provider",
+        )
     provider = get_provider(name)
     if not provider.is_available():
         raise InvalidRequest(f"Provider {name!r} is not configured on this installation.", param="provider")

@@ -1,6 +1,9 @@
 """The mock provider: a checkout page served by Paydesk itself (/pay/mock/<id>) whose
 Pay and Decline buttons send a signed notification through the same webhook path as
-any provider, so the webhook-only flow can be clicked through with no network."""
+any provider, so the webhook-only flow can be clicked through with no network.
+
+Anyone holding the link can press Pay, so it is usable only with MOCK_PROVIDER_ENABLED
+(on by default with DEBUG only): otherwise payments cannot name it and its page is a 404."""
 
 import uuid
 
@@ -15,6 +18,10 @@ DECLINING_METHOD = "mock_card_declined"
 @register
 class MockProvider(PaymentProvider):
     name = "mock"
+
+    def is_available(self) -> bool:
+        # Its page marks payments paid for whoever opens it: development, or on purpose.
+        return settings.MOCK_PROVIDER_ENABLED
 
     def create_payment(self, *, payment, idempotency_key: str) -> CreatedPayment:
         from payments.models import MockCheckout

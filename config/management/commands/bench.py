@@ -7,6 +7,7 @@ from config.bench import BenchError, emit, scenarios
 
 # High enough that no scenario is ever refused a request; the throttle still runs.
 BENCH_THROTTLE_RATE = "100000000/min"
+BENCH_MOCK_WEBHOOK_SECRET = "mock_whsec_bench_only"
 
 
 class Command(BaseCommand):
@@ -43,6 +44,10 @@ class Command(BaseCommand):
             DEBUG=False,  # as in production: DEBUG would record every query and skew the figures
             API_THROTTLE_RATE=BENCH_THROTTLE_RATE,
             ALLOWED_HOSTS=[*settings.ALLOWED_HOSTS, "testserver"],
+            # The payment scenarios pay through the mock provider, off in production: on for
+            # this run only (and with a secret of its own if none is configured).
+            MOCK_PROVIDER_ENABLED=True,
+            MOCK_WEBHOOK_SECRET=settings.MOCK_WEBHOOK_SECRET or BENCH_MOCK_WEBHOOK_SECRET,
         ):
             for s in chosen:
                 count = n or s.default_n
