@@ -7,10 +7,17 @@ claim lease, so another worker would send the same delivery again. Here a watchd
 thread shuts the connection's socket down when the deadline passes, which ends a
 blocked connect, send or read at once. The connections a send uses are found through
 a urllib3 connection class that registers itself, per thread, when a request starts.
+
+The same connection class opens its socket to an address webhooks.ssrf has resolved
+and checked, once: never to whatever a second lookup of the name answers (DNS
+rebinding). Only the socket's peer is chosen here; urllib3 still uses the URL's host
+for the Host header, TLS SNI and certificate verification, and for the pool key.
+Redirects are not followed (a 3xx is a failed attempt), so there is no second hop to check.
 """
 
 import contextlib
 import socket
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -18,6 +25,10 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util import Timeout
+
+from . import ssrf
 
 MAX_RESPONSE_BYTES = 64 * 1024  # read (and keep) no more of a receiver's answer than this
 
@@ -32,11 +43,51 @@ class _Registering:
         return super().request(*args, **kwargs)
 
 
-class _HTTPConnection(_Registering, HTTPConnection):
+class _Pinned:
+    """Opens the socket to an address checked by ssrf.resolve, from the one lookup of the
+    name. Overrides urllib3's `_new_conn` (the hook its own SOCKS connection overrides),
+    raising the same exceptions for a name that does not resolve, a timeout or a refused
+    connection; a refused address raises ssrf.RefusedAddress, which nothing retries."""
+
+    def _new_conn(self) -> socket.socket:
+        allow_private = getattr(_local, "allow_private", False)
+        try:
+            entries = ssrf.resolve(self._dns_host, self.port, allow_private=allow_private)
+        except socket.gaierror as exc:
+            raise NameResolutionError(self.host, self, exc) from exc
+        error: OSError | None = None
+        for family, kind, proto, _, sockaddr in entries:  # as socket.create_connection, on these only
+            sock = None
+            try:
+                sock = socket.socket(family, kind, proto)
+                for option in self.socket_options or ():
+                    sock.setsockopt(*option)
+                if self.timeout is not Timeout.DEFAULT_TIMEOUT:
+                    sock.settimeout(self.timeout)
+                if self.source_address:
+                    sock.bind(self.source_address)
+                sock.connect(sockaddr)
+            except TimeoutError as exc:  # no next address: one timeout is already the whole deadline
+                if sock is not None:
+                    sock.close()
+                raise ConnectTimeoutError(
+                    self, f"Connection to {self.host} ({sockaddr[0]}) timed out. (connect timeout={self.timeout})"
+                ) from exc
+            except OSError as exc:
+                if sock is not None:
+                    sock.close()
+                error = exc
+                continue
+            sys.audit("http.client.connect", self, self.host, self.port)
+            return sock
+        raise NewConnectionError(self, f"Failed to establish a new connection: {error}") from error
+
+
+class _HTTPConnection(_Registering, _Pinned, HTTPConnection):
     pass
 
 
-class _HTTPSConnection(_Registering, HTTPSConnection):
+class _HTTPSConnection(_Registering, _Pinned, HTTPSConnection):
     pass
 
 
@@ -92,9 +143,10 @@ def _shut(connections: list) -> None:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
-def post(url: str, *, body: bytes, headers: dict, deadline: float) -> Answer:
+def post(url: str, *, body: bytes, headers: dict, deadline: float, allow_private: bool = False) -> Answer:
     """POST and read the answer (up to MAX_RESPONSE_BYTES), all within `deadline`
-    seconds. Raises DeadlineExceeded, or requests' exceptions (refused, reset...)."""
+    seconds, to an address that is public (any, with `allow_private`). Raises
+    DeadlineExceeded, ssrf.RefusedAddress, or requests' exceptions (refused, reset...)."""
     connections: list = []
     done, expired = threading.Event(), threading.Event()
 
@@ -106,7 +158,7 @@ def post(url: str, *, body: bytes, headers: dict, deadline: float) -> Answer:
             _shut(connections)
             done.wait(0.05)
 
-    _local.connections = connections
+    _local.connections, _local.allow_private = connections, allow_private
     guard = threading.Thread(target=watchdog, name="delivery-deadline", daemon=True)
     guard.start()
     try:
@@ -129,4 +181,4 @@ def post(url: str, *, body: bytes, headers: dict, deadline: float) -> Answer:
         raise
     finally:
         done.set()
-        _local.connections = None
+        _local.connections, _local.allow_private = None, False

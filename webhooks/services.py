@@ -1,6 +1,5 @@
 """Writes for webhooks: inbound events (store, process) and the outbox (emit, deliver)."""
 
-import ipaddress
 import json
 import logging
 import random
@@ -20,7 +19,7 @@ from django.utils import timezone
 from config.errors import Conflict, InvalidRequest, NotFound
 from config.ids import parse_uuid
 
-from . import http
+from . import http, ssrf
 from .mirror import stripe_mirror_enqueue
 from .models import Delivery, DeliveryAttempt, InboundEvent, OutboundEvent, WebhookEndpoint
 from .registry import Ignored, event_types, handlers_for
@@ -162,33 +161,22 @@ def enqueue(task, *args) -> None:
 ENDPOINT_DELETED = "The endpoint was deleted."
 
 
-def _is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Only globally routable unicast: not private, loopback, link-local, shared (CGNAT
-    100.64.0.0/10), documentation, benchmarking, reserved, multicast or unspecified. An
-    IPv4-mapped IPv6 address is judged by its IPv4 address."""
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        address = mapped
-    return address.is_global and not (address.is_multicast or address.is_reserved or address.is_unspecified)
-
-
-def _is_private_host(host: str) -> bool:
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except socket.gaierror:
-        return False  # unresolvable now: refused at delivery time if it resolves privately
-    return any(not _is_public_address(ipaddress.ip_address(info[4][0].split("%")[0])) for info in infos)
-
-
 def endpoint_url_check(url: str) -> None:
-    """http(s) only; any target address that is not globally routable (loopback, private,
-    link-local, CGNAT, ...) refused unless WEBHOOK_ALLOW_PRIVATE_URLS (an SSRF guard).
-    Raises InvalidRequest(param="url")."""
+    """http(s) only, and (unless WEBHOOK_ALLOW_PRIVATE_URLS) only a host whose addresses
+    are all public: the SSRF guard, webhooks.ssrf, the same one delivery connects through.
+    A name that does not resolve is accepted, as delivery treats it: a failed attempt,
+    retried, not a refusal. Raises InvalidRequest(param="url") saying which address."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequest("The URL must be http:// or https:// with a host.", param="url")
-    if not settings.WEBHOOK_ALLOW_PRIVATE_URLS and _is_private_host(parts.hostname):
-        raise InvalidRequest("The URL points at a private or loopback address.", param="url")
+    if settings.WEBHOOK_ALLOW_PRIVATE_URLS:
+        return
+    try:
+        ssrf.resolve(parts.hostname, None, allow_private=False)
+    except socket.gaierror:
+        pass  # not yet, or not now: its deliveries fail and are retried until it does
+    except ssrf.RefusedAddress as exc:
+        raise InvalidRequest(str(exc), param="url") from exc
 
 
 def endpoint_create(*, merchant, url: str, events: list[str], description: str = "") -> WebhookEndpoint:
@@ -373,8 +361,9 @@ def delivery_claim(*, delivery_id, now: datetime | None = None) -> Delivery | No
 
 def delivery_send(*, delivery: Delivery) -> tuple[int | None, str, str, int]:
     """POST the event to the endpoint, outside any transaction, within a total deadline
-    of WEBHOOK_DELIVERY_TIMEOUT seconds (webhooks.http). Returns (status code or None,
-    truncated response body, error, latency ms)."""
+    of WEBHOOK_DELIVERY_TIMEOUT seconds, connecting only to an address the SSRF guard
+    checked (webhooks.http). Returns (status code or None, truncated response body,
+    error, latency ms)."""
     body = event_body(delivery.event)
     headers = {
         "Content-Type": "application/json",
@@ -383,9 +372,13 @@ def delivery_send(*, delivery: Delivery) -> tuple[int | None, str, str, int]:
     }
     started = time.perf_counter()
     try:
-        endpoint_url_check(delivery.endpoint.url)  # again at send time: DNS may have changed
+        # The SSRF guard runs in the connect itself: the address checked is the one used.
         answer = http.post(
-            delivery.endpoint.url, body=body.encode(), headers=headers, deadline=settings.WEBHOOK_DELIVERY_TIMEOUT
+            delivery.endpoint.url,
+            body=body.encode(),
+            headers=headers,
+            deadline=settings.WEBHOOK_DELIVERY_TIMEOUT,
+            allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS,
         )
         return answer.status, answer.text(1000), "", int((time.perf_counter() - started) * 1000)
     except Exception as exc:  # deadline, refused connection, SSRF refusal: all mean "retry"
