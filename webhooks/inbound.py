@@ -2,14 +2,13 @@
 store once, acknowledge fast, process in a task (webhooks.services)."""
 
 import hashlib
-import json
 import logging
 import os
 import re
 
 from django.conf import settings
 
-from config.api.parsers import refuse_nul
+from config.api.parsers import json_loads
 from config.errors import InvalidRequest, ServiceUnavailable
 
 from .models import InboundEvent
@@ -20,6 +19,7 @@ logger = logging.getLogger("paydesk.webhooks")
 
 KEPT_HEADERS = ("Content-Type", "User-Agent", "Stripe-Signature", "X-Paydesk-Signature", "X-Request-Id")
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
+SECRET_SUFFIX = "_WEBHOOK_SECRET"
 # The stored columns' sizes (InboundEvent.event_id, .type): longer is refused, not truncated.
 EVENT_ID_MAX = InboundEvent._meta.get_field("event_id").max_length
 EVENT_TYPE_MAX = InboundEvent._meta.get_field("type").max_length
@@ -36,8 +36,21 @@ def stripe_webhook_secrets() -> list[str]:
 
 def provider_webhook_secrets(provider: str) -> list[str]:
     """`<PROVIDER>_WEBHOOK_SECRET` from settings (MOCK_, HTTP_) or else the environment."""
-    name = f"{provider.upper()}_WEBHOOK_SECRET"
+    name = f"{provider.upper()}{SECRET_SUFFIX}"
     return _secrets(getattr(settings, name, None) or os.environ.get(name, ""))
+
+
+def provider_webhook_signers() -> dict[str, list[str]]:
+    """Every non-Stripe provider with a webhook secret, by name: each setting or
+    environment variable `<PROVIDER>_WEBHOOK_SECRET` names one."""
+    names = {n for n in dir(settings) if n.endswith(SECRET_SUFFIX)}
+    names |= {n for n in os.environ if n.endswith(SECRET_SUFFIX)}
+    signers = {}
+    for name in sorted(names):
+        provider = name[: -len(SECRET_SUFFIX)].lower()
+        if provider != "stripe" and PROVIDER_NAME.match(provider) and (secrets := provider_webhook_secrets(provider)):
+            signers[provider] = secrets
+    return signers
 
 
 def _too_large() -> InvalidRequest:
@@ -69,14 +82,12 @@ def _text(body: bytes) -> str:
 
 
 def _json_object(text: str) -> dict:
-    """The body as a JSON object with no NUL character anywhere (PostgreSQL cannot store one)."""
-    try:
-        payload = json.loads(text)
-    except ValueError as exc:
-        raise InvalidRequest(f"Malformed JSON: {exc}")
+    """The body as a JSON object, through the project's one bounded parser (size, nesting,
+    no NaN, no NUL character anywhere: PostgreSQL cannot store one). Called only once the
+    signature is verified, except for Stripe events accepted unverified in development."""
+    payload = json_loads(text, max_bytes=settings.WEBHOOK_MAX_BODY_BYTES)
     if not isinstance(payload, dict):
         raise InvalidRequest("The body must be a JSON object.")
-    refuse_nul(payload)
     return payload
 
 
@@ -133,26 +144,38 @@ def receive_stripe(*, body: bytes, headers) -> tuple[object, bool]:
 def receive_provider(*, body: bytes, headers, validate) -> tuple[object, bool]:
     """A non-Stripe provider's notification (API.md: POST /api/v1/payments/webhook),
     signed with X-Paydesk-Signature and the provider's own secret. `validate(payload)`
-    checks the body's shape (a DRF serializer in the view) and returns clean data."""
+    checks the body's shape (a DRF serializer in the view) and returns clean data.
+
+    The signature is checked on the raw body before it is parsed, so an unsigned caller
+    never reaches the JSON parser: against every provider's secret, since the body names
+    the provider. The body's `provider` must then be one whose secret signed it."""
     text = _text(body)
+    signers = provider_webhook_signers()
+    if not signers:
+        raise InvalidRequest("No provider webhook secret is configured.", param="provider")
+    signed_by, failure = [], None
+    for name, secrets in signers.items():
+        try:
+            verify(
+                text,
+                headers.get("X-Paydesk-Signature"),
+                secrets,
+                settings.WEBHOOK_TOLERANCE_SECONDS,
+                header_name="X-Paydesk-Signature",
+            )
+            signed_by.append(name)
+        except SignatureVerificationError as exc:
+            failure = exc
+    if not signed_by:
+        logger.warning("provider webhook refused: bad signature", extra={"reason": str(failure)[:200]})
+        raise InvalidRequest(f"Signature verification failed: {failure}", param="X-Paydesk-Signature")
     payload = _json_object(text)
     provider = payload.get("provider")
-    if not isinstance(provider, str) or not PROVIDER_NAME.match(provider) or provider == "stripe":
-        raise InvalidRequest("`provider` must name a configured non-Stripe provider.", param="provider")
-    secrets = provider_webhook_secrets(provider)
-    if not secrets:
-        raise InvalidRequest(f"No webhook secret is configured for provider {provider!r}.", param="provider")
-    try:
-        verify(
-            text,
-            headers.get("X-Paydesk-Signature"),
-            secrets,
-            settings.WEBHOOK_TOLERANCE_SECONDS,
-            header_name="X-Paydesk-Signature",
+    if provider not in signed_by:
+        raise InvalidRequest(
+            "`provider` must name the non-Stripe provider whose webhook secret signed this notification.",
+            param="provider",
         )
-    except SignatureVerificationError as exc:
-        logger.warning("provider webhook refused: bad signature", extra={"provider": provider})
-        raise InvalidRequest(f"Signature verification failed: {exc}", param="X-Paydesk-Signature")
     data = validate(payload)
     # A provider may send its own event id; otherwise the notification's content is its
     # identity, so an identical repeat is recognised as the same event.
