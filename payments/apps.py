@@ -9,7 +9,10 @@ class PaymentsConfig(AppConfig):
         from payments import checks, handlers  # noqa: F401  (registers system checks, inbound webhook handlers)
         from payments.identity import schema  # noqa: F401  (registers OpenAPI auth extensions)
         from payments.providers import http, mock, stripe  # noqa: F401  (registers providers)
+        from webhooks.registry import register_event_types
 
+        # A failed attempt of a payment that stays open for another (payment_attempt_failed).
+        register_event_types("payment.attempt_failed")
         periodic.register(
             name="Renew merchant subscription quotas",
             task="payments.tasks.subscriptions_renew_task",

@@ -1,14 +1,15 @@
 """Inbound provider events that move payments (registered with webhooks in ready()).
 
 Handlers read only the verified payload (no call back to the provider), are idempotent
-(repeats are no-ops) and safe out of order (a late failure never undoes a success);
-payment_settle_from_provider holds those rules. Events about something that is not a
-Paydesk payment return Ignored with the reason.
+(repeats are no-ops) and safe out of order (a late failure never undoes a success, and
+money collected is booked whatever came before); payment_settle_from_provider holds
+those rules. A Stripe payment_failed is one failed attempt, not the payment's end.
+Events about something that is not a Paydesk payment return Ignored with the reason.
 """
 
 from payments.charges import charge_settle_from_provider
 from payments.models import Charge, Payment, PaymentEvent
-from payments.services import payment_record_provider_refund, payment_settle_from_provider
+from payments.services import payment_attempt_failed, payment_record_provider_refund, payment_settle_from_provider
 from webhooks.registry import Ignored, register_handler
 from webhooks.services import inbound_event_flag
 
@@ -114,13 +115,25 @@ def stripe_intent_succeeded(event):
 
 @register_handler("stripe", "payment_intent.payment_failed")
 def stripe_intent_failed(event):
+    """An attempt failed; the PaymentIntent is back to requires_payment_method. A payment
+    stays open for the payer's next try (payment_attempt_failed). A charge's off-session
+    card part has no payer to try again: the charge fails."""
     obj = event.payload["data"]["object"]
     error = obj.get("last_payment_error") or {}
     reason = error.get("message") or error.get("code") or "payment failed"
     charge, currency, provider_id = _stripe_charge(obj), obj.get("currency"), obj.get("id", "")
-    return _settle(
-        event, _stripe_payment(obj), "failed", None, currency, reason=reason, charge=charge, provider_id=provider_id
+    payment = _stripe_payment(obj)
+    if charge is None and payment is not None:
+        charge = Charge.objects.filter(payment=payment).first()
+    if charge is not None or payment is None:
+        return _settle(event, payment, "failed", None, currency, reason=reason, charge=charge, provider_id=provider_id)
+    payment_attempt_failed(
+        payment_id=payment.pk,
+        source=SOURCE,
+        data={"event": event.event_id, "event_type": event.type, "provider": event.provider},
+        error={key: error.get(key) for key in ("charge", "code", "decline_code", "message", "type") if error.get(key)},
     )
+    return None
 
 
 @register_handler("stripe", "checkout.session.completed")

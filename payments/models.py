@@ -31,10 +31,13 @@ class PaymentStatus(models.TextChoices):
 
 
 # The state machine (DESIGN.md "Payments"); anything else is an IllegalTransition.
+# failed → succeeded: only when the provider reports the money collected after all
+# (payment_settle_from_provider): money collected is always booked, never left aside.
 TRANSITIONS: dict[str, frozenset[str]] = {
     PaymentStatus.PENDING: frozenset(
         {PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.CANCELED, PaymentStatus.EXPIRED}
     ),
+    PaymentStatus.FAILED: frozenset({PaymentStatus.SUCCEEDED}),
     PaymentStatus.SUCCEEDED: frozenset({PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}),
     PaymentStatus.PARTIALLY_REFUNDED: frozenset({PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}),
 }

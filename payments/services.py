@@ -7,6 +7,7 @@ transaction, and records the outcome in a second short transaction.
 
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -27,7 +28,7 @@ from payments.providers import (
 )
 from wallets.models import Transfer
 from wallets.services import transfer_reverse
-from webhooks.services import event_emit
+from webhooks.services import enqueue, event_emit
 
 logger = logging.getLogger("paydesk.payments")
 
@@ -102,6 +103,8 @@ def payment_transition(*, payment_id, to: str, source: str, data: dict | None = 
     payment.status = to
     if reason:
         payment.failure_reason = reason
+    elif to == "succeeded":
+        payment.failure_reason = ""  # a failure the provider reported before it collected after all
     payment.save(update_fields=["status", "failure_reason", "updated_at"])
     timeline_add(payment=payment, type=f"payment.{to}", source=source, data=data, from_status=previous, to_status=to)
     if to in OUTBOUND:
@@ -225,7 +228,7 @@ def payment_cancel(*, payment: Payment, source: str = Source.API) -> Payment:
 def _provider_cancel(payment: Payment, *, source: str) -> None:
     """After the payment is canceled or expired here (committed, no lock held), ask the
     provider to stop taking money for it. Its refusal is recorded, never raised: a
-    success that arrives anyway is flagged by payment_settle_from_provider."""
+    success that arrives anyway is booked, refunded and flagged by payment_settle_from_provider."""
     if not payment.provider_payment_id:
         return
     try:
@@ -255,15 +258,24 @@ def payment_settle_from_provider(
       event is written and staff are alerted (logged at ERROR, flagged in admin).
     - a state the payment is already in → no-op (repeats are harmless).
     - a late failure/cancel after success → no change (never undo a success).
-    - success after a failure/cancel/expiry → no change, flagged: money arrived for a
-      payment we gave up on, staff must look.
+    - money a provider reports collected is always booked, exactly once (a repeat, even
+      after the payment moved on, books nothing):
+      - pending → succeeded;
+      - failed → succeeded (the provider collected after all: a retried Stripe intent,
+        a "paid" after "failed"), unless the order has another payment pending or paid
+        since;
+      - otherwise (canceled, expired, or that failed one) the money is booked and
+        refunded automatically (payment_collected_after_close), the payment keeps its
+        status and is flagged for staff.
     On success the collected amount is booked (provider clearing → merchant balance) and
     the split instructions settled, in the same transaction. Locks the payment, then the
     accounts in pk order.
     """
     payment = Payment.objects.select_related("merchant").get(pk=payment_id)
     accounts = None
-    if outcome == "succeeded" and payment.status == "pending":
+    # Read before the lock (booking.py says why). Statuses only move on, never back to
+    # these: one that needs the accounts under the lock needed them here already.
+    if outcome == "succeeded" and payment.status in ("pending", *CLOSED_STATES):
         accounts = booking.payment_accounts(
             merchant=payment.merchant,
             currency=payment.currency,
@@ -291,28 +303,171 @@ def payment_settle_from_provider(
             return "mismatch", True
         if payment.status == outcome or (outcome == "succeeded" and payment.status in REFUND_STATES):
             return "duplicate", False
+        if outcome == "succeeded" and payment.status in CLOSED_STATES:
+            if _collected_booked(payment):
+                return "duplicate", False  # booked (and refunded) when its first report came
+            if payment.status != "failed" or _order_paid_elsewhere(payment):
+                refund = payment_collected_after_close(payment=payment, accounts=accounts, source=source, data=data)
+                transaction.on_commit(partial(_refund_send_later, refund.pk, source))
+                return f"refunded_after_{payment.status}", True
         if outcome not in TRANSITIONS.get(payment.status, ()):
-            flagged = outcome == "succeeded"
             timeline_add(
                 payment=payment,
                 type=f"provider.late_{outcome}",
                 source=source,
-                flagged=flagged,
                 data={**data, "status_kept": payment.status},
             )
-            if flagged:
-                logger.error(
-                    "provider reports success for a payment already closed",
-                    extra={"payment": str(payment.pk), "status": payment.status},
-                )
-            return f"ignored_after_{payment.status}", flagged
+            return f"ignored_after_{payment.status}", False
         if outcome == "succeeded":
-            booking.accounts_lock(accounts.all())
-            reference = f"payment:{payment.pk}"
-            booking.book_collected(accounts=accounts, payment=payment, amount=payment.amount, reference=reference)
-            booking.splits_settle(accounts=accounts, payment=payment, reference=reference)
+            _book_collected(payment=payment, accounts=accounts)
         payment_transition(payment_id=payment.pk, to=outcome, source=source, data=data, reason=reason)
         return outcome, False
+
+
+@transaction.atomic
+def payment_attempt_failed(*, payment_id, source: str, data: dict, error: dict) -> tuple[str, bool]:
+    """One attempt to pay failed and the payment stays open for another (Stripe's
+    payment_intent.payment_failed: the PaymentIntent is back to requires_payment_method
+    and the payer may try another card; a later success settles it). Moves no money and
+    changes no status. Returns (what happened, flagged).
+
+    Locks the payment. Pending: a `payment.attempt_failed` timeline event with the
+    provider's error and the outbound event of that name. Already settled: recorded as a
+    late failure, nothing else (never undo a success). Idempotent: an attempt already
+    recorded (same provider charge id) is a no-op.
+    """
+    payment = payment_lock(payment_id)
+    attempt = error.get("charge") or ""
+    if attempt and payment.timeline.filter(type__in=ATTEMPT_EVENTS, data__attempt=attempt).exists():
+        return "duplicate", False
+    event_data = {**data, "attempt": attempt, "error": error}
+    if payment.status != "pending":
+        timeline_add(
+            payment=payment,
+            type="provider.late_failed",
+            source=source,
+            data={**event_data, "status_kept": payment.status},
+        )
+        return f"ignored_after_{payment.status}", False
+    timeline_add(payment=payment, type="payment.attempt_failed", source=source, data=event_data)
+    event_emit(merchant=payment.merchant, type="payment.attempt_failed", data={**payment_data(payment), "error": error})
+    return "attempt_failed", False
+
+
+ATTEMPT_EVENTS = ("payment.attempt_failed", "provider.late_failed")
+
+
+# A payment Paydesk closed without its money: a success reported for it afterwards is
+# booked all the same (payment_settle_from_provider).
+CLOSED_STATES = ("failed", "canceled", "expired")
+
+
+def _book_collected(*, payment: Payment, accounts: booking.PaymentAccounts) -> None:
+    """Book what the provider collected for the payment and settle its splits (under the
+    payment's lock): every transfer carries the reference `payment:<id>`."""
+    booking.accounts_lock(accounts.all())
+    reference = f"payment:{payment.pk}"
+    booking.book_collected(accounts=accounts, payment=payment, amount=payment.amount, reference=reference)
+    booking.splits_settle(accounts=accounts, payment=payment, reference=reference)
+
+
+def _collected_booked(payment: Payment) -> bool:
+    """Whether the provider's collection of this payment is on the ledger already."""
+    return Transfer.objects.filter(merchant_id=payment.merchant_id, reference=f"payment:{payment.pk}").exists()
+
+
+def _order_paid_elsewhere(payment: Payment) -> bool:
+    """Whether another payment of the order is pending or was paid: then a late success
+    of this one would make the payer pay the order twice."""
+    return (
+        Payment.objects.filter(merchant_id=payment.merchant_id, order_id=payment.order_id)
+        .exclude(pk=payment.pk)
+        .filter(status__in=("pending", "succeeded", *REFUND_STATES))
+        .exists()
+    )
+
+
+def payment_collected_after_close(
+    *, payment: Payment, accounts: booking.PaymentAccounts, source: str, data: dict
+) -> Refund:
+    """The provider collected a payment Paydesk had closed (canceled, expired, or failed
+    with its order paid elsewhere): book the money like any success, then reserve and
+    book a full refund of it, and flag the payment for staff. The payment keeps its status
+    (its amount_refunded says all of it went back). Returns the refund, pending: its
+    provider half is sent after commit (refund_send), never under a lock.
+
+    The caller holds the payment's row lock and has checked that nothing is booked for it
+    yet (_collected_booked): a repeated report books nothing. Locks the accounts in pk order.
+    """
+    status = payment.status
+    _book_collected(payment=payment, accounts=accounts)
+    refund = Refund.objects.create(
+        payment=payment,
+        amount=payment.amount,
+        provider_amount=payment.amount,
+        reason=f"paid after it was {status}: refunded automatically",
+    )
+    reference = f"refund:{refund.pk}"
+    _refunded_change(payment=payment, accounts=accounts, by=payment.amount, refund=refund, reference=reference)
+    booking.book_provider_refund(
+        accounts=accounts, payment=payment, amount=payment.amount, reference=reference, back=False
+    )
+    timeline_add(
+        payment=payment,
+        type="provider.late_succeeded",
+        source=source,
+        flagged=True,
+        data={**data, "status_kept": status, "booked": payment.amount, "refund": str(refund.pk)},
+    )
+    timeline_add(
+        payment=payment,
+        type="refund.requested",
+        source=source,
+        data={
+            "refund": str(refund.pk),
+            "amount": payment.amount,
+            "wallet_amount": 0,
+            "provider_amount": payment.amount,
+            "reason": refund.reason,
+        },
+    )
+    logger.error(
+        "provider collected a payment already closed: booked and refunded automatically",
+        extra={"payment": str(payment.pk), "status": status, "refund": str(refund.pk)},
+    )
+    return refund
+
+
+def _refund_send_later(refund_id, source: str) -> None:
+    from payments.tasks import refund_send_task  # the tasks module imports this one
+
+    # Best effort: if the broker is down, refunds_resolve_pending sends it within minutes.
+    enqueue(refund_send_task, str(refund_id), source)
+
+
+def refund_send(*, refund_id, source: str = Source.PROVIDER_WEBHOOK) -> Refund:
+    """Send a refund reserved and booked earlier to its provider (the refund's id as
+    idempotency key, no lock held) and record the outcome, as _refund_at_provider does. A
+    no-op unless the refund is still pending; safe to run twice, and alongside
+    refunds_resolve_pending. A refusal is recorded (the refund failed, its booking undone)
+    and flagged for staff, not raised."""
+    refund = Refund.objects.get(pk=refund_id)
+    if refund.status != Refund.Status.PENDING or not refund.provider_amount:
+        return refund
+    try:
+        return _refund_at_provider(refund=refund, source=source)
+    except ProviderError as exc:
+        with transaction.atomic():
+            timeline_add(
+                payment=payment_lock(refund.payment_id),
+                type="refund.refused",
+                source=source,
+                flagged=True,
+                data={"refund": str(refund.pk), "reason": exc.message[:500]},
+            )
+        logger.error("provider refused an automatic refund", extra={"refund": str(refund.pk)})
+        refund.refresh_from_db()
+        return refund
 
 
 # --- Refunds ------------------------------------------------------------------------------

@@ -2,7 +2,7 @@ from celery import shared_task
 
 from payments.charges import charges_resolve_pending
 from payments.identity.services import subscriptions_renew
-from payments.services import payments_reconcile, refunds_resolve_pending
+from payments.services import payments_reconcile, refund_send, refunds_resolve_pending
 
 
 @shared_task
@@ -23,3 +23,8 @@ def charges_resolve_pending_task() -> int:
 @shared_task(acks_late=True)
 def refunds_resolve_pending_task() -> int:
     return refunds_resolve_pending()
+
+
+@shared_task(acks_late=True)
+def refund_send_task(refund_id: str, source: str) -> None:
+    refund_send(refund_id=refund_id, source=source)  # no-op unless still pending

@@ -132,8 +132,8 @@ class StripeProvider(PaymentProvider):
                 return "expired"
             return "succeeded" if session.payment_status == "paid" else "pending"
         intent = _call(client.v1.payment_intents.retrieve, payment.provider_payment_id)
-        if intent.status == "requires_payment_method" and intent.last_payment_error:
-            return "failed"
+        # requires_payment_method after a failed attempt is still open: the payer may try
+        # another card. Left unpaid, the payment expires (and the intent is canceled).
         return _STATUS.get(intent.status, "pending")
 
     def cancel_payment(self, *, payment) -> None:

@@ -71,11 +71,11 @@ def test_late_failure_after_success_changes_nothing(payment, notify):
     assert not OutboundEvent.objects.filter(type="payment.failed").exists()
 
 
-def test_success_after_failure_is_flagged_not_applied(payment, notify):
+def test_success_after_failure_is_applied_the_money_was_collected(payment, notify):
     notify(payment, "failed")
     notify(payment, "paid")
-    assert payment.status == "failed"
-    assert payment.timeline.get(type="provider.late_succeeded").flagged
+    assert payment.status == "succeeded"  # more in test_collected_after_failure.py
+    assert not payment.timeline.filter(flagged=True).exists()
 
 
 def test_unknown_payment_is_200_and_ignored(api, settings, django_capture_on_commit_callbacks, db):
@@ -114,9 +114,10 @@ class TestStripeEvents:
         event = deliver("payment_intent.succeeded", stripe_payment, "evt_s1")
         assert event.status == "processed" and stripe_payment.status == "succeeded"
 
-    def test_payment_intent_failed(self, stripe_payment, deliver):
+    def test_payment_intent_failed_is_one_failed_attempt(self, stripe_payment, deliver):
         deliver("payment_intent.payment_failed", stripe_payment, "evt_f1")
-        assert stripe_payment.status == "failed" and stripe_payment.failure_reason
+        assert stripe_payment.status == "pending"  # the payer may try another card
+        assert stripe_payment.timeline.get(type="payment.attempt_failed").data["error"]["code"] == "card_declined"
 
     def test_success_before_a_late_failure(self, stripe_payment, deliver):
         deliver("payment_intent.succeeded", stripe_payment, "evt_s1")

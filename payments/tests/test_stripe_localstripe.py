@@ -121,11 +121,15 @@ def test_payment_succeeds_through_stripes_webhook(localstripe, stripe_customer, 
     assert settled.timeline.get(type="payment.succeeded").source == "provider_webhook"
 
 
-def test_declined_card_fails_the_payment(localstripe, stripe_customer, api):
+def test_declined_card_leaves_the_payment_open_for_another_card(localstripe, stripe_customer, api):
     payment = create(api, stripe_customer)
     pay_at_stripe(localstripe, payment["provider_payment_id"], "pm_card_chargeCustomerFail")
-    failed = wait_for_status(payment["id"], "failed")
-    assert failed.failure_reason
+    deadline = time.monotonic() + 15
+    while not Payment.objects.get(pk=payment["id"]).timeline.filter(type="payment.attempt_failed").exists():
+        assert time.monotonic() < deadline, "no payment.attempt_failed on the timeline"
+        time.sleep(0.2)
+    assert Payment.objects.get(pk=payment["id"]).status == "pending"
+    assert localstripe.v1.payment_intents.retrieve(payment["provider_payment_id"]).status == "requires_payment_method"
 
 
 def test_refund_goes_to_stripe(localstripe, stripe_customer, api):
