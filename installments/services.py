@@ -31,6 +31,7 @@ from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from config.errors import CardDeclined, IllegalTransition, InsufficientFunds, InvalidRequest
+from config.metadata import metadata_validate
 from installments.models import Installment, InstallmentCharge, InstallmentEvent, InstallmentOrder
 from installments.schedule import schedule_equal, schedule_explicit
 from payments.charges import WalletCharge, charge_card, charge_create, charges_from_wallets
@@ -133,8 +134,9 @@ def installment_order_create(
     - Left pending by an unreachable provider: the order is returned active with
       installment 0 `processing`; the collector books the charge's outcome once it
       resolves (a later decline cancels the order the same way).
-    Raises InvalidRequest naming the field for a bad schedule.
+    Raises InvalidRequest naming the field for a bad schedule or metadata (Stripe's limits).
     """
+    metadata = metadata_validate(metadata or {})
     currency = currency.lower()
     if down_payment < 0 or down_payment >= amount:
         raise InvalidRequest("down_payment must be at least 0 and less than the amount.", param="down_payment")

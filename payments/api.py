@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.docs import ERRORS_MONEY, ERRORS_READ, ERRORS_WRITE
-from config.api.fields import CurrencyField, MinorUnitsField, StrictCharField
+from config.api.fields import CurrencyField, MetadataField, MinorUnitsField, StrictCharField
 from config.api.idempotency import idempotent
 from config.api.parsing import parse
 from payments.charges import charge_create
@@ -90,7 +90,7 @@ class PaymentListCreateApi(ListAPIView):
         customer = serializers.UUIDField(required=False, allow_null=True)
         provider = StrictCharField(required=False, allow_blank=True, max_length=30)
         description = StrictCharField(required=False, default="", allow_blank=True, max_length=1000)
-        metadata = serializers.DictField(required=False, default=dict)
+        metadata = MetadataField(required=False, default=dict)
         return_url = serializers.URLField(required=False, default="", allow_blank=True, max_length=2000)
         split_instructions = serializers.JSONField(required=False, default=list)
 
@@ -247,7 +247,7 @@ class ChargeListCreateApi(ListAPIView):
         currency = CurrencyField()
         description = StrictCharField(required=False, default="", allow_blank=True, max_length=1000)
         split_instructions = serializers.JSONField(required=False, default=list)
-        metadata = serializers.DictField(required=False, default=dict)
+        metadata = MetadataField(required=False, default=dict)
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):

@@ -8,6 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.currencies import MAX_AMOUNT, is_valid_currency
+from config.metadata import MAX_KEY_LENGTH, MAX_KEYS, MAX_VALUE_LENGTH, metadata_problem
 
 
 @extend_schema_field(OpenApiTypes.INT64)
@@ -87,3 +88,29 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid", kind=type(data).__name__)
         return super().to_internal_value(data)
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "maxProperties": MAX_KEYS,
+        "description": f"Up to {MAX_KEYS} keys of 1 to {MAX_KEY_LENGTH} characters (no square brackets), "
+        f"string values of at most {MAX_VALUE_LENGTH} characters, as Stripe's metadata.",
+        "additionalProperties": {"type": "string", "maxLength": MAX_VALUE_LENGTH},
+        "example": {"order_ref": "A-1001"},
+    }
+)
+class MetadataField(serializers.Field):
+    """`metadata` with Stripe's limits (config.metadata): a 400 names the field, or
+    `metadata.<key>` when one value is wrong."""
+
+    def to_internal_value(self, data):
+        problem = metadata_problem(data)
+        if problem is None:
+            return data
+        key, message = problem
+        # Keyed by the offending key, DRF's error detail becomes the path metadata.<key>.
+        raise serializers.ValidationError({key: [message]} if key is not None else [message])
+
+    def to_representation(self, value):
+        return value
