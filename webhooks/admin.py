@@ -113,7 +113,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # merchants register endpoints through the API (the secret is shown once there)
 
-    @admin.action(description="Re-enable selected endpoints (their kept deliveries are sent)")
+    @admin.action(description="Re-enable selected endpoints (what they missed while disabled is sent)")
     def enable(self, request, queryset):
         enabled = 0
         for endpoint in queryset:
@@ -123,7 +123,10 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
                 messages.warning(request, f"{endpoint}: {exc}")
                 continue
             enabled += 1
-        messages.success(request, f"{enabled} endpoints enabled.")
+        messages.success(
+            request,
+            f"{enabled} endpoints enabled; their undelivered and held deliveries go out with the next sweep.",
+        )
 
     @admin.action(description="Disable selected endpoints")
     def disable(self, request, queryset):

@@ -143,8 +143,27 @@ class WebhookEndpointDetailApi(APIView):
         return Response({"id": str(endpoint.pk), "deleted": True})
 
 
+# API.md's delivery statuses. A delivery held for a disabled endpoint is `pending` here:
+# not sent yet, and it will be once the endpoint is enabled again.
+DELIVERY_STATUSES = [
+    Delivery.Status.PENDING,
+    Delivery.Status.DELIVERED,
+    Delivery.Status.RETRYING,
+    Delivery.Status.FAILED,
+]
+
+
+class DeliveryStatusField(serializers.ChoiceField):
+    def __init__(self, **kwargs):
+        super().__init__(choices=[(s.value, s.value) for s in DELIVERY_STATUSES], read_only=True, **kwargs)
+
+    def to_representation(self, value):
+        return Delivery.Status.PENDING.value if value == Delivery.Status.HELD else str(value)
+
+
 class DeliveryOut(serializers.ModelSerializer):
     endpoint = serializers.UUIDField(source="endpoint_id")
+    status = DeliveryStatusField()
     url = serializers.CharField(source="endpoint.url")
     last_response_code = serializers.IntegerField(allow_null=True)
 
@@ -173,15 +192,18 @@ class OutboundEventOut(serializers.ModelSerializer):
 
 class OutboundEventFilter(filters.FilterSet):
     status = filters.ChoiceFilter(
-        field_name="deliveries__status",
-        choices=Delivery.Status.choices,
-        distinct=True,
+        choices=[(s.value, s.value) for s in DELIVERY_STATUSES],
+        method="filter_status",
         help_text="Events with a delivery in this status.",
     )
 
     class Meta:
         model = OutboundEvent
         fields = ["type", "status"]
+
+    def filter_status(self, queryset, name, value):
+        statuses = [value, Delivery.Status.HELD] if value == Delivery.Status.PENDING else [value]
+        return queryset.filter(deliveries__status__in=statuses).distinct()
 
 
 class OutboundEventListApi(ListAPIView):

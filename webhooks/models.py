@@ -97,13 +97,17 @@ class OutboundEvent(models.Model):
 
 
 class Delivery(models.Model):
-    """One event to one endpoint, retried with backoff until delivered or dead-lettered."""
+    """One event to one endpoint, retried with backoff until delivered or dead-lettered.
+    An event emitted while its endpoint is disabled gets a `held` delivery: kept, never
+    attempted, released (pending) when the endpoint is re-enabled. The API shows it as
+    `pending`: not sent yet."""
 
     class Status(models.TextChoices):
         PENDING = "pending"
         DELIVERED = "delivered"
         RETRYING = "retrying"
         FAILED = "failed"
+        HELD = "held"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     event = models.ForeignKey(OutboundEvent, on_delete=models.CASCADE, related_name="deliveries")
@@ -126,7 +130,9 @@ class Delivery(models.Model):
                 fields=["next_attempt_at"],
                 name="delivery_due_idx",
                 condition=Q(status__in=["pending", "retrying"]),
-            )
+            ),
+            # The sweep looks for held deliveries of enabled endpoints: few, among many rows.
+            models.Index(fields=["endpoint"], name="delivery_held_idx", condition=Q(status="held")),
         ]
 
     def __str__(self):

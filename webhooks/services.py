@@ -199,8 +199,9 @@ def endpoint_create(*, merchant, url: str, events: list[str], description: str =
 
 def endpoint_disable(*, endpoint: WebhookEndpoint, reason: str) -> WebhookEndpoint:
     """Stop sending to the endpoint. Its undelivered deliveries are kept (pending or
-    retrying) but are no longer due; they resume if the endpoint is re-enabled. A deleted
-    endpoint is left as it is (already disabled, for good)."""
+    retrying) but are no longer due, and events emitted from now on get `held` ones
+    (events_emit); all of them go out if the endpoint is re-enabled. A deleted endpoint
+    is left as it is (already disabled, for good)."""
     WebhookEndpoint.objects.filter(pk=endpoint.pk, deleted_at__isnull=True).update(
         enabled=False, disabled_reason=reason
     )
@@ -208,15 +209,19 @@ def endpoint_disable(*, endpoint: WebhookEndpoint, reason: str) -> WebhookEndpoi
     return endpoint
 
 
+@transaction.atomic
 def endpoint_enable(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
     """Staff re-enable an endpoint: its failure count starts again from zero (else the next
-    failure would disable it at once) and its kept deliveries become due; the sweep sends them.
+    failure would disable it at once), its kept deliveries become due, and so do the ones
+    held for events emitted while it was disabled (deliveries_release_held); the sweep
+    sends each once, oldest first. Deliveries that were delivered before stay delivered.
     Raises Conflict for a deleted endpoint: the merchant deleted it, it stays off."""
     enabled = WebhookEndpoint.objects.filter(pk=endpoint.pk, deleted_at__isnull=True).update(
         enabled=True, disabled_reason="", consecutive_failures=0
     )
     if not enabled:
         raise Conflict("The merchant deleted this endpoint; it cannot be re-enabled.")
+    deliveries_release_held(endpoint_id=endpoint.pk)
     endpoint.refresh_from_db()
     return endpoint
 
@@ -227,8 +232,8 @@ def endpoint_delete(*, endpoint: WebhookEndpoint, now: datetime | None = None) -
     as gone (404, absent from the list). The row stays, with its deliveries and attempts,
     for staff in admin. It is disabled, so it gets no new deliveries and no further
     attempts (as any disabled endpoint, see _due_q), for good: it cannot be re-enabled.
-    Its undelivered deliveries are marked failed, except one a worker is sending right
-    now, which records its outcome (failed rather than retried, see delivery_record).
+    Its undelivered deliveries (held ones too) are marked failed, except one a worker is
+    sending right now, which records its outcome (failed rather than retried, see delivery_record).
 
     Locks the endpoint row. Raises NotFound if it is already deleted (a concurrent DELETE)."""
     now = now or timezone.now()
@@ -240,7 +245,7 @@ def endpoint_delete(*, endpoint: WebhookEndpoint, now: datetime | None = None) -
     Delivery.objects.filter(
         Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - _claim_lease()),
         endpoint=locked,
-        status__in=[Delivery.Status.PENDING, Delivery.Status.RETRYING],
+        status__in=[Delivery.Status.PENDING, Delivery.Status.RETRYING, Delivery.Status.HELD],
     ).update(status=Delivery.Status.FAILED, last_error=ENDPOINT_DELETED, claimed_at=None)
     return locked
 
@@ -260,10 +265,12 @@ def endpoint_get(*, merchant, endpoint_id) -> WebhookEndpoint:
 
 
 def event_emit(*, merchant, type: str, data: dict) -> OutboundEvent:
-    """Write an outbound event and one delivery per subscribed, enabled endpoint, in the
-    caller's transaction (the outbox). Rolled back with it: nothing is sent. Committed:
-    it is sent, even if the broker is down right now (the sweep finds due deliveries).
-    `data` must be JSON-serialisable (ids as strings, amounts as ints)."""
+    """Write an outbound event and one delivery per subscribed endpoint (not deleted), in
+    the caller's transaction (the outbox). Rolled back with it: nothing is sent.
+    Committed: it is sent, even if the broker is down right now (the sweep finds due
+    deliveries). To a disabled endpoint the delivery is `held`: kept, not sent, until the
+    endpoint is re-enabled (endpoint_enable). `data` must be JSON-serialisable (ids as
+    strings, amounts as ints)."""
     return events_emit(merchant=merchant, events=[(type, data)])[0]
 
 
@@ -285,19 +292,24 @@ def events_emit(*, merchant, events: list[tuple[str, dict]]) -> list[OutboundEve
     # No savepoint of its own: it only inserts, in the caller's transaction (or its own).
     with transaction.atomic(savepoint=False):
         OutboundEvent.objects.bulk_create(rows)
-        endpoints = list(WebhookEndpoint.objects.filter(merchant_id=merchant.pk, enabled=True, deleted_at__isnull=True))
+        endpoints = list(WebhookEndpoint.objects.filter(merchant_id=merchant.pk, deleted_at__isnull=True))
         deliveries = Delivery.objects.bulk_create(
             [
-                Delivery(event=row, endpoint=endpoint, next_attempt_at=now)
+                Delivery(
+                    event=row,
+                    endpoint=endpoint,
+                    status=Delivery.Status.PENDING if endpoint.enabled else Delivery.Status.HELD,
+                    next_attempt_at=now,
+                )
                 for row in rows
                 for endpoint in endpoints
                 if endpoint.subscribes_to(row.type)
             ]
         )
-    if deliveries:
+    ids = [str(d.pk) for d in deliveries if d.status == Delivery.Status.PENDING]
+    if ids:
         from .tasks import delivery_attempt_task
 
-        ids = [str(d.pk) for d in deliveries]
         transaction.on_commit(lambda: [enqueue(delivery_attempt_task, i) for i in ids])
     return rows
 
@@ -330,8 +342,9 @@ def _claim_lease() -> timedelta:
 def _due_q(now: datetime) -> Q:
     """Pending or retrying, its time has come, nobody (alive) holds it, and its endpoint is
     enabled. A disabled endpoint (by staff, or after too many failures) gets no further
-    attempts: its deliveries stay pending/retrying, untouched, and go out if staff
-    re-enable it. A deleted endpoint is disabled for good (endpoint_delete)."""
+    attempts: its deliveries stay pending/retrying (or held, for events emitted since),
+    untouched, and go out if staff re-enable it. A deleted endpoint is disabled for good
+    (endpoint_delete)."""
     return (
         Q(status__in=[Delivery.Status.PENDING, Delivery.Status.RETRYING], next_attempt_at__lte=now)
         & Q(endpoint__enabled=True, endpoint__deleted_at__isnull=True)
@@ -486,6 +499,22 @@ def delivery_replay(*, delivery: Delivery, now: datetime | None = None) -> Deliv
     transaction.on_commit(lambda: enqueue(delivery_attempt_task, str(delivery.pk)))
     delivery.refresh_from_db()
     return delivery
+
+
+def deliveries_release_held(*, endpoint_id=None) -> int:
+    """Make the held deliveries of enabled endpoints (of this one, or of all) pending. They
+    keep their next_attempt_at, the time of their event, so they are due at once and the
+    sweep sends them oldest first; each is one row (unique per event and endpoint), so
+    each event goes out once. endpoint_enable calls it for its endpoint, and the sweep for
+    every endpoint: an event whose transaction read its endpoint still disabled but
+    committed after the re-enable is held on an enabled endpoint, and is released then.
+    Returns how many were released."""
+    held = Delivery.objects.filter(
+        status=Delivery.Status.HELD, endpoint__enabled=True, endpoint__deleted_at__isnull=True
+    )
+    if endpoint_id is not None:
+        held = held.filter(endpoint_id=endpoint_id)
+    return held.update(status=Delivery.Status.PENDING)
 
 
 def deliveries_due_ids(*, now: datetime | None = None, limit: int = 1000) -> list[str]:

@@ -31,7 +31,9 @@ def delivery_attempt_task(delivery_id: str) -> str | None:
 @shared_task
 def webhooks_sweep_task() -> dict:
     """Enqueue due deliveries and stranded inbound events, so nothing waits on a lost
-    task message or a worker that died mid-delivery."""
+    task message or a worker that died mid-delivery. First, release deliveries held for
+    an endpoint that is enabled again (services.deliveries_release_held)."""
+    services.deliveries_release_held()
     deliveries = services.deliveries_due_ids()
     for delivery_id in deliveries:
         services.enqueue(delivery_attempt_task, delivery_id)

@@ -82,13 +82,13 @@ def test_emit_delivers_a_signed_event_that_verifies_with_the_endpoint_secret(
     assert (delivery.status, delivery.attempts, delivery.last_response_code) == ("delivered", 1, 200)
 
 
-def test_only_subscribed_enabled_endpoints_get_deliveries(merchant, receiver, allow_loopback):
+def test_only_subscribed_endpoints_get_deliveries_and_a_disabled_ones_is_held(merchant, receiver, allow_loopback):
     endpoint_create(merchant=merchant, url=receiver.url, events=["payment.succeeded"])
     all_events = endpoint_create(merchant=merchant, url=receiver.url, events=["*"])
     disabled = endpoint_create(merchant=merchant, url=receiver.url, events=["*"])
     WebhookEndpoint.objects.filter(pk=disabled.pk).update(enabled=False)
     event_emit(merchant=merchant, type="charge.failed", data={})
-    assert list(Delivery.objects.values_list("endpoint", flat=True)) == [all_events.pk]
+    assert dict(Delivery.objects.values_list("endpoint", "status")) == {all_events.pk: "pending", disabled.pk: "held"}
 
 
 def test_rolled_back_transaction_sends_nothing(merchant, endpoint, receiver, django_capture_on_commit_callbacks):
@@ -157,7 +157,8 @@ def test_endpoint_is_disabled_after_repeated_failures(merchant, settings, allow_
     endpoint.refresh_from_db()
     assert endpoint.enabled is False and "3 failures" in endpoint.disabled_reason
     event_emit(merchant=merchant, type="payment.failed", data={})
-    assert Delivery.objects.count() == 3  # a disabled endpoint gets no new deliveries
+    assert Delivery.objects.filter(status="held").count() == 1  # kept for when it is re-enabled, not sent
+    assert deliveries_due_ids(now=timezone.now() + timedelta(days=30)) == []
 
 
 def test_disabled_endpoint_gets_no_further_attempts(merchant, endpoint, receiver):
