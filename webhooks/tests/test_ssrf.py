@@ -74,7 +74,7 @@ def production(settings):
 
 
 def _emit_one(merchant):
-    with mock.patch("webhooks.tasks.delivery_attempt_task.delay"):  # attempted by the test, not inline
+    with mock.patch("webhooks.tasks.delivery_attempt_task.apply_async"):  # attempted by the test, not inline
         event_emit(merchant=merchant, type="payment.succeeded", data={})
     return Delivery.objects.get()
 
