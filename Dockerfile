@@ -34,4 +34,5 @@ RUN SECRET_KEY=collectstatic-build-only JWT_SECRET=collectstatic-build-only DEBU
 EXPOSE 8000
 
 # Stateless web process; scale with --workers here and with more containers.
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "60", "--access-logfile", "-"]
+# gunicorn.conf.py: request-size limits and JSON (not HTML) for requests gunicorn refuses.
+CMD ["gunicorn", "config.wsgi:application", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "60", "--access-logfile", "-"]
