@@ -2,10 +2,9 @@ import logging
 import re
 import uuid
 
-from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 
-from config.api.errors import database_unavailable_body, error_body
+from config.api.errors import error_body, unavailable_body, unavailable_dependency
 from config.api.negotiation import is_staff_session
 from config.logging import request_id_var
 
@@ -72,8 +71,9 @@ class ApiErrorShapeMiddleware:
         return response
 
     def process_exception(self, request, exception):
-        if request.path.startswith(API_PREFIXES) and isinstance(exception, (OperationalError, InterfaceError)):
-            response = JsonResponse(database_unavailable_body(request), status=503)
+        dependency = unavailable_dependency(exception)
+        if request.path.startswith(API_PREFIXES) and dependency:
+            response = JsonResponse(unavailable_body(request, dependency), status=503)
             response["Retry-After"] = "1"
             return response
         if request.path.startswith(API_PREFIXES):

@@ -5,6 +5,8 @@
 
 import logging
 
+import kombu.exceptions
+import redis.exceptions
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -117,21 +119,47 @@ def exception_handler(exc, context):
         return error_response(exc.status_code, "invalid_request_error", str(exc.detail))
     if isinstance(exc, drf.APIException):
         return error_response(exc.status_code, "api_error", str(exc.detail))
-    if isinstance(exc, (OperationalError, InterfaceError)):
-        return database_unavailable_response(request)
+    dependency = unavailable_dependency(exc)
+    if dependency:
+        return unavailable_response(request, dependency)
     request_id = getattr(request, "request_id", None) if request is not None else None
     logger.exception("unhandled API error", extra={"path": getattr(request, "path", None)})
     return error_response(500, "api_error", f"An unexpected error occurred. Request id: {request_id}.")
 
 
-def database_unavailable_body(request) -> dict:
-    """The database could not be reached or gave up on the statement (connection refused
-    or lost, too many clients, a lock or statement timeout): a 503 the client may retry,
-    not a 500. The detail goes to the log only."""
+# A dependency that could not be reached, or did not answer in time: the request may be
+# retried as it is (503 service_unavailable with Retry-After), it is not a bug (500).
+# Only "unreachable" errors: anything else these clients raise (a Redis command error, a
+# refused message) says something is wrong with the request or the code, and stays a 500.
+UNAVAILABLE: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
+    # The connection refused or lost, too many clients, a lock or statement timeout.
+    ((OperationalError, InterfaceError), "database"),
+    # Django's Redis cache: redis-py's own classes, not the builtin ConnectionError/TimeoutError.
+    ((redis.exceptions.ConnectionError, redis.exceptions.TimeoutError), "cache"),
+    # A task sent while the broker is down: Celery raises kombu's OperationalError once its
+    # publish retries are used up.
+    ((kombu.exceptions.OperationalError,), "message broker"),
+)
+
+
+def unavailable_dependency(exc: BaseException) -> str | None:
+    """Which dependency `exc` says is unavailable ("database", "cache", "message broker"), or None."""
+    for classes, name in UNAVAILABLE:
+        if isinstance(exc, classes):
+            return name
+    return None
+
+
+def unavailable_body(request, dependency: str) -> dict:
+    """A dependency could not be reached or gave up: a 503 the client may retry, not a
+    500. The public answer names the kind of dependency only; the detail (hosts, ports,
+    database names) goes to the log."""
     request_id = getattr(request, "request_id", None) if request is not None else None
-    logger.exception("database unavailable", extra={"path": getattr(request, "path", None)})
-    return error_body("service_unavailable", f"The database is unavailable; retry shortly. Request id: {request_id}.")
+    logger.exception("dependency unavailable", extra={"dependency": dependency, "path": getattr(request, "path", None)})
+    return error_body(
+        "service_unavailable", f"The {dependency} is unavailable; retry shortly. Request id: {request_id}."
+    )
 
 
-def database_unavailable_response(request) -> Response:
-    return Response(database_unavailable_body(request), status=503, headers={"Retry-After": "1"})
+def unavailable_response(request, dependency: str) -> Response:
+    return Response(unavailable_body(request, dependency), status=503, headers={"Retry-After": "1"})

@@ -35,6 +35,24 @@ class RaiseApi(APIView):
         raise RAISES[kind]("secret detail pd_test_abcdefghijklmnop" if kind == "boom" else None)
 
 
+class DependencyApi(APIView):
+    """Touches the cache, or sends a task straight to the broker (not through the outbox's
+    best-effort enqueue): what any view that needs one of them does."""
+
+    permission_classes = [AllowAny]
+    throttle_classes: list = []
+
+    def get(self, request, dependency):
+        if dependency == "cache":
+            from django.core.cache import cache
+
+            return Response({"value": cache.get("paydesk:test")})
+        from config.tasks import idempotency_keys_purge_task
+
+        idempotency_keys_purge_task.delay()
+        return Response({"sent": True})
+
+
 class MoneyApi(APIView):
     permission_classes = [AllowAny]
 
@@ -86,6 +104,7 @@ urlpatterns = [
     path("api/v1/_test/counted", CountedCreateApi.as_view()),
     path("api/v1/_test/raise/<str:kind>", RaiseApi.as_view()),
     path("api/v1/_test/money", MoneyApi.as_view()),
+    path("api/v1/_test/needs/<str:dependency>", DependencyApi.as_view()),
     path("api/v1/_test/nested", NestedApi.as_view()),
     path("", include("config.urls")),
 ]
