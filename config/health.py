@@ -1,5 +1,14 @@
-"""GET /healthz (and /health): 200 when every configured dependency answers, else 503
-naming the failing check. No auth. Database always; cache and broker when configured.
+"""GET /healthz (and /health): 200 when the service can serve, else 503 naming the failing
+check. No auth. Database always; cache and broker when configured.
+
+A required check (the database) failing makes it 503, listed under "failing". The cache
+and the broker are not required: with the cache down the throttles count in each
+process's memory (config.api.throttling), and with the broker down committed outbox rows
+wait for the sweep (webhooks.services.enqueue), so payments go on. Their outage is
+reported as "unavailable" and listed under "degraded", with 200: a 503 here takes web
+processes out of the load balancer (readiness) or restarts them (liveness), all of them
+at once for one Redis outage, which would stop the very payments that can still be taken,
+and restarting would not bring Redis back. Alert on "degraded" to hear of it.
 
 The answer is public, so a failing check shows the kind of error only; the detail (host
 names, database names) goes to the log."""
@@ -24,17 +33,20 @@ from rest_framework.response import Response
 logger = logging.getLogger("paydesk.health")
 
 _CHECKS = []
+UNAVAILABLE = "unavailable"  # what a check that is not required shows when it fails
 
 
 class HealthNote(str):
     """What a check returns to report a state that is not a failure (shown, not 503)."""
 
 
-def check(name: str, *, when=lambda: True):
-    """Register a health check: a function returning None when fine, or raising/returning a problem."""
+def check(name: str, *, when=lambda: True, required: bool = True):
+    """Register a health check: a function returning None when fine, or raising/returning a
+    problem. A problem with a check that is not `required` is shown as "unavailable" and
+    keeps the answer 200 (degraded), see the module docstring."""
 
     def decorator(func):
-        _CHECKS.append((name, when, func))
+        _CHECKS.append((name, when, required, func))
         return func
 
     return decorator
@@ -47,7 +59,7 @@ def _database():
         cursor.fetchone()
 
 
-@check("cache", when=lambda: bool(settings.REDIS_URL))
+@check("cache", when=lambda: bool(settings.REDIS_URL), required=False)
 def _cache():
     from django.core.cache import cache
 
@@ -57,7 +69,7 @@ def _cache():
     return None
 
 
-@check("broker", when=lambda: not settings.CELERY_TASK_ALWAYS_EAGER)
+@check("broker", when=lambda: not settings.CELERY_TASK_ALWAYS_EAGER, required=False)
 def _broker():
     from config.celery import app
 
@@ -66,26 +78,33 @@ def _broker():
 
 
 def run_checks() -> tuple[bool, dict]:
-    results, healthy = {}, True
-    for name, when, func in _CHECKS:
+    """Run every configured check. Returns (serving, results): serving is False when a
+    required check failed; results maps each check to "ok", a note, "unavailable" (a
+    check that is not required failed) or "error: <kind>" (a required one failed)."""
+    results, serving = {}, True
+    for name, when, required, func in _CHECKS:
         if not when():
             continue
         try:
             problem = func()
         except Exception as exc:  # a failing dependency is the answer, not an error
-            logger.warning("health check failed", extra={"check": name, "problem": f"{type(exc).__name__}: {exc}"})
-            healthy = False
-            results[name] = f"error: {type(exc).__name__}"
-            continue
-        if isinstance(problem, HealthNote):
-            results[name] = str(problem)
-        elif problem:
-            healthy = False
-            results[name] = f"error: {problem}"
-            logger.warning("health check failed", extra={"check": name, "problem": str(problem)})
+            problem = f"{type(exc).__name__}: {exc}"
+            shown = f"error: {type(exc).__name__}"
         else:
+            if isinstance(problem, HealthNote):
+                results[name] = str(problem)
+                continue
+            shown = f"error: {problem}"
+        if not problem:
             results[name] = "ok"
-    return healthy, results
+            continue
+        logger.warning("health check failed", extra={"check": name, "problem": str(problem), "required": required})
+        if required:
+            serving = False
+            results[name] = shown
+        else:
+            results[name] = UNAVAILABLE
+    return serving, results
 
 
 _HealthOut = inline_serializer(
@@ -95,7 +114,14 @@ _HealthOut = inline_serializer(
         "checks": serializers.DictField(
             child=serializers.CharField(), help_text='Check name -> "ok", a note, or "error: <kind>".'
         ),
-        "failing": serializers.ListField(child=serializers.CharField(), required=False),
+        "failing": serializers.ListField(
+            child=serializers.CharField(), required=False, help_text="Required checks that failed (then 503)."
+        ),
+        "degraded": serializers.ListField(
+            child=serializers.CharField(),
+            required=False,
+            help_text="Dependencies that are unavailable while the service still serves (200).",
+        ),
     },
 )
 
@@ -112,9 +138,12 @@ _HealthOut = inline_serializer(
 @throttle_classes([])
 @renderer_classes([JSONRenderer])
 def healthz(request):
-    healthy, results = run_checks()
+    serving, results = run_checks()
     failing = [name for name, value in results.items() if value.startswith("error")]
-    body = {"status": "ok" if healthy else "error", "checks": results}
+    degraded = [name for name, value in results.items() if value == UNAVAILABLE]
+    body = {"status": "ok" if serving else "error", "checks": results}
     if failing:
         body["failing"] = failing
-    return Response(body, status=200 if healthy else 503)
+    if degraded:
+        body["degraded"] = degraded
+    return Response(body, status=200 if serving else 503)
