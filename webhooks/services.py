@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+import kombu.exceptions
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
@@ -148,12 +149,61 @@ def inbound_event_enqueue(event: InboundEvent) -> None:
     transaction.on_commit(lambda: enqueue(inbound_event_process_task, str(event.pk)))
 
 
-def enqueue(task, *args) -> None:
-    # If the broker is down, the row is already stored: the sweep picks it up later.
+# One quick retry of a publish (a pooled connection the broker dropped), not Celery's
+# default three: the row is committed, so a send that fails is only a delay.
+_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+# After a send fails for want of a broker, this process sends nothing for this long.
+BROKER_PAUSE_SECONDS = 30.0
+_broker_paused_until: float | None = None  # monotonic time
+
+
+def enqueue(task, *args) -> bool:
+    """Send `task(*args)` to the workers (run it inline when Celery is eager), best effort.
+
+    For tasks whose work is a committed row the periodic sweep finds too
+    (webhooks_sweep_task: due deliveries, stranded inbound events; a Stripe mirror sync
+    is best effort and only logged), so it never raises: a send that fails is logged
+    and the row waits for the sweep. The broker never fails a request whose outbox row
+    committed, nor holds it long: BROKER_SOCKET_TIMEOUT bounds a send, and after one
+    failed for want of a broker this process sends nothing for BROKER_PAUSE_SECONDS, so
+    a hung broker costs a few seconds once per process, not on every request.
+    Returns whether the task was sent.
+    """
+    global _broker_paused_until
+    paused_until = None if task.app.conf.task_always_eager else _broker_paused_until  # eager: no broker
+    if paused_until is not None and time.monotonic() < paused_until:
+        logger.debug("broker unavailable a moment ago; left for the periodic sweep", extra={"task": task.name})
+        return False
     try:
-        task.delay(*args)
+        task.apply_async(args, retry_policy=_PUBLISH_RETRY_POLICY)
+    except kombu.exceptions.OperationalError as exc:
+        _broker_paused_until = time.monotonic() + BROKER_PAUSE_SECONDS
+        logger.warning(
+            "broker unavailable: not sending tasks for a while; the periodic sweep will send them",
+            extra={"task": task.name, "error": f"{exc}"[:500], "pause_seconds": BROKER_PAUSE_SECONDS},
+        )
+        return False
     except Exception:
         logger.exception("could not enqueue task; the periodic sweep will retry", extra={"task": task.name})
+        return False
+    if paused_until is not None:
+        _broker_paused_until = None
+        logger.info("broker available again", extra={"task": task.name})
+    return True
+
+
+def enqueue_each(task, ids: list[str]) -> None:
+    """enqueue(task, id) for each id, in order; stops at the first that is not sent (the
+    rest wait for the sweep too, without each paying the broker's timeout)."""
+    for id_ in ids:
+        if not enqueue(task, id_):
+            return
+
+
+def enqueue_resume() -> None:
+    """Forget a broker outage: send again from the next enqueue on (tests)."""
+    global _broker_paused_until
+    _broker_paused_until = None
 
 
 # --- Outbound: endpoints --------------------------------------------------------------
@@ -310,7 +360,7 @@ def events_emit(*, merchant, events: list[tuple[str, dict]]) -> list[OutboundEve
     if ids:
         from .tasks import delivery_attempt_task
 
-        transaction.on_commit(lambda: [enqueue(delivery_attempt_task, i) for i in ids])
+        transaction.on_commit(lambda: enqueue_each(delivery_attempt_task, ids))
     return rows
 
 

@@ -26,7 +26,7 @@ def test_create_shows_the_secret_once(merchant_api, receiver, allow_loopback):
 def test_delete_deletes_as_stripe_does_and_keeps_the_row(merchant_api, receiver, allow_loopback, merchant):
     endpoint_id = merchant_api.post(URL, {"url": receiver.url, "events": ["*"]}, format="json").json()["id"]
     kept = merchant_api.post(URL, {"url": receiver.url, "events": ["*"]}, format="json").json()["id"]
-    with mock.patch("webhooks.tasks.delivery_attempt_task.delay"):
+    with mock.patch("webhooks.tasks.delivery_attempt_task.apply_async"):
         event_emit(merchant=merchant, type="payment.succeeded", data={})  # pending to both
     response = merchant_api.delete(f"{URL}/{endpoint_id}")
     assert response.status_code == 200

@@ -44,29 +44,29 @@ def test_objects_map_to_their_djstripe_models():
 
 def test_without_a_key_nothing_is_scheduled(api, stripe_secret, settings, django_capture_on_commit_callbacks):
     settings.STRIPE_SECRET_KEY = ""
-    with mock.patch("webhooks.tasks.stripe_mirror_sync_task.delay") as delay:
+    with mock.patch("webhooks.tasks.stripe_mirror_sync_task.apply_async") as send:
         with django_capture_on_commit_callbacks(execute=True):
             assert deliver(api, stripe_secret).status_code == 200
     assert InboundEvent.objects.get().status == "ignored"  # nobody handles it here; still mirrored with a key
-    delay.assert_not_called()
+    send.assert_not_called()
 
 
 def test_with_a_key_the_processed_event_is_scheduled_once(
     api, stripe_secret, stripe_key, django_capture_on_commit_callbacks
 ):
-    with mock.patch("webhooks.tasks.stripe_mirror_sync_task.delay") as delay:
+    with mock.patch("webhooks.tasks.stripe_mirror_sync_task.apply_async") as send:
         with django_capture_on_commit_callbacks(execute=True):
             deliver(api, stripe_secret)
             deliver(api, stripe_secret)  # a repeat: processed once, synced once
-    delay.assert_called_once_with(str(InboundEvent.objects.get().pk))
+    assert [c.args[0] for c in send.call_args_list] == [(str(InboundEvent.objects.get().pk),)]
 
 
 def test_unverified_events_are_not_mirrored(api, settings, stripe_key, django_capture_on_commit_callbacks):
     settings.STRIPE_WEBHOOK_SECRET, settings.DEBUG = "", True  # accepted, unverified
-    with mock.patch("webhooks.tasks.stripe_mirror_sync_task.delay") as delay:
+    with mock.patch("webhooks.tasks.stripe_mirror_sync_task.apply_async") as send:
         with django_capture_on_commit_callbacks(execute=True):
             assert api.post(URL, stripe_event("payment_intent.succeeded"), format="json").status_code == 200
-    delay.assert_not_called()
+    send.assert_not_called()
 
 
 def test_the_task_syncs_the_payload_object_into_its_model(api, stripe_secret, stripe_key):

@@ -104,7 +104,7 @@ def test_rolled_back_transaction_sends_nothing(merchant, endpoint, receiver, dja
 def test_committed_event_is_sent_even_if_the_broker_was_down(
     merchant, endpoint, receiver, django_capture_on_commit_callbacks
 ):
-    with mock.patch("webhooks.tasks.delivery_attempt_task.delay", side_effect=ConnectionError("broker down")):
+    with mock.patch("webhooks.tasks.delivery_attempt_task.apply_async", side_effect=ConnectionError("broker down")):
         with django_capture_on_commit_callbacks(execute=True):
             event_emit(merchant=merchant, type="payment.succeeded", data={})
     assert receiver.requests == []
@@ -162,7 +162,7 @@ def test_endpoint_is_disabled_after_repeated_failures(merchant, settings, allow_
 
 
 def test_disabled_endpoint_gets_no_further_attempts(merchant, endpoint, receiver):
-    with mock.patch("webhooks.tasks.delivery_attempt_task.delay"):
+    with mock.patch("webhooks.tasks.delivery_attempt_task.apply_async"):
         event_emit(merchant=merchant, type="payment.succeeded", data={})
     delivery = Delivery.objects.get()
     endpoint_disable(endpoint=endpoint, reason="disabled by staff")
@@ -179,7 +179,7 @@ def test_disabled_endpoint_gets_no_further_attempts(merchant, endpoint, receiver
 
 
 def test_a_deleted_endpoint_gets_no_further_attempts_and_cannot_be_re_enabled(merchant, endpoint, receiver):
-    with mock.patch("webhooks.tasks.delivery_attempt_task.delay"):
+    with mock.patch("webhooks.tasks.delivery_attempt_task.apply_async"):
         event_emit(merchant=merchant, type="payment.succeeded", data={})
     delivery = Delivery.objects.get()
     endpoint_delete(endpoint=endpoint)
@@ -199,7 +199,7 @@ def test_a_deleted_endpoint_gets_no_further_attempts_and_cannot_be_re_enabled(me
 
 
 def test_a_delivery_in_flight_when_its_endpoint_is_deleted_fails_instead_of_retrying(merchant, endpoint, receiver):
-    with mock.patch("webhooks.tasks.delivery_attempt_task.delay"):
+    with mock.patch("webhooks.tasks.delivery_attempt_task.apply_async"):
         event_emit(merchant=merchant, type="payment.succeeded", data={})
     claimed = delivery_claim(delivery_id=Delivery.objects.get().pk)
     endpoint_delete(endpoint=endpoint)  # meanwhile: the claimed delivery is left to its worker
@@ -245,7 +245,7 @@ def test_stale_claim_of_a_dead_worker_is_reclaimed(merchant, endpoint, receiver)
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_never_send_the_same_attempt(merchant, receiver, allow_loopback):
     endpoint_create(merchant=merchant, url=receiver.url, events=["*"])
-    with mock.patch("webhooks.tasks.delivery_attempt_task.delay"):  # leave them to the racing workers
+    with mock.patch("webhooks.tasks.delivery_attempt_task.apply_async"):  # leave them to the racing workers
         for i in range(40):
             event_emit(merchant=merchant, type="payment.succeeded", data={"i": i})
     ids = list(Delivery.objects.values_list("pk", flat=True))
