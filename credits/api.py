@@ -246,7 +246,7 @@ class CreditsCheckoutApi(APIView):
             **ERRORS_MONEY,
         },
     )
-    @idempotent
+    @idempotent(calls_provider=True)  # a Stripe Checkout Session
     def post(self, request):
         data = parse(self.Input, request.data)
         customer = _customer(request, data["customer"])

@@ -145,12 +145,14 @@ class InstallmentOrderListCreateApi(ListAPIView):
         return order_list(merchant=self.request.user.merchant).order_by("-created_at", "id")
 
     @extend_schema(request=Input, responses={201: OrderOut, **ERRORS_MONEY}, summary="Create an installment order")
-    @idempotent
+    @idempotent(calls_provider=True)  # a down payment may charge the card
     def post(self, request):
         data = parse(self.Input, request.data)
         merchant = request.user.require_merchant()
         customer = customer_get(merchant=merchant, customer_id=data.pop("customer"), param="customer")
-        order = installment_order_create(merchant=merchant, customer=customer, **data)
+        order = installment_order_create(
+            merchant=merchant, customer=customer, idempotency_key=request.idempotency_key, **data
+        )
         return Response(OrderOut(order_get(merchant=merchant, order_id=order.pk)).data, status=201)
 
 
@@ -186,9 +188,9 @@ class InstallmentOrderPayApi(APIView):
         responses={200: OrderOut, **ERRORS_MONEY},
         summary="Pay the next installment now, or (amount = the remaining balance) all of them",
     )
-    @idempotent
+    @idempotent(calls_provider=True)
     def post(self, request, order_id):
         data = parse(self.Input, request.data)
         order = order_get(merchant=request.user.merchant, order_id=order_id)
-        installment_order_pay(order=order, amount=data.get("amount"))
+        installment_order_pay(order=order, amount=data.get("amount"), idempotency_key=request.idempotency_key)
         return Response(OrderOut(order_get(merchant=request.user.merchant, order_id=order_id)).data)

@@ -37,6 +37,9 @@ class InstallmentOrder(models.Model):
     )
     description = models.CharField(max_length=1000, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    idempotency_key = models.CharField(
+        max_length=255, null=True, blank=True, help_text="The create request's caller-scoped Idempotency-Key."
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -47,6 +50,11 @@ class InstallmentOrder(models.Model):
             models.CheckConstraint(
                 condition=Q(down_payment__gte=0) & Q(down_payment__lt=F("amount")),
                 name="installment_order_down_payment_within_amount",
+            ),
+            models.UniqueConstraint(
+                fields=["merchant", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="installment_order_idempotency_key_unique_per_merchant",
             ),
         ]
 

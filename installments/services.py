@@ -19,6 +19,7 @@ The raw client Idempotency-Key never reaches charge_create: every key is derived
 and scoped to one installment attempt or one order.
 """
 
+import hashlib
 import logging
 import time
 from collections.abc import Iterator
@@ -30,7 +31,8 @@ from django.db.models import Case, CharField, F, Sum, TextField, Value, When
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
-from config.errors import CardDeclined, IllegalTransition, InsufficientFunds, InvalidRequest
+from config.errors import CardDeclined, Conflict, IllegalTransition, InsufficientFunds, InvalidRequest
+from config.faults import fault_point
 from config.metadata import metadata_validate
 from installments.models import Installment, InstallmentCharge, InstallmentEvent, InstallmentOrder
 from installments.schedule import schedule_equal, schedule_explicit
@@ -118,6 +120,7 @@ def installment_order_create(
     down_payment: int = 0,
     description: str = "",
     metadata: dict | None = None,
+    idempotency_key: str | None = None,
 ) -> InstallmentOrder:
     """Create an order and its installments: equal parts over `installment_count`
     periods, or the explicit `schedule`. The amounts always sum exactly to what is owed
@@ -135,9 +138,18 @@ def installment_order_create(
       installment 0 `processing`; the collector books the charge's outcome once it
       resolves (a later decline cancels the order the same way).
     Raises InvalidRequest naming the field for a bad schedule or metadata (Stripe's limits).
+
+    Resumable on `idempotency_key` (unique per merchant, config/api/idempotency.py): a
+    retry finds the order that carries it and finishes its down payment if the process
+    died before the card was asked (the charge's own key `down:<order>` makes that ask
+    once); no second order, no second down payment.
     """
     metadata = metadata_validate(metadata or {})
     currency = currency.lower()
+    if idempotency_key:
+        existing = InstallmentOrder.objects.filter(merchant=merchant, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _order_resume(existing, customer=customer, amount=amount, currency=currency)
     if down_payment < 0 or down_payment >= amount:
         raise InvalidRequest("down_payment must be at least 0 and less than the amount.", param="down_payment")
     owed = amount - down_payment
@@ -166,6 +178,7 @@ def installment_order_create(
             interval_count=interval_count,
             description=description,
             metadata=metadata or {},
+            idempotency_key=idempotency_key or None,
         )
         rows = [
             Installment(order=order, sequence=i + 1, due_date=due, amount=part, next_attempt_at=_start_of(due))
@@ -208,15 +221,41 @@ def installment_order_create(
     if charge is not None and charge.status == Charge.Status.PENDING:
         # Committed with the order (its wallet part held), the card part is charged with no
         # lock held; a process dying here leaves it to the collector and the charge resolver.
-        charge = charge_card(charge)
-        installment_record(
-            installment_id=down.pk,
-            charge_key=down.charge_key,
-            charge=charge,
-            error=charge.failure_reason,
-            now=now,
-            source="api",
-        )
+        fault_point("intent_committed")
+        _down_payment_finish(down=down, charge=charge_card(charge), now=now)
+    return order
+
+
+def _down_payment_finish(*, down: Installment, charge: Charge, now: datetime) -> None:
+    installment_record(
+        installment_id=down.pk,
+        charge_key=down.charge_key,
+        charge=charge,
+        error=charge.failure_reason,
+        now=now,
+        source="api",
+    )
+
+
+def _order_resume(order: InstallmentOrder, *, customer, amount: int, currency: str) -> InstallmentOrder:
+    """A retry of the create that made `order`: the same order; a down payment whose card
+    part was never asked for is asked now (charge_create resumes its charge by key)."""
+    if (order.customer_id, order.amount, order.currency) != (customer.pk, amount, currency):
+        raise Conflict("This Idempotency-Key was already used for a different order.", param="Idempotency-Key")
+    down = order.installments.filter(sequence=0, status=Status.PROCESSING).first()
+    if down is not None:
+        charge = Charge.objects.filter(merchant_id=order.merchant_id, idempotency_key=down.charge_key).first()
+        if charge is not None and charge.status == Charge.Status.PENDING:
+            charge = charge_create(
+                merchant=order.merchant,
+                customer=order.customer,
+                amount=charge.amount,
+                currency=charge.currency,
+                idempotency_key=down.charge_key,
+            )
+        if charge is not None:
+            _down_payment_finish(down=down, charge=charge, now=timezone.now())
+    order.refresh_from_db()
     return order
 
 
@@ -743,7 +782,9 @@ def installments_collect(
 # --- Pay early, cancel, reschedule, retry -----------------------------------------------------
 
 
-def installment_order_pay(*, order: InstallmentOrder, amount: int | None = None) -> InstallmentOrder:
+def installment_order_pay(
+    *, order: InstallmentOrder, amount: int | None = None, idempotency_key: str | None = None
+) -> InstallmentOrder:
     """Pay the next open installment now, or (amount = the remaining balance) all of them,
     with one charge keyed `pay:<order>:<n>` (n counts the order's early payments, so a
     retry after a decline is a new charge). The installments are claimed with that key
@@ -755,8 +796,18 @@ def installment_order_pay(*, order: InstallmentOrder, amount: int | None = None)
     the charge cannot be made (the wallet short and no card), CardDeclined (402,
     card_declined) if the card is declined (the installments are then as they were).
     A charge left pending leaves them `processing` until it resolves.
+
+    Resumable on `idempotency_key`: the charge's key is then derived from it
+    (`pay:<order>:<hash>`), so a retry finds that charge and answers from it (asking the
+    card if the process died before it did) instead of paying the next installment too.
     """
     now = timezone.now()
+    key = None
+    if idempotency_key:
+        key = f"pay:{order.pk}:{hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]}"
+        if Charge.objects.filter(merchant_id=order.merchant_id, idempotency_key=key).exists():
+            targets = list(Installment.objects.filter(order_id=order.pk, charge_key=key))
+            return _early_payment_finish(order=order, key=key, targets=targets, now=now)
     with transaction.atomic():
         locked = (
             InstallmentOrder.objects.select_for_update(no_key=True, of=("self",))
@@ -785,7 +836,7 @@ def installment_order_pay(*, order: InstallmentOrder, amount: int | None = None)
             )
         locked.early_payments += 1
         locked.save(update_fields=["early_payments", "updated_at"])
-        key = f"pay:{locked.pk}:{locked.early_payments}"
+        key = key or f"pay:{locked.pk}:{locked.early_payments}"
         InstallmentEvent.objects.bulk_create(
             _event(
                 locked,
@@ -800,6 +851,16 @@ def installment_order_pay(*, order: InstallmentOrder, amount: int | None = None)
         Installment.objects.filter(pk__in=[t.pk for t in targets]).update(
             status=Status.PROCESSING, claimed_at=now, claim_source=Claim.EARLY_PAYMENT, charge_key=key
         )
+    fault_point("intent_committed")
+    return _early_payment_finish(order=locked, key=key, targets=targets, now=now)
+
+
+def _early_payment_finish(
+    *, order: InstallmentOrder, key: str, targets: list[Installment], now: datetime
+) -> InstallmentOrder:
+    """Make (or find, or resume: charge_create is idempotent on the key) the early
+    payment's one charge and record it on the installments it pays."""
+    locked = order
     charge, error = _charge(
         order=locked, key=key, amount=sum(t.amount for t in targets), description=f"early payment of order {locked.pk}"
     )

@@ -104,7 +104,7 @@ class PaymentListCreateApi(ListAPIView):
         responses={201: PaymentOut, **ERRORS_MONEY},
         summary="Create a payment (Idempotency-Key honoured)",
     )
-    @idempotent
+    @idempotent(calls_provider=True)
     def post(self, request):
         data = parse(self.Input, request.data)
         merchant = request.user.require_merchant()
@@ -113,7 +113,7 @@ class PaymentListCreateApi(ListAPIView):
             customer = customer_get(merchant=merchant, customer_id=customer, param="customer")
         data["split_instructions"] = splits_validate(instructions=data["split_instructions"], amount=data["amount"])
         payment = payment_create(
-            merchant=merchant, customer=customer, idempotency_key=request.headers.get("Idempotency-Key", ""), **data
+            merchant=merchant, customer=customer, idempotency_key=request.idempotency_key or "", **data
         )
         return Response(PaymentOut(payment).data, status=201)
 
@@ -172,11 +172,11 @@ class PaymentCancelApi(APIView):
         """No fields; parsed so that a malformed body is a 400 before anything changes."""
 
     @extend_schema(request=None, responses={200: PaymentOut, **ERRORS_WRITE}, summary="Cancel a pending payment")
-    @idempotent
+    @idempotent(calls_provider=True)
     def post(self, request, payment_id):
         parse(self.Input, request.data)
         payment = payment_get(merchant=request.user.merchant, payment_id=payment_id)
-        return Response(PaymentOut(payment_cancel(payment=payment)).data)
+        return Response(PaymentOut(payment_cancel(payment=payment, idempotency_key=request.idempotency_key)).data)
 
 
 class PaymentRefundApi(APIView):
@@ -187,11 +187,13 @@ class PaymentRefundApi(APIView):
     @extend_schema(
         request=Input, responses={201: RefundOut, **ERRORS_MONEY}, summary="Refund all or part of what is left"
     )
-    @idempotent
+    @idempotent(calls_provider=True)
     def post(self, request, payment_id):
         data = parse(self.Input, request.data)
         payment = payment_get(merchant=request.user.merchant, payment_id=payment_id)
-        refund = payment_refund(payment=payment, amount=data.get("amount"), reason=data["reason"])
+        refund = payment_refund(
+            payment=payment, amount=data.get("amount"), reason=data["reason"], idempotency_key=request.idempotency_key
+        )
         return Response(RefundOut(refund).data, status=201)
 
 
@@ -257,10 +259,10 @@ class ChargeListCreateApi(ListAPIView):
         return qs if merchant is None else qs.filter(merchant=merchant)
 
     @extend_schema(request=Input, responses={201: ChargeOut, **ERRORS_MONEY}, summary="Charge a customer")
-    @idempotent
+    @idempotent(calls_provider=True)
     def post(self, request):
         data = parse(self.Input, request.data)
         merchant = request.user.require_merchant()
         customer = customer_get(merchant=merchant, customer_id=data.pop("customer"), param="customer")
-        charge = charge_create(merchant=merchant, customer=customer, **data)
+        charge = charge_create(merchant=merchant, customer=customer, idempotency_key=request.idempotency_key, **data)
         return Response(ChargeOut(charge).data, status=201)

@@ -31,6 +31,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.errors import Conflict, InsufficientFunds, InvalidRequest
+from config.faults import fault_point
 from payments import booking
 from payments.models import Charge, Payment, PaymentEvent
 from payments.providers import ProviderDeclined, ProviderUnavailable, get_provider, resolve_provider_name
@@ -107,7 +108,7 @@ def charge_create(
     if idempotency_key:
         existing = _existing(idempotency_key=idempotency_key, **lookup)
         if existing is not None:
-            return existing
+            return existing if defer_card else _charge_resume(existing)
     # Created before the transactions that lock them (booking.py says why).
     wallet = _wallet(customer, currency)
     provider, provider_error = None, None
@@ -139,10 +140,26 @@ def charge_create(
         existing = _existing(idempotency_key=idempotency_key, **lookup) if idempotency_key else None
         if existing is None:
             raise
-        return existing
+        return existing if defer_card else _charge_resume(existing)
     if charge.status != Charge.Status.PENDING or defer_card:
         return charge
+    fault_point("intent_committed")
     return charge_card(charge)
+
+
+def _charge_resume(charge: Charge) -> Charge:
+    """A retry of the request that began `charge`: if its card part was never asked for
+    (the process died first), ask now, with the same key `ch-<id>`, claimed as
+    charges_resolve_pending claims so the two never make the call at once."""
+    if charge.status != Charge.Status.PENDING or charge.provider_charge_id:
+        return charge
+    now = timezone.now()
+    claimed = (
+        Charge.objects.filter(pk=charge.pk, status=Charge.Status.PENDING, provider_charge_id="")
+        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - timedelta(minutes=5)))
+        .update(claimed_at=now)
+    )
+    return charge_card(charge) if claimed else charge
 
 
 @transaction.atomic
@@ -356,6 +373,7 @@ def charge_card(charge: Charge) -> Charge:
             description=charge.description,
             metadata={"paydesk_charge": str(charge.pk), "paydesk_payment": str(charge.payment_id)},
         )
+        fault_point("provider_called")
     except ProviderDeclined as exc:
         # The clean message is the charge's failure_reason; the provider's own text is staff's.
         logger.warning(

@@ -82,6 +82,12 @@ class Payment(models.Model):
                 condition=~Q(provider_payment_id=""),
                 name="payment_unique_provider_id",
             ),
+            # The create request's caller-scoped Idempotency-Key: a retry resumes this row.
+            models.UniqueConstraint(
+                fields=["merchant", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="payment_idempotency_key_unique_per_merchant",
+            ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
             models.CheckConstraint(
                 condition=Q(amount_refunded__gte=0) & Q(amount_refunded__lte=F("amount")),
@@ -142,11 +148,21 @@ class Refund(models.Model):
     reason = models.CharField(max_length=500, blank=True)
     provider_refund_id = models.CharField(max_length=255, blank=True)
     failure_reason = models.TextField(blank=True)
+    idempotency_key = models.CharField(
+        max_length=255, null=True, blank=True, help_text="The refund request's caller-scoped Idempotency-Key."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at"]
-        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
+            models.UniqueConstraint(
+                fields=["payment", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="refund_idempotency_key_unique_per_payment",
+            ),
+        ]
 
     def __str__(self):
         return f"refund {self.amount} of {self.payment_id} ({self.status})"

@@ -15,6 +15,7 @@ from django.db.models import Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
 from config.errors import Conflict, IllegalTransition, InsufficientFunds, InvalidRequest, ProviderError
+from config.faults import fault_point
 from payments import booking
 from payments.identity.services import subscription_consume_token
 from payments.models import TRANSITIONS, Charge, Payment, PaymentEvent, Refund
@@ -133,7 +134,16 @@ def payment_create(
     409) and the token goes back with the rollback. Then, outside any lock, the provider
     is called with an idempotency key derived from the payment; if it fails, the payment
     becomes `failed` with the reason and ProviderError (502) is raised.
+
+    Resumable on `idempotency_key` (unique per merchant, config/api/idempotency.py): a
+    retry finds the payment that carries it and takes it on from where it stopped (the
+    provider asked again with the same derived key if its answer was never recorded); no
+    second payment, no second quota token.
     """
+    if idempotency_key:
+        existing = Payment.objects.filter(merchant=merchant, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _payment_resume(existing, order_id=order_id, amount=amount, currency=currency)
     provider_name = resolve_provider_name(merchant=merchant, requested=provider)
     try:
         with transaction.atomic():
@@ -161,12 +171,35 @@ def payment_create(
     except IntegrityError as exc:
         if "payment_one_pending_per_order" in str(exc):
             raise Conflict(f"Order {order_id!r} already has a pending payment.", param="order_id")
+        if idempotency_key and "payment_idempotency_key_unique_per_merchant" in str(exc):
+            existing = Payment.objects.get(merchant=merchant, idempotency_key=idempotency_key)
+            return _payment_resume(existing, order_id=order_id, amount=amount, currency=currency)
         raise
+    fault_point("intent_committed")
+    return _payment_at_provider(payment)
 
+
+def _payment_resume(payment: Payment, *, order_id: str, amount: int, currency: str) -> Payment:
+    """A retry of the create that made `payment`: the same answer, nothing made twice."""
+    if (payment.order_id, payment.amount, payment.currency) != (order_id, amount, currency.lower()):
+        raise Conflict("This Idempotency-Key was already used for a different payment.", param="Idempotency-Key")
+    if not payment.provider_payment_id:
+        if payment.status == "pending":  # the provider's answer was never recorded: ask again
+            return _payment_at_provider(payment)
+        if payment.status == "failed":  # the provider failed the create: the same 502
+            raise ProviderError(f"The payment provider failed: {payment.failure_reason}")
+    return payment
+
+
+def _payment_at_provider(payment: Payment) -> Payment:
+    """Ask the payment's provider for a way to pay it, with the key `pay-<id>` (so asking
+    again after a crash finds the same provider payment), and record the answer."""
+    provider_name = payment.provider
     try:
         # Any failure at all (declined, unreachable, timeout, a bug in a plugin) leaves the
         # payment failed with the reason rather than pending forever.
         created = get_provider(provider_name).create_payment(payment=payment, idempotency_key=f"pay-{payment.pk}")
+        fault_point("provider_called")
         with transaction.atomic():
             Payment.objects.filter(pk=payment.pk).update(
                 provider_payment_id=created.provider_payment_id,
@@ -215,12 +248,23 @@ def _charge_backed(payment: Payment) -> bool:
     return Charge.objects.filter(payment_id=payment.pk).exists()
 
 
-def payment_cancel(*, payment: Payment, source: str = Source.API) -> Payment:
+def payment_cancel(*, payment: Payment, source: str = Source.API, idempotency_key: str | None = None) -> Payment:
     """Cancel a pending payment. Anything else, or a charge's payment (it settles with its
-    charge), raises IllegalTransition (409)."""
+    charge), raises IllegalTransition (409).
+
+    Resumable on `idempotency_key`: it is recorded on the cancel's timeline event, and a
+    retry of the request that canceled the payment asks the provider again (a crash may
+    have come before it did) and answers as the first did, where any other cancel of a
+    canceled payment is a 409."""
     if _charge_backed(payment):
         raise IllegalTransition("This payment belongs to a charge and settles with it; it cannot be canceled.")
-    payment = payment_transition(payment_id=payment.pk, to="canceled", source=source)
+    if idempotency_key and payment.status == "canceled":
+        if payment.timeline.filter(type="payment.canceled", data__idempotency_key=idempotency_key).exists():
+            _provider_cancel(payment, source=source)
+            return payment
+    data = {"idempotency_key": idempotency_key} if idempotency_key else None
+    payment = payment_transition(payment_id=payment.pk, to="canceled", source=source, data=data)
+    fault_point("intent_committed")
     _provider_cancel(payment, source=source)
     return payment
 
@@ -509,7 +553,12 @@ def _refunded_change(*, payment: Payment, accounts, by: int, refund: Refund, ref
 
 
 def payment_refund(
-    *, payment: Payment, amount: int | None = None, reason: str = "", source: str = Source.API
+    *,
+    payment: Payment,
+    amount: int | None = None,
+    reason: str = "",
+    source: str = Source.API,
+    idempotency_key: str | None = None,
 ) -> Refund:
     """Refund all or part of what is left of a succeeded payment, back where it came from.
 
@@ -523,7 +572,15 @@ def payment_refund(
     Ends partially_refunded or refunded, judged on the refunds that succeeded.
     Raises InsufficientFunds (402) when the merchant or a recipient has paid the money
     out, with nothing changed.
+
+    Resumable on `idempotency_key` (unique per payment): a retry finds the refund that
+    carries it and returns it, asking the provider again (same key `re-<id>`) if its
+    answer was never recorded; nothing is refunded twice.
     """
+    if idempotency_key:
+        existing = Refund.objects.filter(payment_id=payment.pk, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _refund_resume(existing, amount=amount)
     payment = Payment.objects.select_related("merchant").get(pk=payment.pk)
     charge = payment.charges.filter(status=Charge.Status.SUCCEEDED).first()
     accounts = _payment_accounts(payment, charge)
@@ -543,7 +600,12 @@ def payment_refund(
             wallet_part = min(amount, charge.wallet_amount - wallet_refunded)
         provider_part = amount - wallet_part
         refund = Refund.objects.create(
-            payment=locked, amount=amount, reason=reason, wallet_amount=wallet_part, provider_amount=provider_part
+            payment=locked,
+            amount=amount,
+            reason=reason,
+            wallet_amount=wallet_part,
+            provider_amount=provider_part,
+            idempotency_key=idempotency_key or None,
         )
         timeline_add(
             payment=locked,
@@ -578,7 +640,28 @@ def payment_refund(
         else:
             return _refund_succeeded(payment=locked, refund=refund, provider_refund_id="", source=source)
 
+    fault_point("intent_committed")
     return _refund_at_provider(refund=refund, source=source)
+
+
+def _refund_resume(refund: Refund, *, amount: int | None) -> Refund:
+    """A retry of the request that made `refund`: the same answer, nothing refunded twice."""
+    if amount is not None and amount != refund.amount:
+        raise Conflict("This Idempotency-Key was already used for a different refund.", param="Idempotency-Key")
+    if refund.status == Refund.Status.FAILED:
+        raise ProviderError(f"The provider could not refund: {refund.failure_reason}")
+    if refund.status == Refund.Status.PENDING and refund.provider_amount:
+        # Its provider answer was never recorded. Claimed as refunds_resolve_pending claims,
+        # so the two never ask about it at once.
+        now = timezone.now()
+        claimed = (
+            Refund.objects.filter(pk=refund.pk, status=Refund.Status.PENDING)
+            .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - timedelta(minutes=5)))
+            .update(claimed_at=now)
+        )
+        if claimed:
+            return _refund_at_provider(refund=refund, source=Source.API)
+    return refund
 
 
 def _refund_at_provider(*, refund: Refund, source: str) -> Refund:
@@ -595,6 +678,7 @@ def _refund_at_provider(*, refund: Refund, source: str) -> Refund:
         result = get_provider(provider_name).refund(
             payment=payment, amount=refund.provider_amount, idempotency_key=f"re-{refund.pk}"
         )
+        fault_point("provider_called")
         ok = result.status in ("succeeded", "pending")
         failure = "" if ok else f"provider refund {result.status}"
         failure_internal = failure

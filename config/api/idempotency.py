@@ -1,21 +1,48 @@
-"""Idempotency-Key for POST views, with Stripe's semantics (API.md "Idempotency").
+"""Idempotency-Key for POST views: one policy for every request that creates or moves
+money, with Stripe's semantics (API.md "Idempotency") and Stripe's "atomic phases".
 
     class WalletDebitApi(APIView):
-        @idempotent
+        @idempotent                      # the whole effect is in the database
         def post(self, request, ...): ...
 
-- The key is claimed by inserting a row in its own committed transaction; the unique
-  constraint makes exactly one of several concurrent requests the owner. The others
-  see the row: in flight -> 409, finished -> the saved response with
-  `Idempotent-Replayed: true`, a different request -> 400 idempotency_error.
+    class PaymentCreateApi(APIView):
+        @idempotent(calls_provider=True)  # the request also asks a provider
+        def post(self, request):
+            payment_create(..., idempotency_key=request.idempotency_key)
+
+The phases of a keyed request:
+
+1. Claim. The key is inserted as in flight in its own committed transaction; the unique
+   constraint makes exactly one of several concurrent requests the owner. The others see
+   the row: in flight -> 409, finished -> the saved response with
+   `Idempotent-Replayed: true`, a different request -> 400 idempotency_error.
+2. Effect and completion, in one transaction. A database-only request runs inside one
+   `transaction.atomic()` that also marks the key done with the response's status and
+   body, so the money and the record of it commit together or not at all: a crash at any
+   point leaves either both or neither, and a retry once the lease has passed runs the
+   request again from nothing. The completion only applies while this request still
+   owns the key; if a retry took it over, this request's effect rolls back (409).
+3. A request that calls a provider cannot hold a transaction across the call. Its service
+   records the intent first: the row it creates (payment, charge, refund, installment
+   order) carries `request.idempotency_key`, unique per merchant, and the provider is
+   called with a key derived from that row (`pay-<id>`, `ch-<id>`, `re-<id>`). A retry at
+   any point finds that row and resumes it (calls the provider again with the same
+   derived key, records the answer) instead of starting another. The key is marked done
+   once the view has answered.
+
+Views never build a key of their own: `request.idempotency_key` is the caller-scoped key
+(None without the header) for services that record it. A keyed request costs the claim
+plus what the same request costs unkeyed (plus the completion, for a provider request).
+
 - The first result is saved once the request got past validation and began executing,
-  errors included (a 402 replays as 402). Responses that mean "nothing was attempted"
-  (400 validation, 401, 403, 404, 405, 415, 429, 503) release the key instead, so the
-  request can be fixed and retried with the same key.
+  errors included (a 402 replays as 402); the error rolled the effect back first.
+  Responses that mean "nothing was attempted" (400 validation, 401, 403, 404, 405, 415,
+  429, 503) release the key instead, so the request can be fixed and retried.
 - Keys are kept 24 hours (IDEMPOTENCY_KEY_TTL); a periodic task purges older ones.
 - A key left in flight by a process that died mid-request is taken over by a retry once
   it is older than IDEMPOTENCY_IN_FLIGHT_LEASE (default 120 s; keep it above the longest
   request, e.g. gunicorn's timeout).
+- config.faults names the points where the crash tests kill a request.
 """
 
 import hashlib
@@ -29,10 +56,15 @@ from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
 from config.api.errors import IdempotencyError, error_response
+from config.faults import fault_point
 from config.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
 NOT_SAVED_STATUSES = frozenset({400, 401, 403, 404, 405, 415, 429, 503})
+
+
+class _TakenOver(Exception):
+    """Raised inside the effect's transaction to roll it back: a retry owns the key now."""
 
 
 def _request_hash(request) -> str:
@@ -52,13 +84,22 @@ def _scope(request) -> str:
     return getattr(user, "throttle_ident", None) or f"anon:{request.META.get('REMOTE_ADDR', '')}"
 
 
+def scoped_key(*, scope: str, key: str) -> str:
+    """The key services record on the rows they create: scoped to the caller as the
+    API's own record is, hashed when too long for their 255-character columns."""
+    scoped = f"api:{scope}:{key}"
+    if len(scoped) > 255:
+        scoped = f"api:sha256:{hashlib.sha256(scoped.encode()).hexdigest()}"
+    return scoped
+
+
 def _claim(*, scope: str, key: str, request, request_hash: str) -> tuple[IdempotencyKey, bool]:
     """Insert the key as in flight, or return the existing row. Commits on its own.
 
     An in-flight row older than IDEMPOTENCY_IN_FLIGHT_LEASE belongs to a request whose
     process died (no request runs that long): a retry of the same request takes it over
-    (one conditional UPDATE, so one retry wins) and runs again. That is safe because the
-    services underneath are atomic and idempotent themselves."""
+    (one conditional UPDATE, so one retry wins) and runs again, which phases 2 and 3 of
+    the module docstring make safe."""
     now = timezone.now()
     cutoff = now - settings.IDEMPOTENCY_KEY_TTL
     abandoned = now - settings.IDEMPOTENCY_IN_FLIGHT_LEASE
@@ -91,9 +132,67 @@ def _claim(*, scope: str, key: str, request, request_hash: str) -> tuple[Idempot
     return row, False
 
 
-def idempotent(view_method):
+def _finish(row: IdempotencyKey, response) -> int:
+    """Save the response under the key, or release the key for a response that means
+    nothing was attempted. Only while this request still owns the key (same claim time):
+    if it ran past the lease and a retry took the key over, the retry's result is kept.
+    Returns how many rows it changed (0: taken over)."""
+    mine = IdempotencyKey.objects.filter(pk=row.pk, state=IdempotencyKey.State.IN_FLIGHT, created_at=row.created_at)
+    if response.status_code in NOT_SAVED_STATUSES:
+        return mine.delete()[0]
+    return mine.update(
+        state=IdempotencyKey.State.DONE,
+        response_status=response.status_code,
+        # DRF's own encoder, so the replay renders exactly as the first response did.
+        response_body=None if response.data is None else json.dumps(response.data, cls=JSONEncoder),
+        completed_at=timezone.now(),
+    )
+
+
+def _run_atomic(view_method, row, self, request, args, kwargs):
+    """Phase 2: the view and the key's completion in one transaction."""
+    try:
+        with transaction.atomic():
+            response = view_method(self, request, *args, **kwargs)
+            if response.status_code in NOT_SAVED_STATUSES:
+                # Nothing was attempted; undo anything the view did before answering so.
+                transaction.set_rollback(True)
+            else:
+                fault_point("before_done")
+                if not _finish(row, response):
+                    raise _TakenOver
+                return response
+    except _TakenOver:
+        return error_response(
+            409, "conflict", "A retry of this request took its Idempotency-Key over; its result is the one kept."
+        )
+    except Exception as exc:  # rolled back: record the error (or release the key) on its own
+        response = self.handle_exception(exc)
+    fault_point("before_done")
+    _finish(row, response)
+    return response
+
+
+def _run_resumable(view_method, row, self, request, args, kwargs):
+    """Phase 3: the view's services commit their own phases around the provider call."""
+    try:
+        response = view_method(self, request, *args, **kwargs)
+    except Exception as exc:
+        response = self.handle_exception(exc)
+    fault_point("before_done")
+    _finish(row, response)
+    return response
+
+
+def idempotent(view_method=None, *, calls_provider: bool = False):
+    """Honour Idempotency-Key on a POST view (see the module docstring for the policy)."""
+    if view_method is None:
+        return lambda method: idempotent(method, calls_provider=calls_provider)
+    run = _run_resumable if calls_provider else _run_atomic
+
     @wraps(view_method)
     def wrapper(self, request, *args, **kwargs):
+        request.idempotency_key = None
         key = request.headers.get(HEADER)
         if key is None:
             return view_method(self, request, *args, **kwargs)
@@ -101,7 +200,8 @@ def idempotent(view_method):
             raise IdempotencyError("Idempotency-Key must be 1 to 255 characters.", param=HEADER)
 
         request_hash = _request_hash(request)
-        row, owner = _claim(scope=_scope(request), key=key, request=request, request_hash=request_hash)
+        scope = _scope(request)
+        row, owner = _claim(scope=scope, key=key, request=request, request_hash=request_hash)
         if not owner:
             if row.request_hash != request_hash:
                 raise IdempotencyError(
@@ -113,23 +213,10 @@ def idempotent(view_method):
             body = None if row.response_body is None else json.loads(row.response_body)
             return Response(body, status=row.response_status, headers={"Idempotent-Replayed": "true"})
 
-        try:
-            response = view_method(self, request, *args, **kwargs)
-        except Exception as exc:
-            response = self.handle_exception(exc)
-        # Only while this request still holds the key: if it ran past the lease and a retry
-        # took the key over, the retry's result is the one kept.
-        mine = IdempotencyKey.objects.filter(pk=row.pk, state=IdempotencyKey.State.IN_FLIGHT, created_at=row.created_at)
-        if response.status_code in NOT_SAVED_STATUSES:
-            mine.delete()
-        else:
-            mine.update(
-                state=IdempotencyKey.State.DONE,
-                response_status=response.status_code,
-                # DRF's own encoder, so the replay renders exactly as the first response did.
-                response_body=None if response.data is None else json.dumps(response.data, cls=JSONEncoder),
-                completed_at=timezone.now(),
-            )
+        request.idempotency_key = scoped_key(scope=scope, key=key)
+        fault_point("idempotency_claimed")
+        response = run(view_method, row, self, request, args, kwargs)
+        fault_point("after_commit")
         return response
 
     return wrapper

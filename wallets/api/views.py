@@ -2,8 +2,6 @@
 service, render. Every lookup is scoped to the caller's merchant: another merchant's
 customer or hold is a 404."""
 
-import hashlib
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
@@ -12,7 +10,6 @@ from rest_framework.views import APIView
 
 from config.api.docs import ERRORS_MONEY, ERRORS_READ, ERRORS_WRITE
 from config.api.fields import CurrencyField, IdField, MinorUnitsField
-from config.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from config.api.idempotency import idempotent
 from config.api.parsing import parse
 from config.currencies import is_valid_currency
@@ -33,21 +30,6 @@ def _query_currency(request) -> str | None:
     if not is_valid_currency(currency):
         raise InvalidRequest(f"Unknown or malformed ISO 4217 currency code: {currency!r}.", param="currency")
     return currency.lower()
-
-
-def _ledger_key(request) -> str | None:
-    """The request's Idempotency-Key for the ledger, scoped to the caller as the API's own
-    record of it is. The API replays a finished request from that record; this key covers
-    the gap where the money committed but the record did not (a crash in between, then a
-    retry once the record is gone): the ledger finds the first transfer or hold and
-    moves nothing. A key too long to prefix is hashed (the ledger keys hold 255 chars)."""
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if not key:
-        return None
-    scoped = f"api:{getattr(request.user, 'throttle_ident', '')}:{key}"
-    if len(scoped) > 255:
-        scoped = f"api:sha256:{hashlib.sha256(scoped.encode()).hexdigest()}"
-    return scoped
 
 
 def _render_wallet(wallet: Account, status: int = 200) -> Response:
@@ -119,7 +101,7 @@ class WalletCreditApi(APIView):
             amount=data["amount"],
             reference=data["reference"],
             reason=data["reason"],
-            idempotency_key=_ledger_key(request),
+            idempotency_key=request.idempotency_key,
         )
         return _render_wallet(wallet)
 
@@ -140,7 +122,7 @@ class WalletDebitApi(APIView):
             amount=data["amount"],
             reference=data["reference"],
             reason=data["reason"],
-            idempotency_key=_ledger_key(request),
+            idempotency_key=request.idempotency_key,
         )
         return _render_wallet(wallet)
 
@@ -164,7 +146,7 @@ class HoldCreateApi(APIView):
             amount=data["amount"],
             expires_at=data["expires_at"],
             reference=data["reference"],
-            idempotency_key=_ledger_key(request),
+            idempotency_key=request.idempotency_key,
         )
         return Response(HoldOut(hold).data, status=201)
 
