@@ -805,8 +805,8 @@ def installment_order_pay(
     key = None
     if idempotency_key:
         key = f"pay:{order.pk}:{hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]}"
-        if Charge.objects.filter(merchant_id=order.merchant_id, idempotency_key=key).exists():
-            targets = list(Installment.objects.filter(order_id=order.pk, charge_key=key))
+        targets = list(Installment.objects.filter(order_id=order.pk, charge_key=key).order_by("sequence"))
+        if targets:  # claimed by this request before: finish that payment, start no other
             return _early_payment_finish(order=order, key=key, targets=targets, now=now)
     with transaction.atomic():
         locked = (

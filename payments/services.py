@@ -277,6 +277,7 @@ def _provider_cancel(payment: Payment, *, source: str) -> None:
         return
     try:
         get_provider(payment.provider).cancel_payment(payment=payment)
+        fault_point("provider_called")
     except Exception as exc:
         detail = failure_detail(exc)[:2000]
         message = exc.message if isinstance(exc, ProviderFailure) else "The payment provider failed unexpectedly."
