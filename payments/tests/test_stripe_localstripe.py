@@ -208,3 +208,60 @@ def test_card_part_of_a_charge_is_charged_off_session(localstripe, stripe_custom
         assert Payment.objects.get(pk=charge["payment"]).status == "refunded"
     else:
         assert charge["failure_reason"] and (wallet.balance, wallet.held) == (700, 0)
+
+
+@pytest.mark.parametrize("point", ["idempotency_claimed", "intent_committed", "provider_called", "before_done"])
+def test_a_charge_crashed_and_retried_is_made_once_at_stripe(
+    localstripe, stripe_customer, api, settings, monkeypatch, point
+):
+    """config/tests/test_crash_exactly_once.py's crash, against Stripe's API: one
+    PaymentIntent for the charge; a retry after the provider answered asks with the very
+    same Idempotency-Key (Stripe returns the first intent for it; localstripe ignores the
+    header, so there the count is not asserted), and the ledger books it once."""
+    from datetime import timedelta
+
+    from django.db.models import F
+
+    from config.faults import Crash, armed
+    from config.models import IdempotencyKey
+    from payments.models import Charge
+    from payments.providers.stripe import StripeProvider
+    from wallets.selectors import ledger_audit
+    from wallets.services import wallet_create, wallet_credit
+    from webhooks.models import OutboundEvent
+
+    settings.DEFAULT_PAYMENT_PROVIDER = "stripe"
+    stripe_customer.payment_method = "pm_card_visa"
+    stripe_customer.save()
+    wallet = wallet_create(customer=stripe_customer, currency="usd")
+    wallet_credit(wallet=wallet, amount=700)
+    keys = []
+    original = StripeProvider.charge_off_session
+
+    def recording(self, **kwargs):
+        keys.append(kwargs["idempotency_key"])
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(StripeProvider, "charge_off_session", recording)
+    body = {"customer": str(stripe_customer.pk), "amount": 2000, "currency": "usd"}
+    with armed(point), pytest.raises(Crash):
+        api.post("/api/v1/charges", body, format="json", HTTP_IDEMPOTENCY_KEY="stripe-crash")
+    IdempotencyKey.objects.update(created_at=F("created_at") - timedelta(minutes=10))
+    retry = api.post("/api/v1/charges", body, format="json", HTTP_IDEMPOTENCY_KEY="stripe-crash")
+    assert retry.status_code == 201, retry.content
+    charge = Charge.objects.get()
+    assert (charge.status, charge.wallet_amount, charge.external_amount) == ("succeeded", 700, 1300)
+    assert keys and set(keys) == {f"ch-{charge.pk}"}
+    intents = [
+        intent
+        for intent in localstripe.v1.payment_intents.list().auto_paging_iter()
+        if (intent.metadata or {}).get("paydesk_charge") == str(charge.pk)
+    ]
+    if point != "provider_called":
+        assert len(keys) == 1 and len(intents) == 1
+        assert (intents[0].id, intents[0].amount, intents[0].status) == (charge.provider_charge_id, 1300, "succeeded")
+    wallet.refresh_from_db()
+    assert (wallet.balance, wallet.held) == (0, 0)
+    assert OutboundEvent.objects.filter(type="charge.succeeded").count() == 1
+    report = ledger_audit()
+    assert report["ok"], report["violations"]
