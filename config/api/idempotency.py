@@ -30,8 +30,10 @@ The phases of a keyed request:
    derived key, records the answer) instead of starting another. The key is marked done
    once the view has answered.
 
-Views never build a key of their own: `request.idempotency_key` is the caller-scoped key
-(None without the header) for services that record it. A keyed request costs the claim
+Views never build a key of their own: `request.idempotency_key` (None without the header)
+is the caller-scoped key services record (scoped_key). The rows keep it after the API's
+record of the key is purged: the same request sent again later finds the first result
+(a different one under that key is a 409), never a second charge. A keyed request costs the claim
 plus what the same request costs unkeyed (plus the completion, for a provider request).
 
 - The first result is saved once the request got past validation and began executing,
@@ -85,8 +87,10 @@ def _scope(request) -> str:
 
 
 def scoped_key(*, scope: str, key: str) -> str:
-    """The key services record on the rows they create: scoped to the caller as the
-    API's own record is, hashed when too long for their 255-character columns."""
+    """The key services record on the rows they create: the client's key scoped to the
+    caller as the API's own record is, hashed when too long for their 255-character
+    columns. Unique per merchant on those rows and kept with them, so a retry finds them
+    even if the API's record of the key is gone."""
     scoped = f"api:{scope}:{key}"
     if len(scoped) > 255:
         scoped = f"api:sha256:{hashlib.sha256(scoped.encode()).hexdigest()}"

@@ -200,7 +200,10 @@ def test_the_same_client_key_on_pay_for_two_orders_charges_both(merchant_api, me
     assert not any("pay-next" in c.idempotency_key for c in charges)
 
 
-def test_the_same_client_key_on_two_down_payments_charges_both(merchant_api, customer, wallet):
+def test_the_same_client_key_after_its_record_expired_finds_the_first_order(merchant_api, customer, wallet):
+    """The order carries the caller's key for good (config/api/idempotency.py): the same
+    order sent again once the API's record of the key is gone is the first order, with
+    its one down payment; another order under that key is a 409."""
     body = {
         "customer": str(customer.pk),
         "amount": 1000,
@@ -209,12 +212,18 @@ def test_the_same_client_key_on_two_down_payments_charges_both(merchant_api, cus
         "installment_count": 3,
         "interval": "month",
     }
+    ids = set()
     for _ in range(2):
         response = merchant_api.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="order-1")
         assert response.status_code == 201
         assert response.json()["installments"][0]["status"] == "paid"
+        ids.add(response.json()["id"])
         expire_client_keys()
-    assert Charge.objects.count() == 2 and balance(wallet) == 100_000 - 200
+    assert len(ids) == 1
+    assert Charge.objects.count() == 1 and balance(wallet) == 100_000 - 100
+    other = merchant_api.post(URL, {**body, "amount": 2000}, format="json", HTTP_IDEMPOTENCY_KEY="order-1")
+    assert other.status_code == 409, other.content
+    assert InstallmentOrder.objects.count() == 1
 
 
 # --- 3. a retry after a declined early payment is a new attempt ---------------------------

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 def forget_raw_keys(apps, schema_editor):
     # Before this, payments kept the client's raw Idempotency-Key (informational, and
-    # reusable after 24 hours); from now on a caller-scoped "api:..." key that a retry
+    # reusable after 24 hours); from now on the caller-scoped "api:..." key that a retry
     # resumes, unique per merchant. Old raw keys are not resumable: cleared.
     Payment = apps.get_model("payments", "Payment")
     Payment.objects.exclude(idempotency_key="").exclude(idempotency_key__startswith="api:").update(idempotency_key="")
