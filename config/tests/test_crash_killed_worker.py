@@ -47,7 +47,19 @@ def gunicorn(tmp_path):
             MOCK_PROVIDER_ENABLED="true",
         )
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1", "-t", "30"],
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "config.wsgi",
+                "-b",
+                f"127.0.0.1:{port}",
+                "-w",
+                "1",
+                "-t",
+                "30",
+                "--no-control-socket",
+            ],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
