@@ -36,7 +36,7 @@ from config.faults import fault_point
 from config.metadata import metadata_validate
 from installments.models import Installment, InstallmentCharge, InstallmentEvent, InstallmentOrder
 from installments.schedule import schedule_equal, schedule_explicit
-from payments.charges import WalletCharge, charge_card, charge_create, charges_from_wallets
+from payments.charges import WalletCharge, charge_card, charge_create, charge_resume, charges_from_wallets
 from payments.models import Charge
 from wallets.services import wallet_debits_lock
 from webhooks.services import event_emit, events_emit
@@ -239,21 +239,14 @@ def _down_payment_finish(*, down: Installment, charge: Charge, now: datetime) ->
 
 def _order_resume(order: InstallmentOrder, *, customer, amount: int, currency: str) -> InstallmentOrder:
     """A retry of the create that made `order`: the same order; a down payment whose card
-    part was never asked for is asked now (charge_create resumes its charge by key)."""
+    part was never asked for is asked now (charge_resume, with the charge's own key)."""
     if (order.customer_id, order.amount, order.currency) != (customer.pk, amount, currency):
         raise Conflict("This Idempotency-Key was already used for a different order.", param="Idempotency-Key")
     down = order.installments.filter(sequence=0, status=Status.PROCESSING).first()
     if down is not None:
         charge = Charge.objects.filter(merchant_id=order.merchant_id, idempotency_key=down.charge_key).first()
-        if charge is not None and charge.status == Charge.Status.PENDING:
-            charge = charge_create(
-                merchant=order.merchant,
-                customer=order.customer,
-                amount=charge.amount,
-                currency=charge.currency,
-                idempotency_key=down.charge_key,
-            )
         if charge is not None:
+            charge = charge_resume(charge)
             _down_payment_finish(down=down, charge=charge, now=timezone.now())
     order.refresh_from_db()
     return order

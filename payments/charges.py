@@ -108,7 +108,7 @@ def charge_create(
     if idempotency_key:
         existing = _existing(idempotency_key=idempotency_key, **lookup)
         if existing is not None:
-            return existing if defer_card else _charge_resume(existing)
+            return existing if defer_card else charge_resume(existing)
     # Created before the transactions that lock them (booking.py says why).
     wallet = _wallet(customer, currency)
     provider, provider_error = None, None
@@ -140,14 +140,14 @@ def charge_create(
         existing = _existing(idempotency_key=idempotency_key, **lookup) if idempotency_key else None
         if existing is None:
             raise
-        return existing if defer_card else _charge_resume(existing)
+        return existing if defer_card else charge_resume(existing)
     if charge.status != Charge.Status.PENDING or defer_card:
         return charge
     fault_point("intent_committed")
     return charge_card(charge)
 
 
-def _charge_resume(charge: Charge) -> Charge:
+def charge_resume(charge: Charge) -> Charge:
     """A retry of the request that began `charge`: if its card part was never asked for
     (the process died first), ask now, with the same key `ch-<id>`, claimed as
     charges_resolve_pending claims so the two never make the call at once."""
