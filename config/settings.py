@@ -337,6 +337,16 @@ HTTP_PROVIDER_URL = env("HTTP_PROVIDER_URL", default="")
 HTTP_PROVIDER_API_KEY = env("HTTP_PROVIDER_API_KEY", default="")
 HTTP_PROVIDER_TIMEOUT = env.float("HTTP_PROVIDER_TIMEOUT", default=10.0)
 HTTP_WEBHOOK_SECRET = env("HTTP_WEBHOOK_SECRET", default="")
+# Nepal's wallets (payments/providers/esewa.py, khalti.py), for NPR. Their defaults are
+# the providers' test endpoints. eSewa's test product code and secret are public (on its
+# developer site), so the secret defaults to it only while DEBUG is on: with DEBUG off
+# eSewa is off until ESEWA_SECRET_KEY is set, and Khalti until KHALTI_SECRET_KEY is
+# (Khalti has no public test key: each merchant gets one from test-admin.khalti.com).
+ESEWA_PRODUCT_CODE = env("ESEWA_PRODUCT_CODE", default="EPAYTEST")
+ESEWA_SECRET_KEY = env("ESEWA_SECRET_KEY", default="8gBm/:&EnhH.1/q" if DEBUG else "")
+ESEWA_BASE_URL = env("ESEWA_BASE_URL", default="https://rc-epay.esewa.com.np")
+KHALTI_SECRET_KEY = env("KHALTI_SECRET_KEY", default="")
+KHALTI_BASE_URL = env("KHALTI_BASE_URL", default="https://dev.khalti.com/api/v2/")
 # Reconciliation: pending payments older than this are asked about at their provider;
 # still pending after PAYMENT_EXPIRE_AFTER_SECONDS, they expire.
 PAYMENT_RECONCILE_AFTER_SECONDS = env.int("PAYMENT_RECONCILE_AFTER_SECONDS", default=900)

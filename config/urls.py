@@ -23,6 +23,7 @@ urlpatterns = [
     path("health", healthz, name="health"),
     path("webhooks/stripe", StripeWebhookApi.as_view(), name="stripe-webhook-root"),
     path("pay/mock/<uuid:payment_id>", mock_checkout, name="mock-checkout"),
+    path("pay/", include("payments.pay_urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

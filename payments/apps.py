@@ -8,7 +8,7 @@ class PaymentsConfig(AppConfig):
         from config import periodic
         from payments import checks, handlers  # noqa: F401  (registers system checks, inbound webhook handlers)
         from payments.identity import schema  # noqa: F401  (registers OpenAPI auth extensions)
-        from payments.providers import http, mock, stripe  # noqa: F401  (registers providers)
+        from payments.providers import esewa, http, khalti, mock, stripe  # noqa: F401  (registers providers)
         from webhooks.registry import register_event_types
 
         # A failed attempt of a payment that stays open for another (payment_attempt_failed).

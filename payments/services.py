@@ -22,6 +22,7 @@ from payments.models import TRANSITIONS, Charge, Payment, PaymentEvent, Refund
 from payments.providers import (
     ProviderDeclined,
     ProviderFailure,
+    ProviderStatus,
     ProviderUnavailable,
     failure_detail,
     get_provider,
@@ -145,6 +146,7 @@ def payment_create(
         if existing is not None:
             return _payment_resume(existing, order_id=order_id, amount=amount, currency=currency)
     provider_name = resolve_provider_name(merchant=merchant, requested=provider)
+    get_provider(provider_name).validate_payment(amount=amount, currency=currency)
     try:
         with transaction.atomic():
             subscription_consume_token(merchant=merchant)
@@ -584,6 +586,8 @@ def payment_refund(
             return _refund_resume(existing, amount=amount)
     payment = Payment.objects.select_related("merchant").get(pk=payment.pk)
     charge = payment.charges.filter(status=Charge.Status.SUCCEEDED).first()
+    if charge is None and not (provider := get_provider(payment.provider)).supports_refunds:
+        raise InvalidRequest(provider.refunds_unsupported_message)
     accounts = _payment_accounts(payment, charge)
     with transaction.atomic():
         locked = payment_lock(payment.pk)
@@ -819,35 +823,124 @@ def payments_reconcile_claim(*, now: datetime, limit: int, payment_ids=None) -> 
 
 
 def _reconcile_one(payment: Payment, *, now: datetime) -> str:
+    found = None
     try:
         status = "pending"
         if payment.provider_payment_id:
-            status = get_provider(payment.provider).retrieve_status(payment=payment)
+            found = get_provider(payment.provider).retrieve_outcome(payment=payment)
+            status = found.status
     except Exception as exc:  # the provider's trouble: judge by age alone
         logger.warning(
             "reconciliation could not reach the provider",
             extra={"payment": str(payment.pk), "detail": failure_detail(exc)[:2000]},
         )
         status = "unknown"
-    outcome = status
     if status in ("pending", "unknown") and payment.created_at <= now - timedelta(
         seconds=settings.PAYMENT_EXPIRE_AFTER_SECONDS
     ):
-        outcome = "expired"
-    if outcome not in ("succeeded", "failed", "canceled", "expired"):
+        result, _ = payment_settle_from_provider(
+            payment_id=payment.pk,
+            outcome="expired",
+            amount=None,
+            currency=None,
+            source=Source.RECONCILIATION,
+            data={"provider_status": status},
+            reason="expired while pending",
+        )
+        if result == "expired":
+            _provider_cancel(payment, source=Source.RECONCILIATION)
+        return result
+    if found is None or found.status not in SETTLED_OUTCOMES:
         return "still_pending"
-    result, _ = payment_settle_from_provider(
+    return _settle_found(payment, found, source=Source.RECONCILIATION, data={"provider_status": status})
+
+
+SETTLED_OUTCOMES = ("succeeded", "failed", "canceled", "expired")
+
+
+def _settle_found(payment: Payment, found: ProviderStatus, *, source: str, data: dict) -> str:
+    """Settle the payment on what its provider's status API said (payment_settle_from_provider:
+    a collected amount that is not the payment's settles nothing and is flagged). Money the
+    provider says it collected and then refunded at its end is booked, then its refund
+    recorded (in full), or flagged for staff (partly: the provider does not say how much)."""
+    result, flagged = payment_settle_from_provider(
         payment_id=payment.pk,
-        outcome=outcome,
-        amount=None,
-        currency=None,
-        source=Source.RECONCILIATION,
-        data={"provider_status": status},
-        reason="expired while pending" if outcome == "expired" else "",
+        outcome=found.status,
+        amount=found.amount,
+        currency=found.currency,
+        source=source,
+        data={**data, **found.data},
+        reason=found.reason,
     )
-    if result == "expired":
-        _provider_cancel(payment, source=Source.RECONCILIATION)
+    if found.status != "succeeded" or not found.refunded or result == "mismatch":
+        return result
+    if found.refunded == "full":
+        payment_record_provider_refund(
+            payment_id=payment.pk,
+            total_refunded=payment.amount,
+            provider_refund_id="",
+            source=source,
+            data={**data, **found.data},
+        )
+    else:
+        with transaction.atomic():
+            locked = payment_lock(payment.pk)
+            if not locked.timeline.filter(type="provider.refund_unknown_amount").exists():
+                timeline_add(
+                    payment=locked,
+                    type="provider.refund_unknown_amount",
+                    source=source,
+                    flagged=True,
+                    data={**data, **found.data, "note": "the provider refunded part of it; it does not say how much"},
+                )
+                logger.error(
+                    "provider reports a partial refund Paydesk did not make", extra={"payment": str(payment.pk)}
+                )
     return result
+
+
+@transaction.atomic
+def payment_flag_provider_data(*, payment_id, type: str, key: str, data: dict) -> bool:
+    """Flag for staff something a provider signed that is not this payment's (e.g. eSewa
+    success data for another transaction or amount). Changes nothing else. Once per `key`
+    (what identifies the data, e.g. its signature): a repeat adds nothing. Locks the
+    payment. Returns whether it was recorded now."""
+    payment = payment_lock(payment_id)
+    if payment.timeline.filter(type=type, data__key=key).exists():
+        return False
+    timeline_add(payment=payment, type=type, source=Source.PROVIDER_WEBHOOK, flagged=True, data={**data, "key": key})
+    logger.error("provider data does not match the payment", extra={"payment": str(payment.pk), "type": type})
+    return True
+
+
+def payment_check_with_provider(*, payment_id, data: dict) -> str:
+    """Ask the payment's provider where it stands, as reconciliation does, and settle it
+    on that answer alone. For a payer's return to Paydesk from the provider (eSewa's
+    success page, Khalti's return): the return only says when to ask.
+
+    Asks about a pending payment, and about a closed one (failed, canceled, expired),
+    since the payer may have paid it anyway: that money is booked and refunded or flagged
+    (payment_settle_from_provider). No lock is held while asking. Safe to run repeatedly
+    and alongside reconciliation. Returns what happened: a settled outcome, "duplicate",
+    "still_pending", "no_change", "mismatch", "not_checked" (nothing to ask), or "unknown"
+    (the provider could not be asked; reconciliation will).
+    """
+    payment = Payment.objects.get(pk=payment_id)
+    if payment.status not in ("pending", *CLOSED_STATES) or not payment.provider_payment_id:
+        return "not_checked"
+    try:
+        found = get_provider(payment.provider).retrieve_outcome(payment=payment)
+    except Exception as exc:
+        logger.warning(
+            "could not ask the provider about a returning payer's payment",
+            extra={"payment": str(payment.pk), "detail": failure_detail(exc)[:2000]},
+        )
+        return "unknown"
+    if found.status not in SETTLED_OUTCOMES:
+        return "still_pending"
+    if payment.status != "pending" and found.status != "succeeded":
+        return "no_change"  # closed here and not paid there: nothing to add
+    return _settle_found(payment, found, source=Source.RECONCILIATION, data={**data, "provider_status": found.status})
 
 
 def payments_reconcile(*, now: datetime | None = None, limit: int = 500, payment_ids=None) -> dict:

@@ -8,7 +8,7 @@ key so a retried or duplicated call never charges twice at the provider either.
 """
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 
@@ -56,6 +56,25 @@ class RefundResult:
 
 
 @dataclass(frozen=True)
+class ProviderStatus:
+    """Where a payment stands at its provider, as its status API tells it.
+
+    `status` is one of pending, succeeded, failed, canceled, expired. `amount` (minor
+    units) and `currency`, when the provider says what it collected, are checked against
+    the payment: a mismatch settles nothing and is flagged. `refunded` is "full" or
+    "partial" when the provider reports the money collected and then refunded at its end.
+    `reason` is the failure_reason of a payment it fails. `data` is what the provider
+    said, for the timeline (its own status, reference ids)."""
+
+    status: str
+    amount: int | None = None
+    currency: str | None = None
+    refunded: str = ""
+    reason: str = ""
+    data: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class OffSessionResult:
     provider_payment_id: str
     status: str  # "succeeded" | "failed" | "pending" (still processing: its webhook or a later look settles it)
@@ -68,9 +87,23 @@ class OffSessionResult:
 
 class PaymentProvider(ABC):
     name: str
+    # False: the provider has no refund API; a refund through Paydesk is refused up front
+    # (InvalidRequest, with `refunds_unsupported_message`) instead of failing at the provider.
+    supports_refunds: bool = True
+    refunds_unsupported_message: str = ""
 
     def is_available(self) -> bool:
         return True
+
+    def validate_payment(self, *, amount: int, currency: str) -> None:
+        """Refuse (InvalidRequest naming the field) a payment this provider can never take,
+        before anything is created: a currency it does not handle, an amount under its minimum."""
+        return None
+
+    def retrieve_outcome(self, *, payment) -> ProviderStatus:
+        """Where the payment stands at the provider, with what it collected when it says.
+        Providers whose status API reports amounts override this; others answer retrieve_status."""
+        return ProviderStatus(status=self.retrieve_status(payment=payment))
 
     @abstractmethod
     def create_payment(self, *, payment, idempotency_key: str) -> CreatedPayment: ...

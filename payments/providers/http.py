@@ -30,24 +30,42 @@ from .base import (
 )
 
 
+def http_send(
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    label: str,
+    headers: dict | None = None,
+    json: dict | None = None,
+    params: dict | None = None,
+) -> requests.Response:
+    """One HTTP call to a provider, with a timeout. Network trouble (no connection, a
+    timeout) raises ProviderUnavailable with a clean message; requests' own text (hosts,
+    ports, connection pools) goes to `detail` only. Any answer is returned as it is: what
+    its status means is the provider's to say (Khalti answers a canceled lookup with a 400
+    and a body worth reading). `label` names the call in `detail` ("GET /payments/1")."""
+    try:
+        return requests.request(method, url, json=json, params=params, headers=headers or {}, timeout=timeout)
+    except requests.RequestException as exc:
+        raise ProviderUnavailable(
+            f"The payment provider could not be reached ({_network_trouble(exc)}).",
+            detail=f"{label}: {type(exc).__name__}: {exc}",
+        ) from exc
+
+
 def _request(method: str, path: str, body: dict | None = None, idempotency_key: str | None = None) -> dict:
     headers = {"Authorization": f"Bearer {settings.HTTP_PROVIDER_API_KEY}"} if settings.HTTP_PROVIDER_API_KEY else {}
     if idempotency_key:
         headers["Idempotency-Key"] = idempotency_key
-    try:
-        response = requests.request(
-            method,
-            settings.HTTP_PROVIDER_URL.rstrip("/") + path,
-            json=body,
-            headers=headers,
-            timeout=settings.HTTP_PROVIDER_TIMEOUT,
-        )
-    except requests.RequestException as exc:
-        # requests' own text names the host, port and connection pool: detail, not message.
-        raise ProviderUnavailable(
-            f"The payment provider could not be reached ({_network_trouble(exc)}).",
-            detail=f"{method} {path}: {type(exc).__name__}: {exc}",
-        ) from exc
+    response = http_send(
+        method,
+        settings.HTTP_PROVIDER_URL.rstrip("/") + path,
+        json=body,
+        headers=headers,
+        timeout=settings.HTTP_PROVIDER_TIMEOUT,
+        label=f"{method} {path}",
+    )
     detail = f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}"
     if response.status_code >= 500:
         raise ProviderUnavailable(f"The payment provider answered {response.status_code}.", detail=detail)

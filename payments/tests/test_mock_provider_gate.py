@@ -25,6 +25,7 @@ from webhooks.models import InboundEvent
 def production(settings):
     """What config/settings.py computes with DEBUG off, no Stripe key and no MOCK_PROVIDER_ENABLED."""
     settings.MOCK_PROVIDER_ENABLED = False
+    settings.ESEWA_SECRET_KEY = ""  # its public test secret is the default only while DEBUG is on
     settings.DEFAULT_PAYMENT_PROVIDER = ""
     settings.STRIPE_SECRET_KEY = ""
     return settings
