@@ -27,6 +27,11 @@ else:
     # env() without a default raises ImproperlyConfigured naming the variable.
     SECRET_KEY = env("SECRET_KEY")
     JWT_SECRET = env("JWT_SECRET")
+# NextAuth's own session tokens (API.md "NextAuth session tokens"): accepted when the
+# NextAuth app's secret is set; their users are customers of NEXTAUTH_MERCHANT (name or
+# id; needed only when there is more than one merchant).
+NEXTAUTH_SECRET = env.str("NEXTAUTH_SECRET", default="")
+NEXTAUTH_MERCHANT = env.str("NEXTAUTH_MERCHANT", default="").strip()
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -188,6 +193,7 @@ JWT_ALGORITHM = "HS256"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "payments.identity.authentication.ApiKeyAuthentication",
+        "payments.identity.authentication.NextAuthSessionAuthentication",  # five-part tokens (JWE) only
         "payments.identity.authentication.CustomerJWTAuthentication",
         "payments.identity.authentication.StaffSessionAuthentication",
     ],
