@@ -361,6 +361,18 @@ WEBHOOK_INBOUND_RETRY_SCHEDULE = env.list(
 )
 # SSRF guard: endpoint URLs on loopback/private/link-local addresses are refused unless allowed.
 WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=DEBUG)
+# Operator endpoints (the installments API's WEBHOOK_URLS, comma-separated) that get every
+# merchant's events, signed with WEBHOOK_URLS_SECRET: required with DEBUG off once
+# WEBHOOK_URLS is set. They are the operator's own configuration, not a merchant's input,
+# so the SSRF guard does not apply to them (webhooks.services.delivery_send).
+WEBHOOK_URLS = list(dict.fromkeys(u.strip() for u in env.str("WEBHOOK_URLS", default="").split(",") if u.strip()))
+for _url in WEBHOOK_URLS:
+    if urlsplit(_url).scheme not in ("http", "https") or not urlsplit(_url).hostname or len(_url) > 2000:
+        raise ImproperlyConfigured(f"WEBHOOK_URLS: {_url!r} is not an http:// or https:// URL with a host.")
+if WEBHOOK_URLS and not DEBUG:
+    WEBHOOK_URLS_SECRET = env("WEBHOOK_URLS_SECRET")
+else:
+    WEBHOOK_URLS_SECRET = env("WEBHOOK_URLS_SECRET", default="whsec_insecure_dev_webhook_urls_secret" if DEBUG else "")
 
 # --- Payments ------------------------------------------------------------------------------
 # Where Paydesk is reachable from payers' browsers and providers (mock checkout links,

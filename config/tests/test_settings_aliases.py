@@ -109,3 +109,24 @@ def test_a_conflicting_pair_stops_start_up_naming_both(pair):
     assert result.returncode != 0
     for name in pair:
         assert name in result.stderr
+
+
+class TestWebhookUrls:
+    def test_comma_separated_urls_are_read_once_each(self, load):
+        loaded = load(WEBHOOK_URLS="https://ops.example/hook, http://localhost:3001/,https://ops.example/hook")
+        assert loaded["WEBHOOK_URLS"] == ["https://ops.example/hook", "http://localhost:3001/"]
+        assert loaded["WEBHOOK_URLS_SECRET"].startswith("whsec_insecure")  # DEBUG: a flagged dev secret
+
+    def test_none_by_default(self, load):
+        assert load()["WEBHOOK_URLS"] == []
+
+    def test_a_url_that_is_not_one_is_refused_naming_it(self, load):
+        with pytest.raises(ImproperlyConfigured, match="ftp://ops.example"):
+            load(WEBHOOK_URLS="https://ok.example,ftp://ops.example")
+
+    def test_with_debug_off_the_secret_is_required(self, load):
+        with pytest.raises(ImproperlyConfigured, match="WEBHOOK_URLS_SECRET"):
+            load(**PROD_ENV, WEBHOOK_URLS="https://ops.example/hook")
+        loaded = load(**PROD_ENV, WEBHOOK_URLS="https://ops.example/hook", WEBHOOK_URLS_SECRET="whsec_ops")
+        assert loaded["WEBHOOK_URLS_SECRET"] == "whsec_ops"
+        assert load(**PROD_ENV)["WEBHOOK_URLS_SECRET"] == ""  # not needed without WEBHOOK_URLS
