@@ -508,7 +508,7 @@ def delivery_send(*, delivery: Delivery) -> tuple[int | None, str, str, int]:
             headers=headers,
             deadline=settings.WEBHOOK_DELIVERY_TIMEOUT,
             # WEBHOOK_URLS are the operator's own configuration, not a merchant's input: they
-            # may be on a private network (or localhost), as the installments API allowed.
+            # may be on a private network, or localhost.
             allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS or delivery.endpoint.is_global,
         )
         return answer.status, answer.text(1000), "", int((time.perf_counter() - started) * 1000)
