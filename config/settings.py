@@ -3,19 +3,39 @@
 With no environment at all it runs embedded: SQLite file, DEBUG on, Celery eager,
 mock provider, fixed dev secrets that `check --deploy` flags. Each real part switches
 on when its variable is set; the mock provider is off with DEBUG off unless
-MOCK_PROVIDER_ENABLED. With DEBUG off, SECRET_KEY and JWT_SECRET are required.
+MOCK_PROVIDER_ENABLED. With DEBUG off, SECRET_KEY and JWT_SECRET are required (and
+WEBHOOK_URLS_SECRET once WEBHOOK_URLS is set). The replaced services' names for some
+settings are read too (_aliased): both names set to different values stops start-up.
 See .env.example for every variable.
 """
 
+import json
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def _aliased(name: str, alias: str, *, normalize=str.strip) -> str:
+    """The value of Paydesk's `name`, or of `alias` (what a service Paydesk replaces called
+    the same setting) when only that one is set; "" when neither is. Both set to values
+    that differ (compared once normalized) stops start-up naming both: which one should
+    win would be a guess. Set but empty counts as not set."""
+    ours, theirs = (env.str(n, default="").strip() for n in (name, alias))
+    if ours and theirs and normalize(ours) != normalize(theirs):
+        raise ImproperlyConfigured(
+            f"{name} and {alias} are both set, to different values ({alias} is the name a service "
+            f"Paydesk replaces used for {name}): set only one of them."
+        )
+    return ours or theirs
+
 
 DEBUG = env.bool("DEBUG", default=True)
 
@@ -27,6 +47,11 @@ else:
     # env() without a default raises ImproperlyConfigured naming the variable.
     SECRET_KEY = env("SECRET_KEY")
     JWT_SECRET = env("JWT_SECRET")
+# NextAuth's own session tokens (API.md "NextAuth session tokens"): accepted when the
+# NextAuth app's secret is set; their users are customers of NEXTAUTH_MERCHANT (name or
+# id; needed only when there is more than one merchant).
+NEXTAUTH_SECRET = env.str("NEXTAUTH_SECRET", default="")
+NEXTAUTH_MERCHANT = env.str("NEXTAUTH_MERCHANT", default="").strip()
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -154,13 +179,19 @@ if not DEBUG:
 def _origins(raw: str) -> list[str]:
     raw = raw.strip()
     if raw.startswith("["):
-        import json
-
-        return [str(o) for o in json.loads(raw)]
+        try:
+            origins = json.loads(raw)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"CORS_ORIGINS / ALLOWED_ORIGINS: not a JSON array of origins: {exc}")
+        return [str(o) for o in origins]
     return [o.strip() for o in raw.split(",") if o.strip()]
 
 
-CORS_ALLOWED_ORIGINS = _origins(env("CORS_ORIGINS", default=""))
+# ALLOWED_ORIGINS: the credits backend's name for it (a JSON array). The same origins in
+# another order or syntax are the same setting.
+CORS_ALLOWED_ORIGINS = _origins(
+    _aliased("CORS_ORIGINS", "ALLOWED_ORIGINS", normalize=lambda raw: frozenset(_origins(raw)))
+)
 CORS_ALLOW_ALL_ORIGINS = DEBUG and not CORS_ALLOWED_ORIGINS
 CORS_EXPOSE_HEADERS = ["X-Request-Id", "Idempotent-Replayed", "Retry-After"]
 CORS_ALLOW_HEADERS = [
@@ -188,6 +219,7 @@ JWT_ALGORITHM = "HS256"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "payments.identity.authentication.ApiKeyAuthentication",
+        "payments.identity.authentication.NextAuthSessionAuthentication",  # five-part tokens (JWE) only
         "payments.identity.authentication.CustomerJWTAuthentication",
         "payments.identity.authentication.StaffSessionAuthentication",
     ],
@@ -281,8 +313,9 @@ MOCK_PROVIDER_ENABLED = env.bool("MOCK_PROVIDER_ENABLED", default=DEBUG)
 MOCK_WEBHOOK_SECRET = env("MOCK_WEBHOOK_SECRET", default="mock_whsec_insecure_dev_secret" if DEBUG else "")
 # Never silently the mock in production: with neither Stripe nor the mock, a payment that
 # names no provider is refused (400, param `provider`).
-DEFAULT_PAYMENT_PROVIDER = env(
-    "DEFAULT_PAYMENT_PROVIDER", default="stripe" if STRIPE_SECRET_KEY else ("mock" if MOCK_PROVIDER_ENABLED else "")
+# PAYMENT_PROVIDER: the replaced services' name for the same setting.
+DEFAULT_PAYMENT_PROVIDER = _aliased("DEFAULT_PAYMENT_PROVIDER", "PAYMENT_PROVIDER") or (
+    "stripe" if STRIPE_SECRET_KEY else ("mock" if MOCK_PROVIDER_ENABLED else "")
 )
 WEBHOOK_TOLERANCE_SECONDS = 300
 
@@ -328,6 +361,18 @@ WEBHOOK_INBOUND_RETRY_SCHEDULE = env.list(
 )
 # SSRF guard: endpoint URLs on loopback/private/link-local addresses are refused unless allowed.
 WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=DEBUG)
+# Operator endpoints (the installments API's WEBHOOK_URLS, comma-separated) that get every
+# merchant's events, signed with WEBHOOK_URLS_SECRET: required with DEBUG off once
+# WEBHOOK_URLS is set. They are the operator's own configuration, not a merchant's input,
+# so the SSRF guard does not apply to them (webhooks.services.delivery_send).
+WEBHOOK_URLS = list(dict.fromkeys(u.strip() for u in env.str("WEBHOOK_URLS", default="").split(",") if u.strip()))
+for _url in WEBHOOK_URLS:
+    if urlsplit(_url).scheme not in ("http", "https") or not urlsplit(_url).hostname or len(_url) > 2000:
+        raise ImproperlyConfigured(f"WEBHOOK_URLS: {_url!r} is not an http:// or https:// URL with a host.")
+if WEBHOOK_URLS and not DEBUG:
+    WEBHOOK_URLS_SECRET = env("WEBHOOK_URLS_SECRET")
+else:
+    WEBHOOK_URLS_SECRET = env("WEBHOOK_URLS_SECRET", default="whsec_insecure_dev_webhook_urls_secret" if DEBUG else "")
 
 # --- Payments ------------------------------------------------------------------------------
 # Where Paydesk is reachable from payers' browsers and providers (mock checkout links,

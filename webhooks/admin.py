@@ -57,10 +57,24 @@ class OutboundEventAdmin(ReadOnlyAdmin):
     inlines = [DeliveryInline]
 
 
+class EndpointKindFilter(admin.SimpleListFilter):
+    title = "endpoint"
+    parameter_name = "endpoint_kind"
+
+    def lookups(self, request, model_admin):
+        return [("merchant", "a merchant's"), ("global", "WEBHOOK_URLS (every merchant's events)")]
+
+    def queryset(self, request, queryset):
+        prefix = "" if queryset.model is WebhookEndpoint else "endpoint__"
+        if self.value() in ("merchant", "global"):
+            return queryset.filter(**{f"{prefix}merchant__isnull": self.value() == "global"})
+        return queryset
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "event", "endpoint", "status", "attempts", "last_response_code", "next_attempt_at"]
-    list_filter = ["status"]
+    list_filter = ["status", EndpointKindFilter]
     search_fields = ["event__id", "endpoint__url", "event__type"]
     list_select_related = ["event", "endpoint"]
     inlines = [DeliveryAttemptInline]
@@ -83,8 +97,16 @@ class DeliveryAdmin(ReadOnlyAdmin):
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
-    list_display = ["url", "merchant", "enabled", "consecutive_failures", "disabled_reason", "created_at", "deleted_at"]
-    list_filter = ["enabled", ("deleted_at", admin.EmptyFieldListFilter)]
+    list_display = [
+        "url",
+        "merchant_or_global",
+        "enabled",
+        "consecutive_failures",
+        "disabled_reason",
+        "created_at",
+        "deleted_at",
+    ]
+    list_filter = ["enabled", EndpointKindFilter, ("deleted_at", admin.EmptyFieldListFilter)]
     search_fields = ["url", "merchant__name"]
     list_select_related = ["merchant"]
     # `enabled` changes only through the actions, which go through the services.
@@ -112,6 +134,17 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # merchants register endpoints through the API (the secret is shown once there)
+
+    @admin.display(description="merchant", ordering="merchant__name")
+    def merchant_or_global(self, endpoint):
+        return endpoint.merchant or "every merchant (WEBHOOK_URLS)"
+
+    def get_readonly_fields(self, request, obj=None):
+        # An operator endpoint's URL and events are WEBHOOK_URLS's (and its secret is
+        # WEBHOOK_URLS_SECRET, never stored): edited there, not here.
+        if obj is not None and obj.is_global:
+            return [*self.readonly_fields, "url", "events"]
+        return self.readonly_fields
 
     @admin.action(description="Re-enable selected endpoints (what they missed while disabled is sent)")
     def enable(self, request, queryset):

@@ -113,7 +113,10 @@ class WebhookEndpointListCreateApi(ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return WebhookEndpoint.objects.none()
-        qs = WebhookEndpoint.objects.filter(deleted_at__isnull=True).order_by("-created_at", "id")
+        # Operator endpoints (WEBHOOK_URLS) are the operator's, not any merchant's: never listed.
+        qs = WebhookEndpoint.objects.filter(deleted_at__isnull=True, merchant__isnull=False).order_by(
+            "-created_at", "id"
+        )
         merchant = self.request.user.merchant
         return qs if merchant is None else qs.filter(merchant=merchant)
 
@@ -203,11 +206,13 @@ class OutboundEventFilter(filters.FilterSet):
 
     def filter_status(self, queryset, name, value):
         statuses = [value, Delivery.Status.HELD] if value == Delivery.Status.PENDING else [value]
-        return queryset.filter(deliveries__status__in=statuses).distinct()
+        return queryset.filter(deliveries__status__in=statuses, deliveries__endpoint__merchant__isnull=False).distinct()
 
 
 class OutboundEventListApi(ListAPIView):
-    """The merchant's outbound events, newest first, with each endpoint's delivery status."""
+    """The merchant's outbound events, newest first, with each of its endpoints' delivery
+    status. Deliveries to the operator's endpoints (WEBHOOK_URLS) are not shown: their URLs
+    and outcomes are the operator's (the admin shows them)."""
 
     serializer_class = OutboundEventOut
     filterset_class = OutboundEventFilter
@@ -216,7 +221,10 @@ class OutboundEventListApi(ListAPIView):
         if getattr(self, "swagger_fake_view", False):
             return OutboundEvent.objects.none()
         qs = OutboundEvent.objects.order_by("-created_at", "id").prefetch_related(
-            Prefetch("deliveries", queryset=Delivery.objects.select_related("endpoint"))
+            Prefetch(
+                "deliveries",
+                queryset=Delivery.objects.filter(endpoint__merchant__isnull=False).select_related("endpoint"),
+            )
         )
         merchant = self.request.user.merchant
         return qs if merchant is None else qs.filter(merchant=merchant)

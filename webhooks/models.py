@@ -55,10 +55,21 @@ class InboundEvent(models.Model):
 
 class WebhookEndpoint(models.Model):
     """A merchant's URL that receives signed outbound events. A deleted one (DELETE in
-    the API) is gone for the merchant but kept, disabled, with its deliveries, for staff."""
+    the API) is gone for the merchant but kept, disabled, with its deliveries, for staff.
+
+    With no merchant it is an operator endpoint, one per URL in WEBHOOK_URLS: it gets every
+    merchant's events, signed with WEBHOOK_URLS_SECRET (not stored here), and is never
+    seen in the API (webhooks.services.global_endpoints_sync keeps these rows)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    merchant = models.ForeignKey(settings.PAYDESK_MERCHANT_MODEL, on_delete=models.CASCADE, related_name="+")
+    merchant = models.ForeignKey(
+        settings.PAYDESK_MERCHANT_MODEL,
+        on_delete=models.CASCADE,
+        related_name="+",
+        null=True,
+        blank=True,
+        help_text="Empty: an operator endpoint from WEBHOOK_URLS, for every merchant's events.",
+    )
     url = models.URLField(max_length=2000)
     events = models.JSONField(default=list, help_text='Subscribed event types, or ["*"] for all.')
     description = models.CharField(max_length=255, blank=True)
@@ -71,9 +82,21 @@ class WebhookEndpoint(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # Two processes that find a WEBHOOK_URLS entry missing both create it: one row wins.
+            models.UniqueConstraint(
+                fields=["url"], condition=Q(merchant__isnull=True), name="global_endpoint_url_unique"
+            ),
+        ]
 
     def __str__(self):
-        return f"{self.url} (deleted)" if self.deleted_at else self.url
+        if self.deleted_at:
+            return f"{self.url} (deleted)"
+        return f"{self.url} (WEBHOOK_URLS)" if self.is_global else self.url
+
+    @property
+    def is_global(self) -> bool:
+        return self.merchant_id is None
 
     def subscribes_to(self, event_type: str) -> bool:
         return "*" in self.events or event_type in self.events

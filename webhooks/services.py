@@ -301,14 +301,68 @@ def endpoint_delete(*, endpoint: WebhookEndpoint, now: datetime | None = None) -
 
 
 def endpoint_get(*, merchant, endpoint_id) -> WebhookEndpoint:
-    """An endpoint of `merchant` (any, for staff: None) that is not deleted. Raises NotFound."""
-    qs = WebhookEndpoint.objects.filter(deleted_at__isnull=True)
+    """An endpoint of `merchant` (any merchant's, for staff: None) that is not deleted.
+    Operator endpoints (WEBHOOK_URLS) are not in the API. Raises NotFound."""
+    qs = WebhookEndpoint.objects.filter(deleted_at__isnull=True, merchant__isnull=False)
     if merchant is not None:
         qs = qs.filter(merchant=merchant)
     endpoint = qs.filter(pk=parse_uuid(endpoint_id, what="webhook endpoint")).first()
     if endpoint is None:
         raise NotFound(f"No such webhook endpoint: {endpoint_id}.")
     return endpoint
+
+
+# --- Outbound: operator endpoints (WEBHOOK_URLS) ------------------------------------------
+
+NOT_CONFIGURED = "no longer in WEBHOOK_URLS"
+
+
+def global_endpoints_in_sync(rows: list[WebhookEndpoint], urls: list[str]) -> bool:
+    """Whether the operator endpoint rows match WEBHOOK_URLS: a row for every URL, none
+    outside it enabled, none in it still disabled for having left it."""
+    have = {row.url for row in rows}
+    return all(url in have for url in urls) and not any(
+        (row.enabled and row.url not in urls) or (row.url in urls and row.disabled_reason == NOT_CONFIGURED)
+        for row in rows
+    )
+
+
+def global_endpoints_sync() -> list[WebhookEndpoint]:
+    """Make the operator endpoints (no merchant) match WEBHOOK_URLS, and return them: a row
+    per URL, events ["*"], created when missing. A URL that left WEBHOOK_URLS is disabled
+    (its undelivered deliveries kept, as for any disabled endpoint) and gets no new events;
+    it is enabled again if it comes back. One that staff disabled, or that was disabled
+    after repeated failures, stays disabled: that is re-enabled in the admin.
+
+    events_emit calls it when the rows it read do not match, in the caller's transaction;
+    the sweep calls it every minute. Safe concurrently: two processes creating the same
+    URL's row meet on the unique constraint, and the loser uses the winner's row."""
+    urls = settings.WEBHOOK_URLS
+    with transaction.atomic():
+        existing = set(WebhookEndpoint.objects.filter(merchant__isnull=True).values_list("url", flat=True))
+        for url in urls:
+            if url in existing:
+                continue
+            try:
+                with transaction.atomic():
+                    WebhookEndpoint.objects.create(
+                        merchant=None, url=url, events=["*"], description="WEBHOOK_URLS", secret=""
+                    )
+            except IntegrityError:
+                pass  # created concurrently
+        WebhookEndpoint.objects.filter(merchant__isnull=True, enabled=True).exclude(url__in=urls).update(
+            enabled=False, disabled_reason=NOT_CONFIGURED
+        )
+        WebhookEndpoint.objects.filter(merchant__isnull=True, disabled_reason=NOT_CONFIGURED, url__in=urls).update(
+            enabled=True, disabled_reason="", consecutive_failures=0
+        )
+        return list(WebhookEndpoint.objects.filter(merchant__isnull=True))
+
+
+def endpoint_signing_secret(endpoint: WebhookEndpoint) -> str:
+    """The endpoint's own secret; WEBHOOK_URLS_SECRET for an operator endpoint, read at
+    send time, so a rotated secret signs every delivery from then on, retries included."""
+    return settings.WEBHOOK_URLS_SECRET if endpoint.is_global else endpoint.secret
 
 
 # --- Outbound: the outbox -------------------------------------------------------------
@@ -326,7 +380,10 @@ def event_emit(*, merchant, type: str, data: dict) -> OutboundEvent:
 
 def events_emit(*, merchant, events: list[tuple[str, dict]]) -> list[OutboundEvent]:
     """event_emit for several events of one merchant at once, in order: one read of its
-    endpoints and two INSERTs, whatever the number of events (set-based jobs use it)."""
+    endpoints and two INSERTs, whatever the number of events (set-based jobs use it).
+    The operator endpoints of WEBHOOK_URLS come with the same read, and get every event;
+    when they do not match WEBHOOK_URLS (its first use, or a changed value), they are
+    synced first (global_endpoints_sync)."""
     if not events:
         return []
     now = timezone.now()
@@ -342,7 +399,16 @@ def events_emit(*, merchant, events: list[tuple[str, dict]]) -> list[OutboundEve
     # No savepoint of its own: it only inserts, in the caller's transaction (or its own).
     with transaction.atomic(savepoint=False):
         OutboundEvent.objects.bulk_create(rows)
-        endpoints = list(WebhookEndpoint.objects.filter(merchant_id=merchant.pk, deleted_at__isnull=True))
+        endpoints = list(
+            WebhookEndpoint.objects.filter(
+                Q(merchant_id=merchant.pk) | Q(merchant__isnull=True), deleted_at__isnull=True
+            )
+        )
+        urls = settings.WEBHOOK_URLS
+        operator = [e for e in endpoints if e.is_global]
+        if not global_endpoints_in_sync(operator, urls):
+            operator = global_endpoints_sync()
+        endpoints = [e for e in endpoints if not e.is_global] + [e for e in operator if e.url in urls]
         deliveries = Delivery.objects.bulk_create(
             [
                 Delivery(
@@ -425,13 +491,13 @@ def delivery_claim(*, delivery_id, now: datetime | None = None) -> Delivery | No
 def delivery_send(*, delivery: Delivery) -> tuple[int | None, str, str, int]:
     """POST the event to the endpoint, outside any transaction, within a total deadline
     of WEBHOOK_DELIVERY_TIMEOUT seconds, connecting only to an address the SSRF guard
-    checked (webhooks.http). Returns (status code or None, truncated response body,
-    error, latency ms)."""
+    checked (webhooks.http); an operator endpoint (WEBHOOK_URLS) may be private. Returns
+    (status code or None, truncated response body, error, latency ms)."""
     body = event_body(delivery.event)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Paydesk-Webhooks/1.0",
-        "Paydesk-Signature": sign(body, delivery.endpoint.secret),
+        "Paydesk-Signature": sign(body, endpoint_signing_secret(delivery.endpoint)),
     }
     started = time.perf_counter()
     try:
@@ -441,7 +507,9 @@ def delivery_send(*, delivery: Delivery) -> tuple[int | None, str, str, int]:
             body=body.encode(),
             headers=headers,
             deadline=settings.WEBHOOK_DELIVERY_TIMEOUT,
-            allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS,
+            # WEBHOOK_URLS are the operator's own configuration, not a merchant's input: they
+            # may be on a private network, or localhost.
+            allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS or delivery.endpoint.is_global,
         )
         return answer.status, answer.text(1000), "", int((time.perf_counter() - started) * 1000)
     except Exception as exc:  # deadline, refused connection, SSRF refusal: all mean "retry"

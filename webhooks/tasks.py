@@ -31,8 +31,10 @@ def delivery_attempt_task(delivery_id: str) -> str | None:
 @shared_task
 def webhooks_sweep_task() -> dict:
     """Enqueue due deliveries and stranded inbound events, so nothing waits on a lost
-    task message or a worker that died mid-delivery. First, release deliveries held for
-    an endpoint that is enabled again (services.deliveries_release_held)."""
+    task message or a worker that died mid-delivery. First, bring the operator endpoints
+    in line with WEBHOOK_URLS (services.global_endpoints_sync), and release deliveries held
+    for an endpoint that is enabled again (services.deliveries_release_held)."""
+    services.global_endpoints_sync()
     services.deliveries_release_held()
     deliveries = services.deliveries_due_ids()
     for delivery_id in deliveries:

@@ -1,9 +1,10 @@
-"""DRF authentication: merchant API keys, end-user JWTs, staff sessions.
+"""DRF authentication: merchant API keys, end-user JWTs, NextAuth session tokens, staff sessions.
 
 Every scheme yields a `Caller`, so views ask one object who is calling and for which
 merchant. Failed attempts count against AUTH_FAILURE_THROTTLE_RATE per client address.
 """
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +16,12 @@ from config.api.throttling import AuthFailureThrottle
 from config.errors import InvalidRequest, NotFound
 from config.ids import parse_uuid
 
+from . import nextauth
 from .models import ApiKey, Customer, Merchant
 from .selectors import api_key_get_active
-from .services import api_key_touch, hash_api_key
+from .services import api_key_touch, customer_get_or_create_by_external_id, hash_api_key
+
+logger = logging.getLogger("paydesk.auth")
 
 MERCHANT_HEADER = "X-Paydesk-Merchant"
 
@@ -129,6 +133,68 @@ class CustomerJWTAuthentication(_ThrottledAuthentication):
         if not customer.merchant.is_active:  # as for the merchant's own API keys
             self.fail(request, "This merchant is suspended.")
         return Caller(merchant=None, customer=customer), claims
+
+
+class NextAuthSessionAuthentication(_ThrottledAuthentication):
+    """`Authorization: Bearer <NextAuth session token>`: NextAuth v4's or Auth.js v5's own
+    encrypted token (payments.identity.nextauth), keyed by NEXTAUTH_SECRET. Its `sub` is
+    the external_id of a customer of NEXTAUTH_MERCHANT (the only merchant, when there is
+    one), created on first use with the token's email and name.
+
+    Only five-part tokens (compact JWE) are looked at; anything else is left to the
+    other schemes, so HS256 JWTs and API keys are unaffected."""
+
+    def authenticate(self, request):
+        token = _bearer(request)
+        if token is None or not nextauth.looks_like_session_token(token):
+            return None
+        if not settings.NEXTAUTH_SECRET:
+            self.fail(request, "NextAuth session tokens are not accepted here (NEXTAUTH_SECRET is not set).")
+        try:
+            claims = nextauth.session_token_decode(token, secret=settings.NEXTAUTH_SECRET)
+        except nextauth.ExpiredSessionToken:
+            self.fail(request, "The token has expired.")
+        except nextauth.InvalidSessionToken:
+            self.fail(request, "Invalid token.")
+        external_id = claims["sub"]
+        if len(external_id) > Customer._meta.get_field("external_id").max_length:
+            self.fail(request, "The token's subject is too long to be a customer's external_id.")
+        merchant = self._merchant(request)
+        if not merchant.is_active:
+            self.fail(request, "This merchant is suspended.")
+        customer, _ = customer_get_or_create_by_external_id(
+            merchant=merchant,
+            external_id=external_id,
+            email=claims.get("email") if isinstance(claims.get("email"), str) else "",
+            name=claims.get("name") if isinstance(claims.get("name"), str) else "",
+        )
+        return Caller(merchant=None, customer=customer), claims
+
+    def _merchant(self, request) -> Merchant:
+        """NEXTAUTH_MERCHANT (a name or an id), or the only merchant. Misconfigured (no
+        such merchant, or several and none named) is the operator's to fix: logged as an
+        error, and the request refused like any token that names no known customer."""
+        configured = settings.NEXTAUTH_MERCHANT
+        if configured:
+            merchants = Merchant.objects.filter(name=configured)
+            try:
+                merchants = merchants | Merchant.objects.filter(pk=parse_uuid(configured))
+            except NotFound:
+                pass  # a name, not an id
+            found = list(merchants[:2])
+            problem = None if len(found) == 1 else f"NEXTAUTH_MERCHANT={configured!r} names no single merchant"
+        else:
+            found = list(Merchant.objects.order_by("pk")[:2])
+            problem = (
+                None
+                if len(found) == 1
+                else "NEXTAUTH_MERCHANT is not set and there is not exactly one merchant: "
+                "set it to the merchant whose customers the NextAuth app's users are"
+            )
+        if problem:
+            logger.error("NextAuth session token refused: %s", problem)
+            self.fail(request, "NextAuth session tokens cannot be accepted: NEXTAUTH_MERCHANT is not set up.")
+        return found[0]
 
 
 class StaffSessionAuthentication(authentication.SessionAuthentication):

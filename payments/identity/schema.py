@@ -28,6 +28,20 @@ class CustomerJWTScheme(OpenApiAuthenticationExtension):
         }
 
 
+class NextAuthSessionScheme(OpenApiAuthenticationExtension):
+    target_class = "payments.identity.authentication.NextAuthSessionAuthentication"
+    name = "nextAuthSession"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWE",
+            "description": "NextAuth v4 or Auth.js v5 session token as NextAuth issues it (encrypted with a key "
+            "derived from NEXTAUTH_SECRET), `sub` = the customer's external_id at NEXTAUTH_MERCHANT.",
+        }
+
+
 class StaffSessionScheme(OpenApiAuthenticationExtension):
     target_class = "payments.identity.authentication.StaffSessionAuthentication"
     name = "staffSession"

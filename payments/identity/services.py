@@ -6,6 +6,8 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Case, DateTimeField, F, Q, Value, When
 from django.utils import timezone
@@ -133,3 +135,29 @@ def customer_create(*, merchant: Merchant, external_id: str, email: str = "", na
             return Customer.objects.create(merchant=merchant, external_id=external_id, email=email, name=name)
     except IntegrityError:
         raise Conflict(f"A customer with external_id {external_id!r} already exists.", param="external_id")
+
+
+def customer_get_or_create_by_external_id(
+    *, merchant: Merchant, external_id: str, email: str = "", name: str = ""
+) -> tuple[Customer, bool]:
+    """The merchant's customer with this external_id, created with `email` and `name` if
+    there is none yet (an end user seen for the first time). Returns (customer, created).
+
+    Concurrent first calls make one customer: the unique (merchant, external_id)
+    constraint decides, and each loser reads the winner's row. An existing customer's
+    email and name are left as they are. An email that is not one is not stored."""
+    customer = Customer.objects.select_related("merchant").filter(merchant=merchant, external_id=external_id).first()
+    if customer is not None:
+        return customer, False
+    try:
+        validate_email(email)
+        if len(email) > Customer._meta.get_field("email").max_length:
+            raise ValidationError("too long")
+    except ValidationError:
+        email = ""
+    try:
+        with transaction.atomic():
+            customer = Customer.objects.create(merchant=merchant, external_id=external_id, email=email, name=name[:255])
+        return customer, True
+    except IntegrityError:
+        return Customer.objects.select_related("merchant").get(merchant=merchant, external_id=external_id), False
