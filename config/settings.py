@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "wallets",
     "installments",
     "credits",
+    "auctions",
 ]
 
 MIDDLEWARE = [
