@@ -6,7 +6,7 @@ auctions.finalize_auction)."""
 
 from django.contrib import admin, messages
 
-from config.admin_tools import ReadOnlyTabularInline
+from config.admin_tools import ReadOnlyAdmin, ReadOnlyTabularInline
 from config.currencies import format_amount
 from config.errors import DomainError
 
@@ -34,7 +34,7 @@ class TimelineInline(ReadOnlyTabularInline):
 
 
 @admin.register(Auction)
-class AuctionAdmin(admin.ModelAdmin):
+class AuctionAdmin(ReadOnlyAdmin):
     list_display = ["title", "merchant", "status", "highest_display", "reserve_display", "ends_at", "bid_count"]
     list_filter = ["status", ("merchant", admin.RelatedOnlyFieldListFilter), "currency"]
     search_fields = ["id", "title", "seller__external_id", "seller__email"]
@@ -43,12 +43,6 @@ class AuctionAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Auction._meta.fields]
     inlines = [BidInline, TimelineInline]
     actions = ["cancel_auctions", "finalize_now"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_cancel_auction_permission(self, request):
         return request.user.has_perm("auctions.cancel_auction")

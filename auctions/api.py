@@ -11,7 +11,7 @@ ids and holds are null.
 import uuid
 
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
@@ -95,6 +95,7 @@ class AuctionOut(serializers.ModelSerializer):
             "created_at",
         ]
 
+    @extend_schema_field(BidOut(allow_null=True))
     def get_highest_bid(self, obj) -> dict | None:
         if obj.highest_bid is None:
             return None
@@ -119,6 +120,7 @@ class AuctionDetailOut(AuctionOut):
     class Meta(AuctionOut.Meta):
         fields = [*AuctionOut.Meta.fields, "bids"]
 
+    @extend_schema_field(BidOut(many=True))
     def get_bids(self, obj) -> list[dict]:
         bids = list(obj.bids.all())
         for bid in bids:
