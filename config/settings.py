@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "wallets",
     "installments",
     "credits",
+    "auctions",
 ]
 
 MIDDLEWARE = [
@@ -256,7 +257,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     # Charges and refunds share one set of statuses: name it once instead of "Status469Enum".
-    "ENUM_NAME_OVERRIDES": {"AttemptStatusEnum": "payments.models.Charge.Status"},
+    "ENUM_NAME_OVERRIDES": {
+        "AttemptStatusEnum": "payments.models.Charge.Status",
+        "AuctionStatusEnum": "auctions.models.Auction.Status",
+        "BidStatusEnum": "auctions.models.Bid.Status",
+    },
     # Swagger UI from our own static files, not a CDN: the docs work offline and behind
     # a strict Content-Security-Policy.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -16,6 +16,7 @@ api_v1 = [
     path("", include("installments.urls")),
     path("", include("wallets.urls")),
     path("", include("credits.urls")),
+    path("", include("auctions.urls")),
 ]
 
 urlpatterns = [

@@ -9,7 +9,8 @@ Events. Every change these services post to a customer wallet's balance emits on
 `wallet.credited` or `wallet.debited` per wallet (amount positive, with the balance and
 available after it), in the transaction that posts it, and only when it posts (an
 idempotent replay emits nothing): wallet_credit, wallet_debit, wallet_adjust,
-hold_capture (debited: the captured amount leaves the wallet) and transfer_reverse
+hold_capture (debited: the captured amount leaves the wallet; credited: it lands in a
+customer wallet as its destination) and transfer_reverse
 (credited where money returns to a wallet, debited where a reversal takes it back).
 Holds created, voided or expired change `available`, not the balance, and emit nothing.
 transfer_create, the engine other apps book with, emits nothing: it does not know what
@@ -142,6 +143,15 @@ def _lock_accounts(account_ids) -> dict:
     """
     locked = Account.objects.select_for_update(no_key=True).filter(pk__in=set(account_ids)).order_by("pk")
     return {account.pk: account for account in locked}
+
+
+def accounts_lock(*, account_ids) -> None:
+    """Lock every account a transaction is about to post to or release holds on, in pk
+    order, before its first ledger write: a transaction that settles several holds or
+    transfers takes all its account locks up front, so it cannot deadlock with one that
+    takes some of them (re-locking them later in the same transaction is free). Lock any
+    Hold or Transfer rows first (the lock order above). Call it inside that transaction."""
+    _lock_accounts(account_ids)
 
 
 def _existing_transfer(*, merchant_id, idempotency_key: str, legs: Sequence[Leg] | None) -> Transfer | None:
@@ -772,7 +782,8 @@ def hold_capture(
 
     Locks the hold, then the accounts in pk order. Not idempotent by itself: a second
     capture raises IllegalTransition (409), as does capturing an expired hold.
-    Emits wallet.debited (the captured amount) when the hold is on a customer wallet.
+    Emits wallet.debited (the captured amount) when the hold is on a customer wallet, and
+    wallet.credited for each customer wallet it posts to (an auction's seller).
     Raises InvalidRequest (amount above the hold, bad splits), IllegalTransition (409) when
     the hold belongs to another owner than `owner`.
     """
@@ -806,8 +817,9 @@ def hold_capture(
     locked_hold.capture_transfer = transfer
     locked_hold.resolved_at = timezone.now()
     locked_hold.save(update_fields=["status", "captured_amount", "capture_transfer", "resolved_at"])
-    if locked[account_id].kind == Account.Kind.CUSTOMER_WALLET:
-        _emit_wallet_event(wallet=locked[account_id], transfer=transfer, amount=-amount, hold=str(locked_hold.pk))
+    for wallet_id, leg in [(account_id, -amount), *credit_legs]:
+        if locked[wallet_id].kind == Account.Kind.CUSTOMER_WALLET:
+            _emit_wallet_event(wallet=locked[wallet_id], transfer=transfer, amount=leg, hold=str(locked_hold.pk))
     return locked_hold
 
 

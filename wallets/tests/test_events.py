@@ -88,6 +88,21 @@ def test_a_capture_of_a_hold_on_another_kind_of_account_emits_no_wallet_event(fu
     assert _events() == []
 
 
+def test_a_capture_into_another_customers_wallet_also_emits_wallet_credited_for_it(funded, customer):
+    from payments.tests.factories import CustomerFactory
+
+    seller = WalletFactory(customer=CustomerFactory(merchant=customer.merchant), balance=0)
+    OutboundEvent.objects.all().delete()
+
+    hold = hold_capture(hold=hold_create(account=funded, amount=300, destination=seller, reference="lot-7"))
+
+    assert [(e.type, e.data["wallet"], e.data["amount"], e.data["balance"]) for e in _events()] == [
+        ("wallet.debited", str(funded.pk), 300, 700),
+        ("wallet.credited", str(seller.pk), 300, 300),
+    ]
+    assert {e.data["hold"] for e in _events()} == {str(hold.pk)}
+
+
 def test_reversing_a_debit_emits_wallet_credited_and_reversing_a_credit_wallet_debited(funded):
     debit = wallet_debit(wallet=funded, amount=400)
     credit = wallet_credit(wallet=funded, amount=50)
