@@ -47,9 +47,10 @@ run: seed
 	  mkdir -p .run; \
 	  export CELERY_BROKER_URL=filesystem://; \
 	  $(BIN)/python manage.py embedded_worker >>.run/worker.log 2>&1 & pids="$$!"; \
-	  echo "Started a Celery worker with beat (pid $$pids) on kombu's filesystem broker in .run/broker:"; \
-	  echo "  no broker needed; periodic tasks (installment collection, webhook retries, ...) run on"; \
-	  echo "  their schedule, tasks go through the worker. Its log: .run/worker.log"; \
+	  echo "No broker configured: started a Celery worker with beat (pid $$pids) on kombu's filesystem"; \
+	  echo "  broker (messages are files in $${CELERY_FILESYSTEM_BROKER_DIR:-.run/broker}; no server needed)."; \
+	  echo "  Tasks go through the worker and periodic tasks (installment collection, webhook retries, ...)"; \
+	  echo "  run on their schedule. Its log: .run/worker.log"; \
 	  ;; \
 	broker) \
 	  $(BIN)/celery -A config worker -l info & pids="$$!"; \
