@@ -32,19 +32,37 @@ migrate: install
 seed: migrate
 	$(BIN)/python manage.py seed
 
+# Background work: with a broker configured, a Celery worker and beat on it; with none
+# (the embedded default), one worker with beat on kombu's filesystem broker in .run/broker,
+# the web server sending its tasks there too (CELERY_BROKER_URL=filesystem://), so periodic
+# tasks run on their schedule with no Redis; with CELERY_TASK_ALWAYS_EAGER=1, neither.
+# Whatever it started is stopped when the server stops (Ctrl-C).
 run: seed
-	@echo ""
-	@echo "Paydesk on http://$(HOST):$(PORT)/  ·  admin: /admin/  ·  API docs: http://$(HOST):$(PORT)/api/docs/"
-	@if [ "$$($(BIN)/python manage.py shell -c 'from django.conf import settings; print(int(settings.CELERY_TASK_ALWAYS_EAGER))')" = "0" ]; then \
-	  echo "Broker configured: starting a Celery worker and beat alongside the server."; \
-	  $(BIN)/celery -A config worker -l info & \
-	  $(BIN)/celery -A config beat -l info & \
-	  trap 'kill 0' EXIT INT TERM; \
-	  $(BIN)/python manage.py runserver $(HOST):$(PORT); \
-	else \
-	  echo "No REDIS_URL/CELERY_BROKER_URL: Celery tasks run in-process (eager); no worker or beat needed."; \
-	  $(BIN)/python manage.py runserver $(HOST):$(PORT); \
-	fi
+	@mode=$$($(BIN)/python manage.py runinfo) || exit 1; \
+	pids=""; \
+	trap 'if [ -n "$$pids" ]; then kill $$pids 2>/dev/null; wait $$pids 2>/dev/null; fi' EXIT; \
+	trap 'exit 130' INT TERM; \
+	case "$$mode" in \
+	embedded) \
+	  mkdir -p .run; \
+	  export CELERY_BROKER_URL=filesystem://; \
+	  $(BIN)/python manage.py embedded_worker >>.run/worker.log 2>&1 & pids="$$!"; \
+	  echo "No broker configured: started a Celery worker with beat (pid $$pids) on kombu's filesystem"; \
+	  echo "  broker (messages are files in $${CELERY_FILESYSTEM_BROKER_DIR:-.run/broker}; no server needed)."; \
+	  echo "  Tasks go through the worker and periodic tasks (installment collection, webhook retries, ...)"; \
+	  echo "  run on their schedule. Its log: .run/worker.log"; \
+	  ;; \
+	broker) \
+	  $(BIN)/celery -A config worker -l info & pids="$$!"; \
+	  $(BIN)/celery -A config beat -l info & pids="$$pids $$!"; \
+	  echo "Started a Celery worker and beat (pids $$pids) on the configured broker."; \
+	  ;; \
+	*) \
+	  echo "CELERY_TASK_ALWAYS_EAGER is on: tasks run in-process; no worker or beat, so periodic tasks do not run."; \
+	  ;; \
+	esac; \
+	echo "Starting the web server: Paydesk on http://$(HOST):$(PORT)/  ·  admin: /admin/  ·  API docs: http://$(HOST):$(PORT)/api/docs/"; \
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 worker: install
 	$(BIN)/celery -A config worker -l info
@@ -69,4 +87,4 @@ bench: install
 	$(BIN)/python manage.py bench all
 
 clean:
-	rm -rf $(VENV) db.sqlite3
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-wal db.sqlite3-shm .run

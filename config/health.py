@@ -1,5 +1,5 @@
 """GET /healthz (and /health): 200 when the service can serve, else 503 naming the failing
-check. No auth. Database always; cache and broker when configured.
+check. No auth. Database always; cache, broker and beat when configured.
 
 A required check (the database) failing makes it 503, listed under "failing". The cache
 and the broker are not required: with the cache down the throttles count in each
@@ -9,6 +9,10 @@ reported as "unavailable" and listed under "degraded", with 200: a 503 here take
 processes out of the load balancer (readiness) or restarts them (liveness), all of them
 at once for one Redis outage, which would stop the very payments that can still be taken,
 and restarting would not bring Redis back. Alert on "degraded" to hear of it.
+
+Beat is judged by what it leaves in the database: when tasks go to workers, "beat" is
+degraded while any enabled periodic task has not run for twice its interval
+(config.periodic.periodic_tasks_overdue), and its value names those tasks.
 
 The answer is public, so a failing check shows the kind of error only; the detail (host
 names, database names) goes to the log."""
@@ -38,6 +42,12 @@ UNAVAILABLE = "unavailable"  # what a check that is not required shows when it f
 
 class HealthNote(str):
     """What a check returns to report a state that is not a failure (shown, not 503)."""
+
+
+class Degraded(str):
+    """What a check that is not required returns to report a problem in its own words
+    (shown as its value and listed under "degraded", with 200) rather than "unavailable".
+    For what is safe to show the public: no host names, no secrets."""
 
 
 def check(name: str, *, when=lambda: True, required: bool = True):
@@ -77,10 +87,26 @@ def _broker():
         conn.ensure_connection(max_retries=1, timeout=2)
 
 
+@check("beat", when=lambda: not settings.CELERY_TASK_ALWAYS_EAGER, required=False)
+def _beat():
+    """With tasks going to workers, beat must be running the periodic tasks (with eager
+    tasks nothing is expected to). Late ones are named: what is late says what is not
+    being done (installments not collected, webhooks not retried)."""
+    from django.utils import timezone
+
+    from config.periodic import periodic_tasks_overdue
+
+    overdue = periodic_tasks_overdue(now=timezone.now())
+    if overdue:
+        return Degraded("overdue: " + ", ".join(task.name for task in overdue))
+    return None
+
+
 def run_checks() -> tuple[bool, dict]:
     """Run every configured check. Returns (serving, results): serving is False when a
-    required check failed; results maps each check to "ok", a note, "unavailable" (a
-    check that is not required failed) or "error: <kind>" (a required one failed)."""
+    required check failed; results maps each check to "ok", a note, "unavailable" or a
+    `Degraded` value (a check that is not required failed), or "error: <kind>" (a
+    required one failed). `is_degraded(value)` tells the degraded ones."""
     results, serving = {}, True
     for name, when, required, func in _CHECKS:
         if not when():
@@ -103,8 +129,12 @@ def run_checks() -> tuple[bool, dict]:
             serving = False
             results[name] = shown
         else:
-            results[name] = UNAVAILABLE
+            results[name] = problem if isinstance(problem, Degraded) else Degraded(UNAVAILABLE)
     return serving, results
+
+
+def is_degraded(value: str) -> bool:
+    return isinstance(value, Degraded)
 
 
 _HealthOut = inline_serializer(
@@ -140,7 +170,7 @@ _HealthOut = inline_serializer(
 def healthz(request):
     serving, results = run_checks()
     failing = [name for name, value in results.items() if value.startswith("error")]
-    degraded = [name for name, value in results.items() if value == UNAVAILABLE]
+    degraded = [name for name, value in results.items() if is_degraded(value)]
     body = {"status": "ok" if serving else "error", "checks": results}
     if failing:
         body["failing"] = failing

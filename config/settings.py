@@ -114,7 +114,13 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False  # services are atomic themselves (STYLE.md §7)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # The embedded default writes from several processes (web server, worker, beat). WAL
+    # lets readers and a writer run at once; IMMEDIATE takes the write lock when a
+    # transaction begins, so a writer waits its turn (timeout, seconds) instead of failing
+    # with "database is locked" when two transactions that read first both try to write.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
 else:
     # Persistent connections pay off under gunicorn. The development server starts a thread
     # per request, so with DEBUG on each thread's connection would linger idle instead
@@ -243,7 +249,7 @@ REST_FRAMEWORK = {
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "config.api.negotiation.StaffBrowsableContentNegotiation",
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
+        "config.api.renderers.BrowsableAPIRenderer",  # forms built from what each endpoint takes
     ],
     "UNAUTHENTICATED_USER": None,
     "COERCE_DECIMAL_TO_STRING": True,
@@ -295,7 +301,24 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "redis+socket://")):
         "socket_timeout": BROKER_SOCKET_TIMEOUT,
         "socket_connect_timeout": BROKER_SOCKET_TIMEOUT,
     }
+# `filesystem://` is kombu's file-system transport: messages are files in one folder, so
+# a worker and beat run with no broker server. `make run` uses it when no broker is
+# configured (one machine, one worker: a message is claimed by moving its file).
+CELERY_FILESYSTEM_BROKER_DIR = Path(env("CELERY_FILESYSTEM_BROKER_DIR", default=str(BASE_DIR / ".run" / "broker")))
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(CELERY_FILESYSTEM_BROKER_DIR / "queue"),
+        "data_folder_out": str(CELERY_FILESYSTEM_BROKER_DIR / "queue"),
+        "control_folder": str(CELERY_FILESYSTEM_BROKER_DIR / "control"),
+    }
+    # kombu needs the folders to exist; whoever sends first (web, worker or beat) makes them.
+    for _folder in ("queue", "control"):
+        (CELERY_FILESYSTEM_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Beat writes each task's last_run_at to the database after every send, not every 3
+# minutes (Celery's default): /healthz and the dashboard judge beat by that column, and a
+# 1-minute task would otherwise look two runs late between syncs.
+CELERY_BEAT_SYNC_EVERY = 1
 CELERY_TIMEZONE = TIME_ZONE
 
 # --- Stripe and providers -------------------------------------------------------------------

@@ -18,7 +18,7 @@ from config.ids import parse_uuid
 
 from . import nextauth
 from .models import ApiKey, Customer, Merchant
-from .selectors import api_key_get_active
+from .selectors import api_key_get_active, merchant_get_by_ref
 from .services import api_key_touch, customer_get_or_create_by_external_id, hash_api_key
 
 logger = logging.getLogger("paydesk.auth")
@@ -63,10 +63,12 @@ class Caller:
         return f"customer {self.customer.pk}"
 
     def require_merchant(self) -> Merchant:
-        """The merchant a write acts for. Staff name one with the X-Paydesk-Merchant header."""
+        """The merchant a write acts for. Staff name one (id or name) with the X-Paydesk-Merchant
+        header or ?merchant=."""
         if self.merchant is None:
             raise InvalidRequest(
-                f"Staff must say which merchant this is for: send the {MERCHANT_HEADER} header or ?merchant=.",
+                f"Staff must say which merchant this is for: send the {MERCHANT_HEADER} header or ?merchant= "
+                "(the merchant's id or name).",
                 param="merchant",
             )
         return self.merchant
@@ -199,7 +201,7 @@ class NextAuthSessionAuthentication(_ThrottledAuthentication):
 
 class StaffSessionAuthentication(authentication.SessionAuthentication):
     """A logged-in staff user (admin login) for the browsable API. Acts for all merchants
-    when reading; for one merchant when it names it (header or ?merchant=)."""
+    when reading; for one merchant when it names it, by id or name (header or ?merchant=)."""
 
     def authenticate(self, request):
         result = super().authenticate(request)
@@ -208,10 +210,17 @@ class StaffSessionAuthentication(authentication.SessionAuthentication):
         user, _ = result
         if not user.is_staff:
             return None
-        merchant = None
-        merchant_id = request.headers.get(MERCHANT_HEADER) or request.query_params.get("merchant")
-        if merchant_id:
-            merchant = Merchant.objects.filter(pk=parse_uuid(merchant_id, what="merchant")).first()
-            if merchant is None:
-                raise NotFound(f"No such merchant: {merchant_id}.", param="merchant")
+        ref = _header_text(request.headers.get(MERCHANT_HEADER)) or request.query_params.get("merchant")
+        merchant = merchant_get_by_ref(ref=ref) if ref and ref.strip() else None
         return Caller(merchant=merchant, staff_user=user), None
+
+
+def _header_text(value: str | None) -> str | None:
+    """A header as the UTF-8 text clients send (a merchant's name may not be ASCII): the
+    WSGI server hands it over decoded as Latin-1."""
+    if value is None:
+        return None
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value

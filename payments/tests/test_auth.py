@@ -1,4 +1,5 @@
 import hashlib
+from urllib.parse import urlencode
 
 import jwt
 import pytest
@@ -117,6 +118,56 @@ def test_staff_session_reads_everything_and_writes_for_a_named_merchant(merchant
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "merchant"
     ok = client.post("/api/v1/customers", {"external_id": "x"}, format="json", HTTP_X_PAYDESK_MERCHANT=str(merchant.pk))
     assert ok.status_code == 201 and ok.json()["merchant"] == str(merchant.pk)
+
+
+class TestStaffNamesTheMerchant:
+    """Staff name the merchant a write is for by id or by name, in the header or ?merchant=."""
+
+    @pytest.fixture
+    def staff_client(self, django_user_model):
+        client = APIClient()
+        client.force_login(django_user_model.objects.create_user("ops", password="pw", is_staff=True))
+        return client
+
+    def create(self, client, ref=None, **headers):
+        url = "/api/v1/customers" if ref is None else f"/api/v1/customers?{urlencode({'merchant': ref})}"
+        return client.post(url, {"external_id": "x"}, format="json", **headers)
+
+    def test_by_name_in_the_query_or_the_header(self, staff_client):
+        acme = MerchantFactory(name="Acme Widgets")
+        response = self.create(staff_client, "Acme Widgets")
+        assert response.status_code == 201 and response.json()["merchant"] == str(acme.pk)
+        other = self.create(staff_client, HTTP_X_PAYDESK_MERCHANT="Acme Widgets")
+        assert other.status_code == 409  # the same merchant: that external_id is taken now
+
+    def test_a_name_that_is_not_ascii_in_the_header(self, staff_client):
+        cafe = MerchantFactory(name="Café Zoë")
+        # As a WSGI server hands over a UTF-8 header: decoded as Latin-1.
+        raw = "Café Zoë".encode().decode("latin-1")
+        response = self.create(staff_client, HTTP_X_PAYDESK_MERCHANT=raw)
+        assert response.status_code == 201 and response.json()["merchant"] == str(cafe.pk)
+
+    def test_case_is_ignored_unless_that_makes_it_ambiguous(self, staff_client):
+        upper = MerchantFactory(name="ACME")
+        assert self.create(staff_client, "acme").json()["merchant"] == str(upper.pk)
+        lower = MerchantFactory(name="acme")
+        assert self.create(staff_client, "acme").json()["merchant"] == str(lower.pk)  # the exact name wins
+        ambiguous = self.create(staff_client, "Acme")
+        assert ambiguous.status_code == 400
+        error = ambiguous.json()["error"]
+        assert error["param"] == "merchant" and "'ACME'" in error["message"] and "'acme'" in error["message"]
+
+    def test_an_unknown_merchant_is_404_naming_the_parameter(self, staff_client, merchant):
+        for ref in ("Nobody", "00000000-0000-0000-0000-000000000000"):
+            response = self.create(staff_client, ref)
+            assert response.status_code == 404 and response.json()["error"]["param"] == "merchant"
+
+    def test_reads_are_scoped_to_the_named_merchant(self, staff_client):
+        acme, other = MerchantFactory(name="Acme"), MerchantFactory(name="Other")
+        CustomerFactory(merchant=acme)
+        CustomerFactory(merchant=other)
+        listed = staff_client.get("/api/v1/customers?merchant=acme").json()
+        assert [c["merchant"] for c in listed["results"]] == [str(acme.pk)]
 
 
 def test_non_staff_session_is_401(django_user_model):
