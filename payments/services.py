@@ -843,7 +843,9 @@ def _reconcile_one(payment: Payment, *, now: datetime) -> str:
         currency=None,
         source=Source.RECONCILIATION,
         data={"provider_status": status},
-        reason="expired while pending" if outcome == "expired" else "",
+        reason={"expired": "expired while pending", "succeeded": ""}.get(
+            outcome, f"the provider reports the payment {status} (reconciliation)"
+        ),
     )
     if result == "expired":
         _provider_cancel(payment, source=Source.RECONCILIATION)
