@@ -7,10 +7,6 @@ from config.landing import landing
 from payments.mock_checkout import mock_checkout
 from webhooks.api import StripeWebhookApi
 
-admin.site.site_header = "Paydesk"
-admin.site.site_title = "Paydesk admin"
-admin.site.index_title = "Back office"
-
 api_v1 = [
     path("", include("webhooks.urls")),
     path("", include("payments.urls")),
