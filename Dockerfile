@@ -25,6 +25,9 @@ COPY --chown=paydesk:paydesk . .
 
 USER paydesk
 
+# FILE_STORAGE_DIR's default, owned by the app user (a volume mounted on it keeps that).
+RUN mkdir -p var/files
+
 # Static files (admin, browsable API) into /app/staticfiles. Settings need secrets when
 # DEBUG is off; these dummies exist for this one build step only and are not in the
 # image's environment. WhiteNoise serves them from the app.

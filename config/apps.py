@@ -1,5 +1,12 @@
 from django.apps import AppConfig
+from django.contrib.admin.apps import AdminConfig
 from django.db.models.signals import post_migrate
+
+
+class PaydeskAdminConfig(AdminConfig):
+    """django.contrib.admin with Paydesk's site (sections, exports) as the default site."""
+
+    default_site = "config.admin_site.PaydeskAdminSite"
 
 
 class PaydeskConfig(AppConfig):

@@ -37,11 +37,3 @@ def exponent(code: str) -> int:
     if code in THREE_DECIMAL:
         return 3
     return 2
-
-
-def format_amount(amount: int, code: str) -> str:
-    """Human display only (admin): 1050 usd -> '10.50 USD'. Never used for arithmetic."""
-    exp = exponent(code)
-    sign = "-" if amount < 0 else ""
-    whole, frac = divmod(abs(amount), 10**exp) if exp else (abs(amount), 0)
-    return f"{sign}{whole}{'.' + str(frac).zfill(exp) if exp else ''} {code.upper()}"

@@ -57,7 +57,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "config.apps.PaydeskAdminConfig",  # django.contrib.admin with Paydesk's site (config/admin_site.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -155,12 +155,41 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Dates as 2026-03-01 14:05:09 (config/formats/en): unambiguous, sortable, short in a list.
+FORMAT_MODULE_PATH = ["config.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = DEBUG  # in DEBUG, serve straight from the apps: no collectstatic needed
+# Files Paydesk writes (large admin CSV exports) go through Django's storage API: a local
+# folder by default; S3-compatible object storage when FILE_STORAGE_BUCKET is set (needs
+# `pip install "django-storages[s3]"`; credentials from the usual AWS_* variables).
+FILE_STORAGE_DIR = Path(env("FILE_STORAGE_DIR", default=str(BASE_DIR / "var" / "files")))
+FILE_STORAGE_BUCKET = env("FILE_STORAGE_BUCKET", default="")
+if FILE_STORAGE_BUCKET:
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": FILE_STORAGE_BUCKET,
+            "endpoint_url": env("FILE_STORAGE_ENDPOINT_URL", default="") or None,
+            "region_name": env("FILE_STORAGE_REGION", default="") or None,
+            "location": env("FILE_STORAGE_PREFIX", default="paydesk"),
+            "default_acl": None,  # private objects, fetched through signed URLs
+            "querystring_auth": True,
+            "querystring_expire": 3600,
+            "file_overwrite": False,
+        },
+    }
+else:
+    _default_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": FILE_STORAGE_DIR},
+    }
+# Admin CSV exports of up to this many rows stream straight to the browser; larger ones
+# are written to the storage above by a task and offered as a download link.
+CSV_EXPORT_STREAM_MAX_ROWS = env.int("CSV_EXPORT_STREAM_MAX_ROWS", default=50_000)
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _default_storage,
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG

@@ -3,12 +3,9 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.health import healthz
+from config.landing import landing
 from payments.mock_checkout import mock_checkout
 from webhooks.api import StripeWebhookApi
-
-admin.site.site_header = "Paydesk"
-admin.site.site_title = "Paydesk admin"
-admin.site.index_title = "Back office"
 
 api_v1 = [
     path("", include("webhooks.urls")),
@@ -20,6 +17,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", landing, name="landing"),
     path("healthz", healthz, name="healthz"),
     path("health", healthz, name="health"),
     path("webhooks/stripe", StripeWebhookApi.as_view(), name="stripe-webhook-root"),

@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from config.admin_tools import ReadOnlyAdmin
+from config.admin_tools import ReadOnlyAdmin, flag_column, money_column, words_filter
 from config.errors import DomainError
 
 from .models import CreditAccount, CreditPack, Debit, Grant, Revocation, StripeInvoicePayment
@@ -78,7 +78,8 @@ def _units_action(modeladmin, request, queryset, *, action: str, title: str, cus
 
 @admin.register(CreditAccount)
 class CreditAccountAdmin(ReadOnlyAdmin):
-    list_display = ["id", "customer", "merchant", "balance", "created_at"]
+    list_display = ["customer", "merchant", money_column("balance"), "created_at", "id"]
+    list_filter = [("merchant", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["=id", "customer__external_id", "customer__email", "merchant__name"]
     list_select_related = ["merchant", "customer"]
     readonly_fields = ["id", "merchant", "customer", "balance", "created_at"]
@@ -108,13 +109,12 @@ class CreditPackAdmin(admin.ModelAdmin):
         "name",
         "merchant",
         "credits",
-        "price_amount",
-        "currency",
+        money_column("price_amount", description="price"),
         "stripe_price_id",
         "expires_in_days",
-        "active",
+        flag_column("active", yes="active", no="inactive", yes_tone="green"),
     ]
-    list_filter = ["active", "merchant"]
+    list_filter = [words_filter("active", title="active", yes="Active", no="Inactive"), "currency", "merchant"]
     search_fields = ["code", "name", "stripe_price_id"]
     list_select_related = ["merchant"]
     autocomplete_fields = ["merchant"]
@@ -122,8 +122,17 @@ class CreditPackAdmin(admin.ModelAdmin):
 
 @admin.register(Grant)
 class GrantAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "customer", "units", "remaining", "source", "pack", "expires_at", "stripe_event_id"]
-    list_filter = ["source", "merchant"]
+    list_display = [
+        "created_at",
+        "customer",
+        "units",
+        "remaining",
+        "source",
+        "pack",
+        "expires_at",
+        "stripe_event_id",
+    ]
+    list_filter = ["source", "merchant", "created_at"]
     search_fields = [
         "=id",
         "customer__external_id",
@@ -154,7 +163,7 @@ class GrantAdmin(ReadOnlyAdmin):
 @admin.register(Debit)
 class DebitAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "customer", "units", "reason", "ref"]
-    list_filter = ["merchant"]
+    list_filter = ["merchant", "created_at"]
     search_fields = ["=id", "customer__external_id", "customer__email", "ref", "reason"]
     list_select_related = ["customer"]
     raw_id_fields = ["customer", "account", "transfer"]
@@ -164,7 +173,8 @@ class DebitAdmin(ReadOnlyAdmin):
 @admin.register(Revocation)
 class RevocationAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "customer", "requested", "revoked", "shortfall", "reason", "stripe_event_id"]
-    list_filter = ["merchant"]
+    list_filter = ["merchant", "created_at"]
+    date_hierarchy = "created_at"
     search_fields = ["=id", "customer__external_id", "stripe_event_id", "reason"]
     list_select_related = ["customer"]
     raw_id_fields = ["customer", "account", "grant", "transfer"]

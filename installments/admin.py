@@ -5,35 +5,60 @@ from django.contrib import admin, messages
 from django.shortcuts import render
 from django.utils import timezone
 
-from config.admin_tools import ReadOnlyTabularInline
+from config.admin_export import CsvExportMixin
+from config.admin_tools import (
+    ActionsOnlyAdmin,
+    MoneyTotalsMixin,
+    ReadOnlyAdmin,
+    ReadOnlyTabularInline,
+    id_column,
+    list_url,
+    money_column,
+    obj_link,
+    related_links,
+    status_column,
+    text_column,
+)
 from config.errors import DomainError
-from installments.models import Installment, InstallmentEvent, InstallmentOrder
+from installments.models import Installment, InstallmentCharge, InstallmentEvent, InstallmentOrder
 from installments.services import installment_order_cancel, installment_reschedule, installment_retry_now
 
 
 class InstallmentInline(ReadOnlyTabularInline):
     model = Installment
+    verbose_name = "installment"
+    verbose_name_plural = "schedule"
     fields = [
         "sequence",
         "due_date",
-        "amount",
-        "status",
+        money_column("amount", currency="order__currency"),
+        status_column(),
         "attempts",
         "next_attempt_at",
         "claim_source",
-        "charge_key",
         "last_error",
         "paid_at",
     ]
     readonly_fields = fields
     ordering = ["sequence"]
+    show_change_link = True
 
 
 class TimelineInline(ReadOnlyTabularInline):
     model = InstallmentEvent
-    fields = ["created_at", "type", "from_status", "to_status", "source", "data"]
+    verbose_name = "timeline event"
+    verbose_name_plural = "timeline"
+    fields = ["created_at", "type", "installment", "from_status", "to_status", "source", "data"]
     readonly_fields = fields
     ordering = ["created_at", "id"]
+
+
+class ChargeAttemptInline(ReadOnlyTabularInline):
+    model = InstallmentCharge
+    verbose_name = "charge attempt"
+    verbose_name_plural = "charge attempts"
+    fields = ["attempt", "charge", "created_at"]
+    readonly_fields = fields
 
 
 class AttentionFilter(admin.SimpleListFilter):
@@ -62,14 +87,65 @@ class PostponeForm(forms.Form):
 
 
 @admin.register(InstallmentOrder)
-class InstallmentOrderAdmin(admin.ModelAdmin):
-    list_display = ["id", "merchant", "customer", "amount", "currency", "status", "created_at"]
-    list_filter = [AttentionFilter, "status", ("merchant", admin.RelatedOnlyFieldListFilter)]
-    search_fields = ["id", "customer__external_id", "customer__email"]
+class InstallmentOrderAdmin(CsvExportMixin, MoneyTotalsMixin, ActionsOnlyAdmin):
+    list_display = [
+        id_column(),
+        "merchant",
+        "customer",
+        money_column("amount"),
+        money_column("down_payment", description="down payment"),
+        "schedule",
+        status_column(),
+        "created_at",
+    ]
+    list_filter = [
+        AttentionFilter,
+        "status",
+        "currency",
+        ("merchant", admin.RelatedOnlyFieldListFilter),
+        "created_at",
+    ]
+    search_fields = ["=id", "customer__external_id", "customer__email", "description"]
+    search_help_text = "Order id, customer id or email, description."
     list_select_related = ["merchant", "customer"]
+    date_hierarchy = "created_at"
     raw_id_fields = ["merchant", "customer", "down_payment_charge"]
-    readonly_fields = [f.name for f in InstallmentOrder._meta.fields]
+    readonly_fields = [
+        "id",
+        "merchant",
+        "customer",
+        money_column("amount", raw=True),
+        money_column("down_payment", raw=True, description="down payment"),
+        "down_payment_charge",
+        "schedule",
+        status_column(),
+        "description",
+        "metadata",
+        "early_payments",
+        "idempotency_key",
+        "created_at",
+        "updated_at",
+        "related",
+    ]
     inlines = [InstallmentInline, TimelineInline]
+    money_totals = ("amount",)
+    csv_money = {"amount": "currency", "down_payment": "currency"}
+
+    @admin.display(description="schedule", ordering="interval")
+    def schedule(self, obj):
+        if not obj.interval:
+            return "explicit dates"
+        return f"every {obj.interval}" if obj.interval_count == 1 else f"every {obj.interval_count} {obj.interval}s"
+
+    @admin.display(description="links")
+    def related(self, obj):
+        return related_links(
+            [
+                ("Installments", list_url("installments.installment", order__id__exact=obj.pk), None),
+                ("Webhook events", list_url("webhooks.outboundevent", subject=str(obj.pk)), None),
+            ]
+        )
+
     actions = ["retry_failed_now", "cancel_orders", "postpone"]
 
     def has_add_permission(self, request):
@@ -117,3 +193,84 @@ class InstallmentOrderAdmin(admin.ModelAdmin):
                 "title": "Postpone installments",
             },
         )
+
+
+class InstallmentStatusFilter(admin.SimpleListFilter):
+    title = "due"
+    parameter_name = "due"
+
+    def lookups(self, request, model_admin):
+        return [("overdue", "Overdue (open, due date passed)"), ("today", "Due today"), ("week", "Due within 7 days")]
+
+    def queryset(self, request, queryset):
+        today = timezone.localdate()
+        open_ = queryset.filter(status__in=["scheduled", "failed"])
+        if self.value() == "overdue":
+            return open_.filter(due_date__lt=today)
+        if self.value() == "today":
+            return open_.filter(due_date=today)
+        if self.value() == "week":
+            return open_.filter(due_date__gte=today, due_date__lte=today + timedelta(days=7))
+        return queryset
+
+
+@admin.register(Installment)
+class InstallmentAdmin(CsvExportMixin, MoneyTotalsMixin, ReadOnlyAdmin):
+    """Every installment of every order, to find what is due, failing or defaulted; what
+    staff do about them they do on the order (retry, reschedule, cancel)."""
+
+    list_display = [
+        "due_date",
+        "order_link",
+        "sequence",
+        money_column("amount", currency="order__currency"),
+        status_column(),
+        "attempts",
+        "next_attempt_at",
+        text_column("last_error"),
+        "paid_at",
+    ]
+    list_filter = [InstallmentStatusFilter, "status", "order__currency", "claim_source", "due_date"]
+    search_fields = ["=id", "=order__id", "order__customer__external_id", "order__customer__email", "charge_key"]
+    search_help_text = "Installment id, order id, customer id or email, charge key."
+    list_select_related = ["order", "order__customer"]
+    date_hierarchy = "due_date"
+    ordering = ["due_date", "order", "sequence"]
+    money_totals_currency = "order__currency"
+    inlines = [ChargeAttemptInline]
+    readonly_fields = [
+        "id",
+        "order",
+        "sequence",
+        "due_date",
+        money_column("amount", currency="order__currency", raw=True),
+        status_column(),
+        "attempts",
+        "next_attempt_at",
+        "claimed_at",
+        "claim_source",
+        "charge_key",
+        "last_error",
+        "paid_at",
+    ]
+    csv_fields = [
+        "id",
+        "order",
+        "order__customer__external_id",
+        "sequence",
+        "due_date",
+        "amount",
+        "order__currency",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "claim_source",
+        "charge_key",
+        "last_error",
+        "paid_at",
+    ]
+    csv_money = {"amount": "order__currency"}
+
+    @admin.display(description="order", ordering="order__created_at")
+    def order_link(self, obj):
+        return obj_link(obj.order, f"{obj.order.customer} · {str(obj.order_id)[:8]}")

@@ -5,6 +5,7 @@ import uuid
 from django.db import models
 from django.db.models import F, Q
 
+from config.money_display import money
 from payments.identity.models import Customer, Merchant
 
 
@@ -59,7 +60,7 @@ class InstallmentOrder(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.amount} {self.currency} in installments ({self.status})"
+        return f"{money(self.amount, self.currency)} in installments ({self.status})"
 
 
 class Installment(models.Model):
@@ -119,7 +120,7 @@ class Installment(models.Model):
         ]
 
     def __str__(self):
-        return f"#{self.sequence} {self.amount} due {self.due_date} ({self.status})"
+        return f"#{self.sequence} {money(self.amount, self.order.currency)} due {self.due_date} ({self.status})"
 
     @property
     def is_overdue(self) -> bool:
@@ -142,6 +143,9 @@ class InstallmentCharge(models.Model):
         ordering = ["installment", "created_at", "id"]
         constraints = [models.UniqueConstraint(fields=["installment", "charge"], name="installment_charge_once")]
 
+    def __str__(self):
+        return f"attempt {self.attempt}"
+
 
 class InstallmentEvent(models.Model):
     """The order's timeline: every status change of the order or one of its installments."""
@@ -157,3 +161,7 @@ class InstallmentEvent(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+
+    def __str__(self):
+        moved = f" {self.from_status}→{self.to_status}" if self.from_status or self.to_status else ""
+        return f"{self.type}{moved}"

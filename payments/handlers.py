@@ -75,7 +75,10 @@ def provider_notification(event):
     payment = Payment.objects.filter(provider=event.provider, provider_payment_id=body["provider_payment_id"]).first()
     outcome = GENERIC_OUTCOMES[body["status"]]
     provider_id = body["provider_payment_id"]
-    return _settle(event, payment, outcome, body["amount"], body["currency"], provider_id=provider_id)
+    reason = ""
+    if outcome != "succeeded":  # never a failure without its reason: the provider's, or what it said
+        reason = body.get("failure_reason") or f"{event.provider} reported the payment {body['status']}"
+    return _settle(event, payment, outcome, body["amount"], body["currency"], reason=reason, provider_id=provider_id)
 
 
 def _stripe_charge(obj: dict) -> Charge | None:

@@ -27,17 +27,21 @@ def _checkout(payment_id) -> MockCheckout:
     return checkout
 
 
+DECLINED_REASON = "Declined by the payer on the mock checkout page."
+
+
 def _notify(checkout: MockCheckout, status: str) -> None:
     payment: Payment = checkout.payment
-    body = json.dumps(
-        {
-            "provider": "mock",
-            "provider_payment_id": checkout.provider_payment_id,
-            "status": status,
-            "amount": payment.amount,
-            "currency": payment.currency,
-        }
-    ).encode()
+    notification = {
+        "provider": "mock",
+        "provider_payment_id": checkout.provider_payment_id,
+        "status": status,
+        "amount": payment.amount,
+        "currency": payment.currency,
+    }
+    if status == "failed":
+        notification["failure_reason"] = DECLINED_REASON
+    body = json.dumps(notification).encode()
     header = sign(body, settings.MOCK_WEBHOOK_SECRET.split(",")[0], timestamp=int(time.time()))
     receive_provider_notification(
         body=body,

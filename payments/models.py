@@ -3,6 +3,7 @@ import uuid
 from django.db import models
 from django.db.models import F, Q
 
+from config.money_display import money
 from payments.identity.models import ApiKey, Category, Customer, Merchant, Region, Subscription
 
 __all__ = [
@@ -97,7 +98,7 @@ class Payment(models.Model):
         indexes = [models.Index(fields=["status", "created_at"], name="payment_status_created_idx")]
 
     def __str__(self):
-        return f"{self.order_id} · {self.amount} {self.currency} ({self.status})"
+        return f"{self.order_id} · {money(self.amount, self.currency)} ({self.status})"
 
     @property
     def refundable(self) -> int:
@@ -165,7 +166,7 @@ class Refund(models.Model):
         ]
 
     def __str__(self):
-        return f"refund {self.amount} of {self.payment_id} ({self.status})"
+        return f"refund {money(self.amount, self.payment.currency)} ({self.status})"
 
 
 class MockCheckout(models.Model):
@@ -237,4 +238,4 @@ class Charge(models.Model):
         indexes = [models.Index(fields=["created_at"], condition=Q(status="pending"), name="charge_pending_idx")]
 
     def __str__(self):
-        return f"charge {self.amount} {self.currency} ({self.status})"
+        return f"charge {money(self.amount, self.currency)} ({self.status})"

@@ -870,7 +870,9 @@ def _settle_found(payment: Payment, found: ProviderStatus, *, source: str, data:
         currency=found.currency,
         source=source,
         data={**data, **found.data},
-        reason=found.reason,
+        # A failure always says why: the provider's own reason, or what it reported.
+        reason=found.reason
+        or ("" if found.status == "succeeded" else f"the provider reports the payment {found.status}"),
     )
     if found.status != "succeeded" or not found.refunded or result == "mismatch":
         return result

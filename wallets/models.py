@@ -14,6 +14,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from config.money_display import money
+
 CREDITS_UNIT = "credits"
 
 
@@ -76,7 +78,7 @@ class Account(models.Model):
         ]
 
     def __str__(self):
-        owner = self.customer_id or self.merchant_id or "system"
+        owner = str(self.customer_id or self.merchant_id or "system")[:8]
         suffix = f" {self.name}" if self.name else ""
         return f"{self.kind}{suffix} {self.currency} ({owner})"
 
@@ -154,7 +156,7 @@ class Transfer(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.kind} {self.amount} {self.currency} ({self.id})"
+        return f"{self.kind} {money(self.amount, self.currency)} ({str(self.id)[:8]})"
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError("Transfers cannot be deleted: reverse them.")
@@ -190,7 +192,7 @@ class Entry(models.Model):
         constraints = [models.CheckConstraint(condition=~Q(amount=0), name="entry_amount_not_zero")]
 
     def __str__(self):
-        return f"{self.amount:+d} on {self.account_id}"
+        return f"{'+' if self.amount > 0 else ''}{money(self.amount, self.account.currency)} on {self.account}"
 
     def save(self, *args, **kwargs):
         if not self._state.adding:
@@ -251,7 +253,7 @@ class Hold(models.Model):
         ]
 
     def __str__(self):
-        return f"hold {self.amount} {self.status} ({self.id})"
+        return f"hold {money(self.amount, self.account.currency)} {self.status} ({str(self.id)[:8]})"
 
     @property
     def currency(self) -> str:

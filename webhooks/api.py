@@ -56,6 +56,9 @@ class ProviderNotificationIn(serializers.Serializer):
     amount = MinorUnitsField()
     currency = CurrencyField()
     id = serializers.CharField(max_length=255, required=False)
+    failure_reason = serializers.CharField(
+        max_length=1000, required=False, allow_blank=True, help_text="Why it failed (a failed status), for staff."
+    )
 
 
 def receive_provider_notification(*, body: bytes, headers):

@@ -1,5 +1,7 @@
 from django.contrib import admin, messages
 
+from config.admin_tools import flag_column, id_column, list_url, related_links, status_column, words_filter
+
 from .models import ApiKey, Category, Customer, Merchant, Region, Subscription
 from .services import api_key_create, api_key_revoke, subscription_create
 
@@ -26,8 +28,9 @@ class SubscriptionInline(admin.StackedInline):
 
 @admin.register(Merchant)
 class MerchantAdmin(admin.ModelAdmin):
-    list_display = ["name", "status", "region", "category", "created_at"]
+    list_display = ["name", status_column(), "region", "category", "created_at", id_column()]
     list_filter = ["status", "region", "category"]
+    readonly_fields = ["related"]
     search_fields = ["name", "id"]
     list_select_related = ["region", "category"]
     inlines = [SubscriptionInline, ApiKeyInline]
@@ -49,6 +52,22 @@ class MerchantAdmin(admin.ModelAdmin):
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []
 
+    @admin.display(description="links")
+    def related(self, obj):
+        if obj is None or obj.pk is None:
+            return "—"
+        by_merchant = {"merchant__id__exact": obj.pk}
+        return related_links(
+            [
+                ("Payments", list_url("payments.payment", **by_merchant), None),
+                ("Charges", list_url("payments.charge", **by_merchant), None),
+                ("Customers", list_url("payments.customer", **by_merchant), None),
+                ("Ledger accounts", list_url("wallets.account", **by_merchant), None),
+                ("Installment orders", list_url("installments.installmentorder", **by_merchant), None),
+                ("Webhook events", list_url("webhooks.outboundevent", **by_merchant), None),
+            ]
+        )
+
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if not change:
@@ -57,8 +76,20 @@ class MerchantAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "merchant", "name", "livemode", "created_at", "last_used_at", "revoked_at"]
-    list_filter = ["livemode", ("revoked_at", admin.EmptyFieldListFilter)]
+    list_display = [
+        "prefix",
+        "merchant",
+        "name",
+        flag_column("livemode", yes="live", no="test", yes_tone="amber", description="mode"),
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    list_filter = [
+        words_filter("livemode", title="mode", yes="Live", no="Test"),
+        ("revoked_at", admin.EmptyFieldListFilter),
+        ("merchant", admin.RelatedOnlyFieldListFilter),
+    ]
     search_fields = ["prefix", "merchant__name", "name"]
     list_select_related = ["merchant"]
     readonly_fields = ["merchant", "prefix", "livemode", "created_at", "last_used_at", "revoked_at"]
@@ -86,11 +117,29 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    list_display = ["external_id", "name", "email", "merchant", "stripe_customer_id", "created_at"]
-    list_filter = [("merchant", admin.RelatedOnlyFieldListFilter)]
-    search_fields = ["external_id", "email", "name", "id", "stripe_customer_id"]
+    list_display = ["external_id", "name", "email", "merchant", "stripe_customer_id", "created_at", id_column()]
+    list_filter = [("merchant", admin.RelatedOnlyFieldListFilter), "created_at"]
+    search_fields = ["external_id", "email", "name", "=id", "stripe_customer_id"]
+    search_help_text = "External id, email, name, customer id (exact) or Stripe customer id."
     list_select_related = ["merchant"]
     raw_id_fields = ["merchant"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["related"]
+
+    @admin.display(description="links")
+    def related(self, obj):
+        if obj is None or obj.pk is None:
+            return "—"
+        by_customer = {"customer__id__exact": obj.pk}
+        return related_links(
+            [
+                ("Payments", list_url("payments.payment", **by_customer), None),
+                ("Charges", list_url("payments.charge", **by_customer), None),
+                ("Wallets", list_url("wallets.wallet", **by_customer), None),
+                ("Installment orders", list_url("installments.installmentorder", **by_customer), None),
+                ("Credit grants", list_url("credits.grant", **by_customer), None),
+            ]
+        )
 
 
 @admin.register(Region)

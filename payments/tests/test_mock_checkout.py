@@ -34,7 +34,8 @@ def test_pay_button_sends_a_signed_notification_that_succeeds_the_payment(mercha
     browser = Client(enforce_csrf_checks=True)
     page = browser.get(urlsplit(payment["payment_url"]).path)
     html = page.content.decode()
-    assert page.status_code == 200 and "2599" in html and 'value="pay"' in html and 'value="decline"' in html
+    assert page.status_code == 200 and 'value="pay"' in html and 'value="decline"' in html
+    assert "€25.99" in html and "minor units" not in html  # the payer reads money, not 2599 EUR
     assert Payment.objects.get(pk=payment["id"]).status == "pending"  # looking at the page changes nothing
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
     done = click(browser, urlsplit(payment["payment_url"]).path, {"action": "pay", "csrfmiddlewaretoken": token})
@@ -52,6 +53,9 @@ def test_decline_fails_the_payment_and_a_second_click_changes_nothing(merchant_a
     browser = Client()
     click(browser, path, {"action": "decline"})
     assert Payment.objects.get(pk=payment["id"]).status == "failed"
+    # The merchant (and staff) read why: the mock's notification carries the reason.
+    shown = merchant_api.get(f"/api/v1/payments/{payment['id']}").json()
+    assert shown["status"] == "failed" and shown["failure_reason"] == "Declined by the payer on the mock checkout page."
     again = click(browser, path, {"action": "pay"})
     assert again.status_code == 400 and Payment.objects.get(pk=payment["id"]).status == "failed"
 

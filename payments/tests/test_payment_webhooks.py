@@ -45,6 +45,18 @@ def test_paid_notification_succeeds_the_payment(payment, notify):
     assert outbound.data["id"] == str(payment.pk) and outbound.data["status"] == "succeeded"
 
 
+def test_a_failed_notification_gives_the_payment_its_reason(merchant, notify):
+    with_reason = payment_create(merchant=merchant, order_id="o-a", amount=1500, currency="usd")
+    notify(with_reason, status="failed", failure_reason="card_declined: insufficient funds")
+    assert (with_reason.status, with_reason.failure_reason) == ("failed", "card_declined: insufficient funds")
+    event = OutboundEvent.objects.get(type="payment.failed", data__id=str(with_reason.pk))
+    assert event.data["failure_reason"] == "card_declined: insufficient funds"
+    # A provider that names no reason: the payment still says what happened, never null.
+    bare = payment_create(merchant=merchant, order_id="o-b", amount=1500, currency="usd")
+    notify(bare, status="failed")
+    assert (bare.status, bare.failure_reason) == ("failed", "mock reported the payment failed")
+
+
 def test_repeat_notification_is_harmless(payment, notify):
     notify(payment)
     notify(payment, id="another-delivery-id")

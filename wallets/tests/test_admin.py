@@ -46,7 +46,7 @@ def test_changelists_and_detail_pages_render(staff_client, customer):
         response = staff_client.get(reverse(f"admin:wallets_{name}_changelist"))
         assert response.status_code == 200, name
     assert staff_client.get(reverse("admin:wallets_transfer_change", args=[transfer.pk])).status_code == 200
-    assert b"12.34 USD" in staff_client.get(reverse("admin:wallets_wallet_changelist")).content
+    assert b"$12.34" in staff_client.get(reverse("admin:wallets_wallet_changelist")).content
     assert staff_client.get(reverse("admin:wallets_transfer_changelist") + "?q=factory").status_code == 200
 
 
