@@ -7,8 +7,8 @@ auctions.finalize_auction)."""
 from django.contrib import admin, messages
 
 from config.admin_tools import ReadOnlyAdmin, ReadOnlyTabularInline
-from config.currencies import format_amount
 from config.errors import DomainError
+from config.money_display import money
 
 from .models import Auction, AuctionEvent, Bid
 from .services import auction_cancel, auction_finalize
@@ -23,7 +23,7 @@ class BidInline(ReadOnlyTabularInline):
 
     @admin.display(description="amount")
     def amount_display(self, obj):
-        return format_amount(obj.amount, obj.auction.currency)
+        return money(obj.amount, obj.auction.currency)
 
 
 class TimelineInline(ReadOnlyTabularInline):
@@ -52,11 +52,11 @@ class AuctionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="highest bid")
     def highest_display(self, obj):
-        return format_amount(obj.highest_bid.amount, obj.currency) if obj.highest_bid else "—"
+        return money(obj.highest_bid.amount, obj.currency) if obj.highest_bid else "—"
 
     @admin.display(description="reserve")
     def reserve_display(self, obj):
-        return format_amount(obj.reserve_price, obj.currency) if obj.reserve_price else "—"
+        return money(obj.reserve_price, obj.currency) if obj.reserve_price else "—"
 
     @admin.action(description="Cancel (void every bid's hold)", permissions=["cancel_auction"])
     def cancel_auctions(self, request, queryset):

@@ -21,7 +21,7 @@ from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from config.currencies import format_amount
+from config.money_display import money
 from payments.models import Payment
 from payments.providers import esewa
 from payments.services import payment_check_with_provider, payment_flag_provider_data
@@ -44,14 +44,14 @@ def _back_to_merchant(request, payment: Payment):
     return render(
         request,
         "payments/provider_return.html",
-        {"payment": payment, "amount": format_amount(payment.amount, payment.currency)},
+        {"payment": payment, "amount": money(payment.amount, payment.currency)},
     )
 
 
 @require_GET
 def esewa_checkout(request, payment_id):
     payment = _payment(payment_id, "esewa")
-    context = {"payment": payment, "amount": format_amount(payment.amount, payment.currency)}
+    context = {"payment": payment, "amount": money(payment.amount, payment.currency)}
     if payment.status == "pending" and payment.provider_payment_id:
         context.update(action=esewa.form_url(), fields=esewa.form_fields(payment))
     return render(request, "payments/esewa_checkout.html", context)
