@@ -1,12 +1,11 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 
+from config.admin_actions import OperatorActionsMixin
 from config.admin_tools import ReadOnlyAdmin, ReadOnlyTabularInline
-from config.errors import DomainError
 from payments.identity.admin import *  # noqa: F401,F403  (registers identity's admin classes)
 from payments.models import Charge, MockCheckout, Payment, PaymentEvent, Refund
-from payments.services import payment_cancel, payment_refund, payments_reconcile
 
-STAFF = PaymentEvent.Source.STAFF
+from .admin_actions import CANCEL, RECONCILE, REFUND
 
 
 class TimelineInline(ReadOnlyTabularInline):
@@ -35,7 +34,7 @@ class FlaggedFilter(admin.SimpleListFilter):
 
 
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
+class PaymentAdmin(OperatorActionsMixin, admin.ModelAdmin):
     list_display = ["order_id", "merchant", "amount", "currency", "status", "provider", "created_at"]
     list_filter = ["status", "provider", FlaggedFilter, ("merchant", admin.RelatedOnlyFieldListFilter), "created_at"]
     search_fields = ["order_id", "provider_payment_id", "id"]
@@ -43,7 +42,7 @@ class PaymentAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     raw_id_fields = ["merchant", "customer"]
     inlines = [TimelineInline, RefundInline]
-    actions = ["refund_in_full", "cancel", "reconcile_now"]
+    operator_actions = [REFUND, CANCEL, RECONCILE]  # menu entries, object page buttons, confirmation pages
     readonly_fields = [f.name for f in Payment._meta.fields]
 
     def has_add_permission(self, request):
@@ -51,29 +50,6 @@ class PaymentAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-    def _each(self, request, queryset, action):
-        for payment in queryset:
-            try:
-                action(payment)
-                messages.success(request, f"{payment.order_id}: done.")
-            except DomainError as exc:
-                messages.error(request, f"{payment.order_id}: {exc.message}")
-
-    @admin.action(description="Refund what is left", permissions=["change"])
-    def refund_in_full(self, request, queryset):
-        self._each(
-            request, queryset, lambda p: payment_refund(payment=p, reason=f"staff: {request.user}", source=STAFF)
-        )
-
-    @admin.action(description="Cancel (pending only)", permissions=["change"])
-    def cancel(self, request, queryset):
-        self._each(request, queryset, lambda p: payment_cancel(payment=p, source=STAFF))
-
-    @admin.action(description="Reconcile the selected pending payments now", permissions=["change"])
-    def reconcile_now(self, request, queryset):
-        counts = payments_reconcile(payment_ids=[p.pk for p in queryset])
-        messages.info(request, f"Reconciliation: {counts or 'nothing pending among the selected'}")
 
 
 @admin.register(Refund)
