@@ -1,14 +1,14 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 
+from config.admin_actions import OperatorActionsMixin
 from config.admin_tools import ReadOnlyAdmin, ReadOnlyTabularInline
-from config.errors import Conflict
 
+from .admin_actions import DISABLE_ENDPOINT, ENABLE_ENDPOINT, REPROCESS, RESEND
 from .models import Delivery, DeliveryAttempt, InboundEvent, OutboundEvent, WebhookEndpoint
-from .services import HandlerFailed, delivery_replay, endpoint_disable, endpoint_enable, inbound_event_process
 
 
 @admin.register(InboundEvent)
-class InboundEventAdmin(ReadOnlyAdmin):
+class InboundEventAdmin(OperatorActionsMixin, ReadOnlyAdmin):
     list_display = [
         "received_at",
         "provider",
@@ -23,16 +23,7 @@ class InboundEventAdmin(ReadOnlyAdmin):
     list_filter = ["provider", "status", "flagged", "signature_verified", "type"]
     search_fields = ["event_id", "type", "last_error", "flag_reason"]
     date_hierarchy = "received_at"
-    actions = ["reprocess"]
-
-    @admin.action(description="Re-process selected events now")
-    def reprocess(self, request, queryset):
-        for event in queryset:
-            try:
-                status = inbound_event_process(event_id=event.pk, force=True)
-                messages.info(request, f"{event}: {status}")
-            except HandlerFailed as exc:
-                messages.error(request, f"{event}: failed again: {exc}")
+    operator_actions = [REPROCESS]
 
 
 class DeliveryAttemptInline(ReadOnlyTabularInline):
@@ -58,31 +49,17 @@ class OutboundEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ReadOnlyAdmin):
+class DeliveryAdmin(OperatorActionsMixin, ReadOnlyAdmin):
     list_display = ["created_at", "event", "endpoint", "status", "attempts", "last_response_code", "next_attempt_at"]
     list_filter = ["status"]
     search_fields = ["event__id", "endpoint__url", "event__type"]
     list_select_related = ["event", "endpoint"]
     inlines = [DeliveryAttemptInline]
-    actions = ["replay_now"]
-
-    @admin.action(description="Replay now")
-    def replay_now(self, request, queryset):
-        queued = 0
-        for delivery in queryset.select_related("endpoint"):
-            try:
-                delivery_replay(delivery=delivery)
-            except Conflict as exc:
-                messages.warning(request, f"{delivery}: {exc}")
-                continue
-            queued += 1
-            if not delivery.endpoint.enabled:
-                messages.warning(request, f"{delivery}: queued, but its endpoint is disabled: re-enable it to send.")
-        messages.success(request, f"{queued} deliveries queued.")
+    operator_actions = [RESEND]
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(OperatorActionsMixin, admin.ModelAdmin):
     list_display = ["url", "merchant", "enabled", "consecutive_failures", "disabled_reason", "created_at", "deleted_at"]
     list_filter = ["enabled", ("deleted_at", admin.EmptyFieldListFilter)]
     search_fields = ["url", "merchant__name"]
@@ -97,7 +74,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         "created_at",
         "deleted_at",
     ]
-    actions = ["enable", "disable"]
+    operator_actions = [ENABLE_ENDPOINT, DISABLE_ENDPOINT]
     fields = [
         "merchant",
         "url",
@@ -112,24 +89,3 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # merchants register endpoints through the API (the secret is shown once there)
-
-    @admin.action(description="Re-enable selected endpoints (what they missed while disabled is sent)")
-    def enable(self, request, queryset):
-        enabled = 0
-        for endpoint in queryset:
-            try:
-                endpoint_enable(endpoint=endpoint)
-            except Conflict as exc:
-                messages.warning(request, f"{endpoint}: {exc}")
-                continue
-            enabled += 1
-        messages.success(
-            request,
-            f"{enabled} endpoints enabled; their undelivered and held deliveries go out with the next sweep.",
-        )
-
-    @admin.action(description="Disable selected endpoints")
-    def disable(self, request, queryset):
-        for endpoint in queryset:
-            endpoint_disable(endpoint=endpoint, reason=f"disabled by staff ({request.user})")
-        messages.success(request, f"{queryset.count()} endpoints disabled.")

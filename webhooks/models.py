@@ -42,6 +42,7 @@ class InboundEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
+        permissions = [("reprocess_inbound_event", "Can re-process an inbound event now")]
         constraints = [
             models.UniqueConstraint(fields=["provider", "event_id"], name="inbound_event_unique_per_provider"),
         ]
@@ -71,6 +72,7 @@ class WebhookEndpoint(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("toggle_endpoint", "Can enable or disable a webhook endpoint")]
 
     def __str__(self):
         return f"{self.url} (deleted)" if self.deleted_at else self.url
@@ -124,6 +126,7 @@ class Delivery(models.Model):
     class Meta:
         ordering = ["created_at"]
         verbose_name_plural = "deliveries"
+        permissions = [("resend_delivery", "Can resend a delivery now")]
         constraints = [models.UniqueConstraint(fields=["event", "endpoint"], name="delivery_unique_per_endpoint")]
         indexes = [
             models.Index(
