@@ -35,7 +35,11 @@ class AuditTrailAdmin(ReadOnlyAdmin):
     who did what to which object, when, and why. Read-only, for staff with view_logentry."""
 
     list_display = ["action_time", "user", "content_type", "object_link", "what", "reason"]
-    list_filter = [OperatorActionFilter, "content_type", ("user", admin.RelatedOnlyFieldListFilter)]
+    list_filter = [
+        OperatorActionFilter,
+        ("content_type", admin.RelatedOnlyFieldListFilter),
+        ("user", admin.RelatedOnlyFieldListFilter),
+    ]
     search_fields = ["object_repr", "object_id", "change_message", "user__username"]
     list_select_related = ["user", "content_type"]
     date_hierarchy = "action_time"

@@ -253,7 +253,7 @@ class OperatorActionsMixin:
             for name in request.POST.getlist("action"):
                 action = self._find_operator_action(name)
                 if action is not None and not action.allowed(request.user):
-                    raise PermissionDenied  # a forged POST: refused, not quietly ignored
+                    return self._operator_forbidden(request, action)  # a forged POST: refused, not ignored
         return super().changelist_view(request, extra_context)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
@@ -315,14 +315,28 @@ class OperatorActionsMixin:
         found = {obj.pk: obj for obj in action.queryset(self.get_queryset(request).filter(pk__in=ids))}
         return [found[pk] for pk in dict.fromkeys(ids) if pk in found]
 
+    def _operator_forbidden(self, request, action: OperatorAction):
+        """403, in the admin's look, saying which permission is missing; nothing runs."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Not allowed",
+            "subtitle": None,
+            "opts": self.opts,
+            "action": action,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/operator_actions/forbidden.html", context, status=403)
+
     # -- the confirmation page
 
     def operator_view(self, request, action_name):
         action = self._find_operator_action(action_name)
         if action is None:
             raise Http404(f"No operator action {action_name!r} here.")
-        if not (self.has_view_permission(request) and action.allowed(request.user)):
+        if not self.has_view_permission(request):
             raise PermissionDenied
+        if not action.allowed(request.user):
+            return self._operator_forbidden(request, action)
         objects = []
         if action.needs_objects:
             objects = self._operator_objects(request, action)

@@ -22,7 +22,7 @@ def _listed(order, installments) -> str:
 
 class _OrderAction(OperatorAction):
     def queryset(self, queryset):
-        return queryset.prefetch_related("installments")
+        return queryset.select_related("customer").prefetch_related("installments")
 
 
 def _state(order) -> str:
@@ -30,7 +30,7 @@ def _state(order) -> str:
     for installment in order.installments.all():
         counts[installment.status] = counts.get(installment.status, 0) + 1
     parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    return f"{order.status.capitalize()}: {money(order.amount, order.currency)} ({parts})"
+    return f"{order.customer}: {order.status}, {money(order.amount, order.currency)} ({parts})"
 
 
 class RetryFailedNow(_OrderAction):

@@ -46,7 +46,9 @@ class RefundForm(OperatorActionForm):
             "A smaller amount is a partial refund."
         )
         amount.widget = amount_widget(payment.currency)
-        amount.widget.attrs.update({"min": 1, "max": left, "placeholder": str(left)})
+        amount.widget.attrs.update(
+            {"min": 1, "max": left, "data-blank": f"= everything left, {money(left, payment.currency)}"}
+        )
 
     def clean_amount(self):
         amount = self.cleaned_data.get("amount")
@@ -63,7 +65,7 @@ class RefundForm(OperatorActionForm):
 class RefundPayment(OperatorAction):
     name = "refund_payment"
     label = "Refund…"
-    title = "Refund"
+    title = "Refund payments"
     permission = "payments.refund_payment"
     confirm_label = "Yes, refund"
     form_class = RefundForm

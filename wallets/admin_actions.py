@@ -64,8 +64,11 @@ class AdjustBalance(OperatorAction):
         "debit. Entries are never edited. A debit above the available balance is refused."
     )
 
+    def queryset(self, queryset):
+        return queryset.select_related("customer")
+
     def state(self, wallet):
-        return _balances(wallet)
+        return f"{wallet.customer}: {_balances(wallet).lower()}" if wallet.customer_id else _balances(wallet)
 
     def describe(self, wallet):
         return "Credit or debit it by the amount below."
@@ -144,7 +147,7 @@ class RunLedgerAudit(OperatorAction):
         violations = sum(len(rows) for rows in audit.report.get("violations", {}).values())
         verdict = "OK" if audit.ok else f"FAILED with {violations} violation{'s' if violations != 1 else ''}"
         return Outcome(
-            f"Ledger audit {verdict} ({audit.duration_ms} ms); the report is below.",
+            f"Ledger audit {verdict} ({audit.duration_ms} ms).",
             details={"ok": audit.ok, "violations": violations, "duration_ms": audit.duration_ms},
             level=messages.SUCCESS if audit.ok else messages.ERROR,
             logged_object=audit,

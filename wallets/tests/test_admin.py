@@ -81,7 +81,7 @@ def _adjust(client, wallet, *, token=None, **fields):
 def test_the_adjust_page_says_what_it_does_in_which_units(staff_client, customer):
     wallet = WalletFactory(customer=customer, balance=1234)
     page = _adjust_page(staff_client, wallet).content.decode()
-    assert "Balance 12.34 USD" in page
+    assert f"{customer}: balance 12.34 USD" in page
     assert "Amount, in minor units of USD (100 = 1.00 USD), signed" in page
     assert "500 adds 5.00 USD" in page and "Available now: 12.34 USD" in page
 
