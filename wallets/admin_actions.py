@@ -22,7 +22,7 @@ from .services import hold_void, ledger_audit_run, wallet_adjust
 
 def _balances(wallet) -> str:
     held = f", {money(wallet.held, wallet.currency)} held" if wallet.held else ""
-    return f"Balance {money(wallet.balance, wallet.currency)}{held}"
+    return f"balance {money(wallet.balance, wallet.currency)}{held}"
 
 
 class AdjustBalanceForm(OperatorActionForm):
@@ -68,7 +68,8 @@ class AdjustBalance(OperatorAction):
         return queryset.select_related("customer")
 
     def state(self, wallet):
-        return f"{wallet.customer}: {_balances(wallet).lower()}" if wallet.customer_id else _balances(wallet)
+        balances = _balances(wallet)
+        return f"{wallet.customer}: {balances}" if wallet.customer_id else balances[0].upper() + balances[1:]
 
     def describe(self, wallet):
         return "Credit or debit it by the amount below."
@@ -104,6 +105,9 @@ class VoidHold(OperatorAction):
         "amount and nothing is posted. Only pending holds can be voided, and not those a workflow owns "
         "(a charge's hold is captured or voided by that charge)."
     )
+
+    def queryset(self, queryset):
+        return queryset.select_related("account")
 
     def skip_reason(self, hold):
         if hold.status != Hold.Status.PENDING:
