@@ -205,9 +205,10 @@ def audit_entries(obj, *, limit: int | None = None) -> list[tuple[LogEntry, dict
     return found[:limit] if limit else found
 
 
-def _already_done(action: "OperatorAction", obj, token: str) -> bool:
-    """Whether this page (its token) already did the action to obj."""
-    entries = LogEntry.objects.filter(change_message__contains=f'"token": "{token}"').filter(
+def _already_done(action: "OperatorAction", obj, token: str, user) -> bool:
+    """Whether this page (its token) already did the action to obj. A page is submitted
+    by the user it was shown to: looking among their entries keeps the search short."""
+    entries = LogEntry.objects.filter(user_id=user.pk, change_message__contains=f'"token": "{token}"').filter(
         change_message__contains=f'"operator_action": "{action.name}"'
     )
     if obj is not None:
@@ -404,7 +405,7 @@ class OperatorActionsMixin:
         redirect_to = back
         for obj in targets:
             prefix = f"{obj}: " if obj is not None and len(targets) > 1 else ""
-            if _already_done(action, obj, token):
+            if _already_done(action, obj, token, request.user):
                 self.message_user(request, f"{prefix}already done from this page; nothing changed.", messages.WARNING)
                 continue
             try:

@@ -157,7 +157,6 @@ class ReconcilePayment(OperatorAction):
     title = "Reconcile pending payments now"
     permission = "payments.reconcile_payment"
     confirm_label = "Yes, ask the provider"
-    reason_required = False
     explanation = (
         "Asks each payment's provider what became of it, whatever its age, and settles it the way a "
         "provider webhook would: succeeded, failed or canceled; one pending past the expiry threshold "

@@ -228,7 +228,10 @@ def test_reconcile_now_asks_about_the_selected_payments_whatever_their_age(opera
     other = payment_create(merchant=merchant, order_id="o-2", amount=1000, currency="usd")
     MockCheckout.objects.update(status="paid")  # both paid, neither webhook came
 
-    done = operators.finance.confirm(Payment, "reconcile_payment", [payment], reason="")  # a note is optional
+    no_reason = operators.finance.confirm(Payment, "reconcile_payment", [payment], reason="")
+    assert no_reason.status_code == 200 and Payment.objects.get(pk=payment.pk).status == "pending"
+
+    done = operators.finance.confirm(Payment, "reconcile_payment", [payment], reason="customer says they paid")
 
     assert done.status_code == 302
     assert Payment.objects.get(pk=payment.pk).status == "succeeded"
