@@ -110,3 +110,12 @@ def make_jwt():
         return jwt.encode(payload, secret or settings.JWT_SECRET, algorithm=algorithm)
 
     return make
+
+
+@pytest.fixture
+def operators(db, django_user_model):
+    """Staff clients for the admin's operator actions, in the groups `manage.py seed`
+    makes: .admin (superuser), .finance and .support (config/tests/operator_actions_support.py)."""
+    from config.tests.operator_actions_support import make_operators
+
+    return make_operators(django_user_model)

@@ -31,6 +31,11 @@ class CreditAccount(Account):
     class Meta:
         proxy = True
         verbose_name = "credit account"
+        # Operator actions in the admin (credits/admin_actions.py): "view" shows, these act.
+        permissions = [
+            ("grant_credits", "Can grant credits to a customer"),
+            ("revoke_credits", "Can revoke a customer's credits"),
+        ]
 
 
 class CreditPack(models.Model):

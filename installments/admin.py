@@ -1,10 +1,9 @@
 from datetime import timedelta
 
-from django import forms
-from django.contrib import admin, messages
-from django.shortcuts import render
+from django.contrib import admin
 from django.utils import timezone
 
+from config.admin_actions import OperatorActionsMixin
 from config.admin_export import CsvExportMixin
 from config.admin_tools import (
     ActionsOnlyAdmin,
@@ -19,9 +18,9 @@ from config.admin_tools import (
     status_column,
     text_column,
 )
-from config.errors import DomainError
 from installments.models import Installment, InstallmentCharge, InstallmentEvent, InstallmentOrder
-from installments.services import installment_order_cancel, installment_reschedule, installment_retry_now
+
+from .admin_actions import CANCEL_ORDER, POSTPONE, RETRY_NOW
 
 
 class InstallmentInline(ReadOnlyTabularInline):
@@ -82,12 +81,8 @@ class AttentionFilter(admin.SimpleListFilter):
         return queryset
 
 
-class PostponeForm(forms.Form):
-    days = forms.IntegerField(min_value=1, max_value=365, help_text="Move every open installment this many days.")
-
-
 @admin.register(InstallmentOrder)
-class InstallmentOrderAdmin(CsvExportMixin, MoneyTotalsMixin, ActionsOnlyAdmin):
+class InstallmentOrderAdmin(OperatorActionsMixin, CsvExportMixin, MoneyTotalsMixin, ActionsOnlyAdmin):
     list_display = [
         id_column(),
         "merchant",
@@ -146,53 +141,13 @@ class InstallmentOrderAdmin(CsvExportMixin, MoneyTotalsMixin, ActionsOnlyAdmin):
             ]
         )
 
-    actions = ["retry_failed_now", "cancel_orders", "postpone"]
+    operator_actions = [RETRY_NOW, CANCEL_ORDER, POSTPONE]  # menu entries, object page buttons, confirmation pages
 
     def has_add_permission(self, request):
         return False
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-    @admin.action(description="Retry failed installments now")
-    def retry_failed_now(self, request, queryset):
-        count = 0
-        for installment in Installment.objects.filter(order__in=queryset, status="failed"):
-            installment_retry_now(installment=installment)
-            count += 1
-        messages.success(request, f"{count} installments are due now; the next collection run takes them.")
-
-    @admin.action(description="Cancel (open installments canceled, paid ones untouched)")
-    def cancel_orders(self, request, queryset):
-        for order in queryset:
-            try:
-                installment_order_cancel(order=order, source="staff")
-            except DomainError as exc:
-                messages.error(request, f"{order.pk}: {exc.message}")
-
-    @admin.action(description="Reschedule: postpone open installments…")
-    def postpone(self, request, queryset):
-        form = PostponeForm(request.POST if "apply" in request.POST else None)
-        if form.is_valid():
-            moved = 0
-            for installment in Installment.objects.filter(order__in=queryset, status__in=["scheduled", "failed"]):
-                installment_reschedule(
-                    installment=installment, due_date=installment.due_date + timedelta(days=form.cleaned_data["days"])
-                )
-                moved += 1
-            messages.success(request, f"{moved} installments rescheduled.")
-            return None
-        return render(
-            request,
-            "admin/installments/postpone.html",
-            {
-                **self.admin_site.each_context(request),
-                "form": form,
-                "orders": queryset,
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-                "title": "Postpone installments",
-            },
-        )
 
 
 class InstallmentStatusFilter(admin.SimpleListFilter):

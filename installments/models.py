@@ -46,6 +46,12 @@ class InstallmentOrder(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Operator actions in the admin (installments/admin_actions.py): "view" shows, these act.
+        permissions = [
+            ("retry_installments", "Can make an order's failed installments due now"),
+            ("cancel_installment_order", "Can cancel an installment order"),
+            ("reschedule_installments", "Can postpone an order's open installments"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="installment_order_amount_positive"),
             models.CheckConstraint(

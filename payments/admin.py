@@ -1,6 +1,7 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
+from config.admin_actions import OperatorActionsMixin
 from config.admin_export import CsvExportMixin
 from config.admin_tools import (
     ActionsOnlyAdmin,
@@ -16,13 +17,11 @@ from config.admin_tools import (
     status_column,
     text_column,
 )
-from config.errors import DomainError
-from payments.identity.admin import *  # noqa: F401,F403  (registers identity's admin classes)
+from payments.identity.admin import *  # noqa: F401, F403  (registers identity's admin classes
 from payments.models import Charge, MockCheckout, Payment, PaymentEvent, Refund
-from payments.services import payment_cancel, payment_refund, payments_reconcile
 from webhooks.models import OutboundEvent
 
-STAFF = PaymentEvent.Source.STAFF
+from .admin_actions import CANCEL, RECONCILE, REFUND
 
 
 class TimelineInline(ReadOnlyTabularInline):
@@ -105,7 +104,7 @@ def outbound_events_of(obj, *, limit: int = 10):
 
 
 @admin.register(Payment)
-class PaymentAdmin(CsvExportMixin, MoneyTotalsMixin, ActionsOnlyAdmin):
+class PaymentAdmin(OperatorActionsMixin, CsvExportMixin, MoneyTotalsMixin, ActionsOnlyAdmin):
     list_display = [
         text_column("order_id", length=22, description="order"),
         "merchant",
@@ -130,7 +129,7 @@ class PaymentAdmin(CsvExportMixin, MoneyTotalsMixin, ActionsOnlyAdmin):
     date_hierarchy = "created_at"
     raw_id_fields = ["merchant", "customer"]
     inlines = [TimelineInline, ChargeInline, RefundInline]
-    actions = ["refund_in_full", "cancel", "reconcile_now"]
+    operator_actions = [REFUND, CANCEL, RECONCILE]  # menu entries, object page buttons, confirmation pages
     money_totals = ("amount", ("amount_refunded", "refunded"))
     csv_fields = [
         "id",
@@ -216,29 +215,6 @@ class PaymentAdmin(CsvExportMixin, MoneyTotalsMixin, ActionsOnlyAdmin):
     @admin.display(description="webhook events")
     def webhook_events(self, obj):
         return outbound_events_of(obj)
-
-    def _each(self, request, queryset, action):
-        for payment in queryset:
-            try:
-                action(payment)
-                messages.success(request, f"{payment.order_id}: done.")
-            except DomainError as exc:
-                messages.error(request, f"{payment.order_id}: {exc.message}")
-
-    @admin.action(description="Refund what is left", permissions=["change"])
-    def refund_in_full(self, request, queryset):
-        self._each(
-            request, queryset, lambda p: payment_refund(payment=p, reason=f"staff: {request.user}", source=STAFF)
-        )
-
-    @admin.action(description="Cancel (pending only)", permissions=["change"])
-    def cancel(self, request, queryset):
-        self._each(request, queryset, lambda p: payment_cancel(payment=p, source=STAFF))
-
-    @admin.action(description="Reconcile the selected pending payments now", permissions=["change"])
-    def reconcile_now(self, request, queryset):
-        counts = payments_reconcile(payment_ids=[p.pk for p in queryset])
-        messages.info(request, f"Reconciliation: {counts or 'nothing pending among the selected'}")
 
 
 @admin.register(Refund)

@@ -96,6 +96,12 @@ class Payment(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["status", "created_at"], name="payment_status_created_idx")]
+        # Operator actions in the admin (payments/admin_actions.py): "view" shows, these act.
+        permissions = [
+            ("refund_payment", "Can refund a payment (full or partial)"),
+            ("cancel_payment", "Can cancel a pending payment"),
+            ("reconcile_payment", "Can ask the provider about a pending payment now"),
+        ]
 
     def __str__(self):
         return f"{self.order_id} · {money(self.amount, self.currency)} ({self.status})"

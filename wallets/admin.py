@@ -1,19 +1,15 @@
 """Back office for the ledger. Balances, transfers and entries are read-only; every
-change goes through a service: "adjust balance" (wallet_adjust, with a mandatory reason
-recorded with the staff user), "void hold" (hold_void), "run ledger audit". Each of these
-actions needs its own permission (wallets.adjust_balance, wallets.void_hold,
-wallets.run_ledger_audit): view rights alone show the ledger and change nothing."""
+change goes through an operator action (wallets/admin_actions.py) that calls a service:
+"adjust balance" (wallet_adjust, with a mandatory reason recorded with the staff user),
+"void" (hold_void), "run the ledger audit". Each needs its own permission
+(wallets.adjust_balance, wallets.void_hold, wallets.run_ledger_audit): view rights alone
+show the ledger and change nothing."""
 
-import uuid
-
-from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
-from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, path, reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
+from config.admin_actions import OperatorActionsMixin
 from config.admin_export import CsvExportMixin
 from config.admin_tools import (
     MoneyTotalsMixin,
@@ -30,13 +26,11 @@ from config.admin_tools import (
     titled_filter,
     words_filter,
 )
-from config.currencies import MAX_AMOUNT
-from config.errors import DomainError
 from config.money_display import money
 
+from .admin_actions import ADJUST_BALANCE, RUN_LEDGER_AUDIT, VOID_HOLD
 from .models import Account, Entry, Hold, LedgerAudit, Transfer, Wallet
 from .selectors import ledger_audit_format
-from .services import hold_void, ledger_audit_run, wallet_adjust
 
 
 def _warn_if_audit_failing(request) -> None:
@@ -67,32 +61,13 @@ class EntryInline(ReadOnlyTabularInline):
     readonly_fields = fields
 
 
-# Each action that changes something needs its own permission (Meta.permissions on the
-# models), never just "view": a staff user who may look at the ledger may not move money.
-PERM_ADJUST_BALANCE = "wallets.adjust_balance"
-PERM_VOID_HOLD = "wallets.void_hold"
-PERM_RUN_LEDGER_AUDIT = "wallets.run_ledger_audit"
-
-
-@admin.action(description="Run the ledger audit (whole ledger)", permissions=["run_ledger_audit"])
-def run_ledger_audit(modeladmin, request, queryset=None):
-    audit = ledger_audit_run(trigger="admin")
-    level = messages.SUCCESS if audit.ok else messages.ERROR
-    messages.add_message(request, level, ledger_audit_format(audit.report))
-
-
-class RunLedgerAuditMixin:
-    def has_run_ledger_audit_permission(self, request, obj=None):
-        return request.user.has_perm(PERM_RUN_LEDGER_AUDIT)
-
-
 @admin.display(description="available")
 def _available(obj):
     return money_html(obj.available, obj.currency)
 
 
 @admin.register(Account)
-class AccountAdmin(RunLedgerAuditMixin, CsvExportMixin, MoneyTotalsMixin, ReadOnlyAdmin):
+class AccountAdmin(OperatorActionsMixin, CsvExportMixin, MoneyTotalsMixin, ReadOnlyAdmin):
     list_display = [
         id_column(),
         "kind",
@@ -126,7 +101,7 @@ class AccountAdmin(RunLedgerAuditMixin, CsvExportMixin, MoneyTotalsMixin, ReadOn
         "created_at",
         "related",
     ]
-    actions = [run_ledger_audit]
+    operator_actions = [RUN_LEDGER_AUDIT]
     money_totals = ("balance", "held")
     csv_money = {"balance": "currency", "held": "currency"}
 
@@ -144,24 +119,6 @@ class AccountAdmin(RunLedgerAuditMixin, CsvExportMixin, MoneyTotalsMixin, ReadOn
         return super().changelist_view(request, extra_context)
 
 
-class AdjustBalanceForm(forms.Form):
-    amount = forms.IntegerField(
-        min_value=-MAX_AMOUNT,
-        max_value=MAX_AMOUNT,
-        help_text="Signed, in minor units: 500 credits 5.00, -500 debits 5.00. Never a decimal.",
-    )
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Required; kept on the transfer.")
-    # Made when the form is first shown and sent back with it: the adjustment's idempotency
-    # key, so a double submit (or a browser resend) adjusts once.
-    token = forms.UUIDField(widget=forms.HiddenInput)
-
-    def clean_amount(self):
-        amount = self.cleaned_data["amount"]
-        if amount == 0:
-            raise forms.ValidationError("The amount must not be zero.")
-        return amount
-
-
 @admin.register(Wallet)
 class WalletAdmin(AccountAdmin):
     list_display = [
@@ -174,62 +131,10 @@ class WalletAdmin(AccountAdmin):
         "created_at",
     ]
     list_filter = ["currency", ("merchant", admin.RelatedOnlyFieldListFilter)]
-    actions = ["adjust_balance", run_ledger_audit]
+    operator_actions = [ADJUST_BALANCE, RUN_LEDGER_AUDIT]
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(kind=Account.Kind.CUSTOMER_WALLET)
-
-    def has_adjust_balance_permission(self, request, obj=None):
-        return request.user.has_perm(PERM_ADJUST_BALANCE)
-
-    @admin.action(description="Adjust balance (credit or debit, with a reason)", permissions=["adjust_balance"])
-    def adjust_balance(self, request, queryset):
-        if queryset.count() != 1:
-            self.message_user(request, "Select exactly one wallet to adjust.", messages.WARNING)
-            return None
-        wallet = queryset.get()
-        if "apply" in request.POST:
-            form = AdjustBalanceForm(request.POST)
-            if form.is_valid():
-                key = f"admin-adjust:{form.cleaned_data['token']}"
-                replay = Transfer.objects.filter(merchant_id=wallet.merchant_id, idempotency_key=key).exists()
-                try:
-                    transfer = wallet_adjust(
-                        wallet=wallet,
-                        amount=form.cleaned_data["amount"],
-                        reason=form.cleaned_data["reason"],
-                        staff_user=request.user,
-                        idempotency_key=key,
-                    )
-                except DomainError as exc:
-                    self.message_user(request, f"Not adjusted: {exc.message}", messages.ERROR)
-                    return None
-                wallet.refresh_from_db(fields=["balance", "held"])
-                balance = _money(wallet.balance, wallet.currency)
-                if replay:
-                    self.message_user(
-                        request,
-                        f"This adjustment was already made (transfer {transfer.pk}); nothing changed. "
-                        f"Balance {balance}.",
-                        messages.WARNING,
-                    )
-                else:
-                    self.message_user(
-                        request, f"Adjusted {wallet}: transfer {transfer.pk}; balance now {balance}.", messages.SUCCESS
-                    )
-                return HttpResponseRedirect(request.get_full_path())
-        else:
-            form = AdjustBalanceForm(initial={"token": uuid.uuid4()})
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Adjust wallet balance",
-            "opts": self.model._meta,
-            "wallet": wallet,
-            "balance": _money(wallet.balance, wallet.currency),
-            "form": form,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-        }
-        return TemplateResponse(request, "admin/wallets/adjust_balance.html", context)
 
 
 # Transfer references "<kind>:<id>" and the admin page of what they name.
@@ -352,7 +257,7 @@ class EntryAdmin(CsvExportMixin, MoneyTotalsMixin, ReadOnlyAdmin):
 
 
 @admin.register(Hold)
-class HoldAdmin(CsvExportMixin, MoneyTotalsMixin, ReadOnlyAdmin):
+class HoldAdmin(OperatorActionsMixin, CsvExportMixin, MoneyTotalsMixin, ReadOnlyAdmin):
     list_display = [
         "created_at",
         "account",
@@ -401,23 +306,11 @@ class HoldAdmin(CsvExportMixin, MoneyTotalsMixin, ReadOnlyAdmin):
         "idempotency_key",
         "created_at",
     ]
-    actions = ["void_holds"]
-
-    def has_void_hold_permission(self, request, obj=None):
-        return request.user.has_perm(PERM_VOID_HOLD)
-
-    @admin.action(description="Void selected holds", permissions=["void_hold"])
-    def void_holds(self, request, queryset):
-        for hold in queryset:
-            try:
-                hold_void(hold=hold)
-                self.message_user(request, f"Voided {hold}.", messages.SUCCESS)
-            except DomainError as exc:
-                self.message_user(request, f"{hold}: {exc.message}", messages.ERROR)
+    operator_actions = [VOID_HOLD]
 
 
 @admin.register(LedgerAudit)
-class LedgerAuditAdmin(RunLedgerAuditMixin, ReadOnlyAdmin):
+class LedgerAuditAdmin(OperatorActionsMixin, ReadOnlyAdmin):
     list_display = [
         "started_at",
         flag_column("ok", yes="passed", no="FAILED", yes_tone="green", no_tone="red", description="result"),
@@ -436,7 +329,7 @@ class LedgerAuditAdmin(RunLedgerAuditMixin, ReadOnlyAdmin):
     ]
     fields = readonly_fields
     change_list_template = "admin/wallets/ledgeraudit/change_list.html"
-    actions = [run_ledger_audit]
+    operator_actions = [RUN_LEDGER_AUDIT]
 
     @admin.display(description="violations")
     def violations(self, obj):
@@ -448,20 +341,7 @@ class LedgerAuditAdmin(RunLedgerAuditMixin, ReadOnlyAdmin):
 
         return format_html("<pre>{}</pre>", ledger_audit_format(obj.report))
 
-    def get_urls(self):
-        return [
-            path("run/", self.admin_site.admin_view(self.run_view), name="wallets_ledgeraudit_run"),
-            *super().get_urls(),
-        ]
-
-    def run_view(self, request):
-        if not self.has_run_ledger_audit_permission(request):
-            raise PermissionDenied
-        if request.method == "POST":
-            run_ledger_audit(self, request)
-        return HttpResponseRedirect(reverse("admin:wallets_ledgeraudit_changelist"))
-
     def changelist_view(self, request, extra_context=None):
         _warn_if_audit_failing(request)
-        extra_context = {**(extra_context or {}), "can_run_ledger_audit": self.has_run_ledger_audit_permission(request)}
+        extra_context = {**(extra_context or {}), "can_run_ledger_audit": RUN_LEDGER_AUDIT.allowed(request.user)}
         return super().changelist_view(request, extra_context)

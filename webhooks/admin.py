@@ -1,7 +1,8 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import Q
 from django.utils.html import format_html_join
 
+from config.admin_actions import OperatorActionsMixin
 from config.admin_export import CsvExportMixin
 from config.admin_tools import (
     ReadOnlyAdmin,
@@ -17,14 +18,13 @@ from config.admin_tools import (
     text_column,
     words_filter,
 )
-from config.errors import Conflict
 
+from .admin_actions import DISABLE_ENDPOINT, ENABLE_ENDPOINT, REPROCESS, RESEND
 from .models import Delivery, DeliveryAttempt, InboundEvent, OutboundEvent, WebhookEndpoint
-from .services import HandlerFailed, delivery_replay, endpoint_disable, endpoint_enable, inbound_event_process
 
 
 @admin.register(InboundEvent)
-class InboundEventAdmin(CsvExportMixin, ReadOnlyAdmin):
+class InboundEventAdmin(OperatorActionsMixin, CsvExportMixin, ReadOnlyAdmin):
     list_display = [
         "received_at",
         "provider",
@@ -94,16 +94,10 @@ class InboundEventAdmin(CsvExportMixin, ReadOnlyAdmin):
         "headers",
         "raw_body",
     ]
-    actions = ["reprocess"]
-
-    @admin.action(description="Re-process selected events now")
-    def reprocess(self, request, queryset):
-        for event in queryset:
-            try:
-                status = inbound_event_process(event_id=event.pk, force=True)
-                messages.info(request, f"{event}: {status}")
-            except HandlerFailed as exc:
-                messages.error(request, f"{event}: failed again: {exc}")
+    list_filter = ["provider", "status", "flagged", "signature_verified", "type"]
+    search_fields = ["event_id", "type", "last_error", "flag_reason"]
+    date_hierarchy = "received_at"
+    operator_actions = [REPROCESS]
 
 
 class DeliveryAttemptInline(ReadOnlyTabularInline):
@@ -183,7 +177,7 @@ class EndpointKindFilter(admin.SimpleListFilter):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(CsvExportMixin, ReadOnlyAdmin):
+class DeliveryAdmin(OperatorActionsMixin, CsvExportMixin, ReadOnlyAdmin):
     list_display = [
         "created_at",
         "event_link",
@@ -242,25 +236,11 @@ class DeliveryAdmin(CsvExportMixin, ReadOnlyAdmin):
     def event_link(self, obj):
         return obj_link(obj.event, obj.event.type)
 
-    actions = ["replay_now"]
-
-    @admin.action(description="Replay now")
-    def replay_now(self, request, queryset):
-        queued = 0
-        for delivery in queryset.select_related("endpoint"):
-            try:
-                delivery_replay(delivery=delivery)
-            except Conflict as exc:
-                messages.warning(request, f"{delivery}: {exc}")
-                continue
-            queued += 1
-            if not delivery.endpoint.enabled:
-                messages.warning(request, f"{delivery}: queued, but its endpoint is disabled: re-enable it to send.")
-        messages.success(request, f"{queued} deliveries queued.")
+    operator_actions = [RESEND]
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(OperatorActionsMixin, admin.ModelAdmin):
     list_display = [
         text_column("url", length=40),
         "merchant_or_global",
@@ -288,7 +268,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         "deleted_at",
         "related",
     ]
-    actions = ["enable", "disable"]
+    operator_actions = [ENABLE_ENDPOINT, DISABLE_ENDPOINT]
     fields = [
         "merchant",
         "url",
@@ -325,24 +305,3 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         if obj is not None and obj.is_global:
             return [*self.readonly_fields, "url", "events"]
         return self.readonly_fields
-
-    @admin.action(description="Re-enable selected endpoints (what they missed while disabled is sent)")
-    def enable(self, request, queryset):
-        enabled = 0
-        for endpoint in queryset:
-            try:
-                endpoint_enable(endpoint=endpoint)
-            except Conflict as exc:
-                messages.warning(request, f"{endpoint}: {exc}")
-                continue
-            enabled += 1
-        messages.success(
-            request,
-            f"{enabled} endpoints enabled; their undelivered and held deliveries go out with the next sweep.",
-        )
-
-    @admin.action(description="Disable selected endpoints")
-    def disable(self, request, queryset):
-        for endpoint in queryset:
-            endpoint_disable(endpoint=endpoint, reason=f"disabled by staff ({request.user})")
-        messages.success(request, f"{queryset.count()} endpoints disabled.")

@@ -42,6 +42,7 @@ class InboundEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
+        permissions = [("reprocess_inbound_event", "Can re-process an inbound event now")]
         constraints = [
             models.UniqueConstraint(fields=["provider", "event_id"], name="inbound_event_unique_per_provider"),
         ]
@@ -88,6 +89,7 @@ class WebhookEndpoint(models.Model):
                 fields=["url"], condition=Q(merchant__isnull=True), name="global_endpoint_url_unique"
             ),
         ]
+        permissions = [("toggle_endpoint", "Can enable or disable a webhook endpoint")]
 
     def __str__(self):
         if self.deleted_at:
@@ -147,6 +149,7 @@ class Delivery(models.Model):
     class Meta:
         ordering = ["created_at"]
         verbose_name_plural = "deliveries"
+        permissions = [("resend_delivery", "Can resend a delivery now")]
         constraints = [models.UniqueConstraint(fields=["event", "endpoint"], name="delivery_unique_per_endpoint")]
         indexes = [
             models.Index(

@@ -41,11 +41,11 @@ class MerchantAdmin(admin.ModelAdmin):
             _, raw_key = api_key_create(merchant=merchant, livemode=livemode, name=f"admin:{request.user}")
             messages.warning(request, f"New API key for {merchant.name} (shown once, copy it now): {raw_key}")
 
-    @admin.action(description="Create a test API key (shown once)")
+    @admin.action(description="Create a test API key (shown once)", permissions=["change"])
     def create_test_key(self, request, queryset):
         self._create_key(request, queryset, livemode=False)
 
-    @admin.action(description="Create a live API key (shown once)")
+    @admin.action(description="Create a live API key (shown once)", permissions=["change"])
     def create_live_key(self, request, queryset):
         self._create_key(request, queryset, livemode=True)
 
@@ -99,7 +99,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request, queryset):
         for api_key in queryset.filter(revoked_at__isnull=True):
             api_key_revoke(api_key=api_key)

@@ -2,10 +2,12 @@ import uuid
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.models import ADDITION
 from django.db import connection
 from django.urls import reverse
 
-from wallets.models import Account, Entry, Hold, LedgerAudit, Transfer
+from config.tests.operator_actions_support import action_names, audit_of, operator_url
+from wallets.models import Account, Entry, Hold, LedgerAudit, Transfer, Wallet
 from wallets.services import hold_create
 from wallets.tests.factories import WalletFactory
 
@@ -62,43 +64,56 @@ def test_ledger_is_read_only_in_admin(staff_client, customer):
     assert Entry.objects.filter(pk=entry.pk).exists()
 
 
-def _adjust_form(client, wallet) -> dict:
-    """Open the "adjust balance" page; return the POST data of its form (with its one-time token)."""
-    base = {"action": "adjust_balance", ACTION_CHECKBOX_NAME: [str(wallet.pk)]}
-    page = client.post(reverse("admin:wallets_wallet_changelist"), base)
-    assert page.status_code == 200 and b"Adjust wallet balance" in page.content
-    token = page.context["form"]["token"].value()
-    assert f'name="token" value="{token}"'.encode() in page.content
-    return {**base, "token": str(token)}
+def _adjust_page(client, wallet):
+    return client.get(operator_url(Wallet, "adjust_balance", [wallet]))
+
+
+def _adjust(client, wallet, *, token=None, **fields):
+    """Open the "adjust balance" page (unless given its token) and submit it."""
+    if token is None:
+        page = _adjust_page(client, wallet)
+        assert page.status_code == 200 and b"Adjust wallet balance" in page.content
+        token = page.context["form"]["token"].value()
+        assert f'name="token" value="{token}"'.encode() in page.content
+    return client.post(operator_url(Wallet, "adjust_balance", [wallet]), {"token": str(token), **fields})
+
+
+def test_the_adjust_page_says_what_it_does_in_which_units(staff_client, customer):
+    wallet = WalletFactory(customer=customer, balance=1234)
+    page = _adjust_page(staff_client, wallet).content.decode()
+    assert f"{customer}: balance 12.34 USD" in page
+    assert "Amount, in minor units of USD (100 = 1.00 USD), signed" in page
+    assert "500 adds 5.00 USD" in page and "Available now: 12.34 USD" in page
 
 
 def test_adjust_balance_action_needs_a_reason_and_records_the_staff_user(staff_client, customer):
     wallet = WalletFactory(customer=customer, balance=100)
-    url = reverse("admin:wallets_wallet_changelist")
-    base = _adjust_form(staff_client, wallet)
 
-    no_reason = staff_client.post(url, {**base, "apply": "1", "amount": "50", "reason": ""})
+    no_reason = _adjust(staff_client, wallet, amount="50", reason="")
     assert no_reason.status_code == 200  # the form again, with its error
+    assert no_reason.context["form"].errors["reason"]
     assert Account.objects.get(pk=wallet.pk).balance == 100
 
-    done = staff_client.post(url, {**base, "apply": "1", "amount": "-40", "reason": "refund of fee"})
+    done = _adjust(staff_client, wallet, amount="-40", reason="refund of fee")
     assert done.status_code == 302
     assert Account.objects.get(pk=wallet.pk).balance == 60
     transfer = Transfer.objects.get(kind="adjustment")
     assert (transfer.description, transfer.created_by, transfer.amount) == ("refund of fee", staff_client.user, 40)
+    (entry,) = audit_of(Wallet.objects.get(pk=wallet.pk))
+    assert (entry["reason"], entry["user"], entry["details"]["amount"]) == ("refund of fee", staff_client.user, -40)
+    assert entry["details"]["transfer"] == str(transfer.pk)
 
-    too_much = staff_client.post(
-        url, {**_adjust_form(staff_client, wallet), "apply": "1", "amount": "-61", "reason": "x"}
-    )
-    assert too_much.status_code == 302
+    too_much = _adjust(staff_client, wallet, amount="-61", reason="x")
+    assert too_much.status_code == 200  # refused by the service: shown on the form
+    assert b"Nothing changed" in too_much.content
     assert Account.objects.get(pk=wallet.pk).balance == 60
+    assert len(audit_of(Wallet.objects.get(pk=wallet.pk))) == 1
 
 
-@pytest.mark.parametrize("amount", [str(10**19), str(-(10**19)), str(10**12 + 1), str(-(10**12) - 1)])
+@pytest.mark.parametrize("amount", [str(10**19), str(-(10**19)), str(10**12 + 1), str(-(10**12) - 1), "0", "1.5"])
 def test_adjust_balance_beyond_the_maximum_amount_is_a_form_error_not_a_500(staff_client, customer, amount):
     wallet = WalletFactory(customer=customer, balance=100)
-    url = reverse("admin:wallets_wallet_changelist")
-    page = staff_client.post(url, {**_adjust_form(staff_client, wallet), "apply": "1", "amount": amount, "reason": "x"})
+    page = _adjust(staff_client, wallet, amount=amount, reason="x")
     assert page.status_code == 200
     assert page.context["form"].errors["amount"]
     assert Account.objects.get(pk=wallet.pk).balance == 100
@@ -106,35 +121,79 @@ def test_adjust_balance_beyond_the_maximum_amount_is_a_form_error_not_a_500(staf
 
 def test_a_double_submitted_adjustment_adjusts_once(staff_client, customer):
     wallet = WalletFactory(customer=customer, balance=100)
-    url = reverse("admin:wallets_wallet_changelist")
-    form = {**_adjust_form(staff_client, wallet), "apply": "1", "amount": "-30", "reason": "fee"}
+    token = _adjust_page(staff_client, wallet).context["form"]["token"].value()
+    url = operator_url(Wallet, "adjust_balance", [wallet])
+    form = {"token": str(token), "amount": "-30", "reason": "fee"}
 
     first = staff_client.post(url, form, follow=True)
     second = staff_client.post(url, form, follow=True)
 
     assert Account.objects.get(pk=wallet.pk).balance == 70
     assert Transfer.objects.filter(kind="adjustment").count() == 1
-    assert b"Adjusted" in first.content
-    assert b"already made" in second.content
-    # A fresh form is a new adjustment.
-    staff_client.post(url, {**_adjust_form(staff_client, wallet), "apply": "1", "amount": "-30", "reason": "fee"})
+    assert b"Debited 0.30 USD" in first.content
+    assert b"Already done" in second.content
+    # A fresh page is a new adjustment.
+    _adjust(staff_client, wallet, amount="-30", reason="fee")
     assert Account.objects.get(pk=wallet.pk).balance == 40
+
+
+def test_adjust_is_one_wallet_at_a_time(staff_client, customer):
+    one, two = WalletFactory(customer=customer), WalletFactory(customer=customer, currency="eur")
+    response = staff_client.post(
+        reverse("admin:wallets_wallet_changelist"),
+        {"action": "adjust_balance", ACTION_CHECKBOX_NAME: [str(one.pk), str(two.pk)]},
+        follow=True,
+    )
+    assert b"select exactly one" in response.content
 
 
 def test_void_hold_action(staff_client, customer):
     wallet = WalletFactory(customer=customer, balance=100)
     hold = hold_create(account=wallet, amount=70)
-    url = reverse("admin:wallets_hold_changelist")
-    staff_client.post(url, {"action": "void_holds", ACTION_CHECKBOX_NAME: [str(hold.pk)]})
+    menu = staff_client.post(
+        reverse("admin:wallets_hold_changelist"), {"action": "void_hold", ACTION_CHECKBOX_NAME: [str(hold.pk)]}
+    )
+    assert menu.status_code == 302 and menu["Location"] == operator_url(Hold, "void_hold", [hold])
+    page = staff_client.get(menu["Location"])
+    assert b"Release 0.70 USD back to the account" in page.content
+    assert Hold.objects.get(pk=hold.pk).status == "pending"
+
+    no_reason = staff_client.post(menu["Location"], {"token": str(uuid.uuid4()), "reason": ""})
+    assert no_reason.status_code == 200 and Hold.objects.get(pk=hold.pk).status == "pending"
+
+    staff_client.post(menu["Location"], {"token": str(uuid.uuid4()), "reason": "order abandoned"})
     assert Hold.objects.get(pk=hold.pk).status == "voided"
     assert Account.objects.get(pk=wallet.pk).held == 0
+    (entry,) = audit_of(hold)
+    assert (entry["operator_action"], entry["reason"]) == ("void_hold", "order abandoned")
 
 
-def test_run_ledger_audit_button_records_a_run(staff_client, customer):
+def test_a_hold_owned_by_a_workflow_is_skipped(staff_client, customer):
+    wallet = WalletFactory(customer=customer, balance=100)
+    hold = hold_create(account=wallet, amount=70, owner="charge:123")
+    page = staff_client.get(operator_url(Hold, "void_hold", [hold]))
+    assert b"Skipped: it belongs to charge:123" in page.content and b"nothing to do" in page.content
+    staff_client.post(operator_url(Hold, "void_hold", [hold]), {"token": str(uuid.uuid4()), "reason": "x"})
+    assert Hold.objects.get(pk=hold.pk).status == "pending"
+
+
+def test_run_ledger_audit_button_opens_a_confirmation_and_records_a_run(staff_client, customer):
     WalletFactory(customer=customer, balance=100)
-    response = staff_client.post(reverse("admin:wallets_ledgeraudit_run"))
+    listing = staff_client.get(reverse("admin:wallets_ledgeraudit_changelist")).content.decode()
+    url = operator_url(LedgerAudit, "run_ledger_audit")
+    assert f'href="{url}"' in listing
+    page = staff_client.get(url)
+    assert page.status_code == 200 and b"Run the audit now" in page.content
+    assert not LedgerAudit.objects.exists()
+
+    response = staff_client.post(url, {"token": page.context["form"]["token"].value(), "reason": ""})
+
+    audit = LedgerAudit.objects.get()
+    assert audit.ok and audit.trigger == "admin"
     assert response.status_code == 302
-    assert LedgerAudit.objects.get().ok
+    assert response["Location"] == reverse("admin:wallets_ledgeraudit_change", args=[audit.pk])
+    (entry,) = audit_of(audit)
+    assert entry["user"] == staff_client.user and entry["flag"] == ADDITION and entry["details"]["ok"] is True
 
 
 @pytest.mark.corrupts_ledger
@@ -145,27 +204,25 @@ def test_a_failing_audit_is_shown_to_staff(staff_client, customer):
             "UPDATE wallets_account SET balance = balance + 1 WHERE id = %s",
             [wallet.pk.hex if connection.vendor == "sqlite" else wallet.pk],
         )
-    staff_client.post(reverse("admin:wallets_ledgeraudit_run"))
+    staff_client.post(operator_url(LedgerAudit, "run_ledger_audit"), {"token": str(uuid.uuid4())})
     assert not LedgerAudit.objects.get().ok
     page = staff_client.get(reverse("admin:wallets_ledgeraudit_changelist"))
     assert b"FAILED" in page.content
     assert b"FAILED" in staff_client.get(reverse("admin:wallets_account_changelist")).content
 
 
-def _try_every_action(client, wallet, hold) -> None:
-    """Post each money-moving or audit action the way the admin forms do."""
-    wallets_url = reverse("admin:wallets_wallet_changelist")
-    adjust = {"action": "adjust_balance", ACTION_CHECKBOX_NAME: [str(wallet.pk)]}
-    client.post(wallets_url, adjust)  # the intermediate page: only shown to the permitted
-    client.post(wallets_url, {**adjust, "apply": "1", "amount": "-40", "reason": "x", "token": uuid.uuid4().hex})
-    client.post(
-        reverse("admin:wallets_hold_changelist"), {"action": "void_holds", ACTION_CHECKBOX_NAME: [str(hold.pk)]}
-    )
-    for name, selected in (("account", wallet.pk), ("wallet", wallet.pk), ("ledgeraudit", 0)):
-        client.post(  # "select all": the audit ignores the selection, but the admin wants one
-            reverse(f"admin:wallets_{name}_changelist"),
-            {"action": "run_ledger_audit", "select_across": "1", ACTION_CHECKBOX_NAME: [str(selected)]},
-        )
+def _try_every_action(client, wallet, hold) -> list[int]:
+    """Post each money-moving or audit action's confirmation, as its page does; the statuses."""
+    token = {"token": str(uuid.uuid4())}
+    adjust = {**token, "amount": "-40", "reason": "x"}
+    return [
+        client.post(operator_url(Wallet, "adjust_balance", [wallet]), adjust).status_code,
+        client.post(operator_url(Hold, "void_hold", [hold]), {**token, "reason": "x"}).status_code,
+        *(
+            client.post(operator_url(model, "run_ledger_audit"), token).status_code
+            for model in (Account, Wallet, LedgerAudit)
+        ),
+    ]
 
 
 def test_view_only_staff_can_look_but_not_move_money_void_or_audit(django_user_model, customer):
@@ -176,13 +233,13 @@ def test_view_only_staff_can_look_but_not_move_money_void_or_audit(django_user_m
 
     page = viewer.get(reverse("admin:wallets_wallet_changelist"))
     assert page.status_code == 200
-    assert b"adjust_balance" not in page.content and b"run_ledger_audit" not in page.content
-    assert b"void_holds" not in viewer.get(reverse("admin:wallets_hold_changelist")).content
+    assert not {"adjust_balance", "run_ledger_audit"} & set(action_names(page))
+    assert "void_hold" not in action_names(viewer.get(reverse("admin:wallets_hold_changelist")))
     audits_page = viewer.get(reverse("admin:wallets_ledgeraudit_changelist"))
     assert audits_page.status_code == 200 and b"Run ledger audit now" not in audits_page.content
+    assert viewer.get(operator_url(Wallet, "adjust_balance", [wallet])).status_code == 403
 
-    _try_every_action(viewer, wallet, hold)
-    assert viewer.post(reverse("admin:wallets_ledgeraudit_run")).status_code == 403
+    assert _try_every_action(viewer, wallet, hold) == [403] * 5
 
     assert Account.objects.get(pk=wallet.pk).balance == 100
     assert Transfer.objects.count() == transfers
@@ -197,16 +254,16 @@ def test_staff_with_the_action_permissions_can_run_them(django_user_model, custo
     hold = hold_create(account=wallet, amount=30)
 
     page = operator.get(reverse("admin:wallets_wallet_changelist"))
-    assert b"adjust_balance" in page.content and b"run_ledger_audit" in page.content
+    assert {"adjust_balance", "run_ledger_audit"} <= set(action_names(page))
     assert b"Run ledger audit now" in operator.get(reverse("admin:wallets_ledgeraudit_changelist")).content
 
-    _try_every_action(operator, wallet, hold)
-    assert operator.post(reverse("admin:wallets_ledgeraudit_run")).status_code == 302
+    assert _try_every_action(operator, wallet, hold) == [302] * 5
 
     assert Account.objects.get(pk=wallet.pk).balance == 60
     assert Transfer.objects.get(kind="adjustment").created_by == operator.user
     assert Hold.objects.get(pk=hold.pk).status == "voided"
-    assert LedgerAudit.objects.count() == 4  # three actions and the button
+    # The three audit runs share the made-up token: one page, one run.
+    assert LedgerAudit.objects.count() == 1
 
 
 @pytest.mark.parametrize("perm", ACTION_PERMS)
@@ -221,3 +278,16 @@ def test_each_action_needs_its_own_permission(django_user_model, customer, perm)
     assert (Account.objects.get(pk=wallet.pk).balance == 60) == (perm == "adjust_balance")
     assert (Hold.objects.get(pk=hold.pk).status == "voided") == (perm == "void_hold")
     assert LedgerAudit.objects.exists() == (perm == "run_ledger_audit")
+
+
+def test_finance_may_move_money_and_support_may_not(operators, customer):
+    """The groups `manage.py seed` makes."""
+    wallet = Wallet.objects.get(pk=WalletFactory(customer=customer, balance=100).pk)
+    hold = hold_create(account=wallet, amount=30)
+
+    assert _try_every_action(operators.support.client, wallet, hold) == [403] * 5
+    assert Account.objects.get(pk=wallet.pk).balance == 100 and not LedgerAudit.objects.exists()
+
+    assert _try_every_action(operators.finance.client, wallet, hold) == [302] * 5
+    assert Account.objects.get(pk=wallet.pk).balance == 60 and LedgerAudit.objects.count() == 1
+    assert [e["user"] for e in audit_of(wallet)] == [operators.finance.user]

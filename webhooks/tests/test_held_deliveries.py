@@ -1,10 +1,12 @@
 """Events emitted while an endpoint is disabled are held for it, and go out once, when it
 is re-enabled; what it had received before is not sent again."""
 
+import uuid
 from unittest import mock
 
 import pytest
 
+from config.tests.operator_actions_support import operator_url
 from webhooks.models import Delivery, WebhookEndpoint
 from webhooks.services import (
     deliveries_due_ids,
@@ -90,9 +92,10 @@ def test_the_admin_action_re_enables_and_what_was_missed_goes_out(
     endpoint_disable(endpoint=endpoint, reason="disabled by staff")
     missed = emit(merchant, django_capture_on_commit_callbacks, 1)
     response = admin_client.post(
-        "/admin/webhooks/webhookendpoint/", {"action": "enable", "_selected_action": [str(endpoint.pk)]}, follow=True
+        operator_url(WebhookEndpoint, "enable_endpoint", [endpoint]),
+        {"token": str(uuid.uuid4()), "reason": "receiver is back"},
     )
-    assert response.status_code == 200
+    assert response.status_code == 302
     assert WebhookEndpoint.objects.get(pk=endpoint.pk).enabled is True
     webhooks_sweep_task()
     assert sent_ids(receiver) == [str(missed.id)]

@@ -3,6 +3,7 @@ import hmac
 import json
 import threading
 import time
+import uuid
 from datetime import timedelta
 from unittest import mock
 
@@ -12,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from webhooks.admin import InboundEventAdmin
+from config.tests.operator_actions_support import operator_url
 from webhooks.models import InboundEvent
 from webhooks.registry import Ignored, register_handler
 from webhooks.services import inbound_event_process
@@ -331,7 +332,7 @@ class TestProcessing:
         assert inbound_event_process(event_id=stored.pk, now=stored.next_attempt_at) == "processed"
 
     def test_failed_event_is_kept_with_its_error_and_rerun_from_admin(
-        self, api, stripe_secret, rf, admin_user, django_capture_on_commit_callbacks
+        self, api, stripe_secret, admin_client, django_capture_on_commit_callbacks
     ):
         state["broken"] = True
         with django_capture_on_commit_callbacks(execute=True):
@@ -342,12 +343,9 @@ class TestProcessing:
         assert attempts == 1  # eager: no inline retries inside the provider's request
 
         state["broken"] = False  # the bug is fixed; staff re-run it
-        request = rf.post("/admin/")
-        request.user = admin_user
-        request._messages = type("M", (), {"add": lambda *a, **k: None})()
-        from django.contrib.admin.sites import site
-
-        InboundEventAdmin(InboundEvent, site).reprocess(request, InboundEvent.objects.all())
+        url = operator_url(InboundEvent, "reprocess_inbound_event", [stored])
+        response = admin_client.post(url, {"token": str(uuid.uuid4()), "reason": "handler bug fixed"})
+        assert response.status_code == 302
         stored.refresh_from_db()
         assert stored.status == "processed" and stored.last_error == "" and stored.attempts == attempts + 1
 
