@@ -17,6 +17,7 @@ SECTIONS: list[tuple[str, list[str]]] = [
     ("Payments", ["payments.Payment", "payments.Charge", "payments.Refund", "payments.MockCheckout"]),
     ("Customers & wallets", ["payments.Customer", "wallets.Wallet", "wallets.Hold"]),
     ("Installments", ["installments.InstallmentOrder", "installments.Installment"]),
+    ("Auctions", ["auctions.Auction"]),
     (
         "Credits",
         [
@@ -46,17 +47,20 @@ SECTIONS: list[tuple[str, list[str]]] = [
             "django_celery_beat.SolarSchedule",
             "django_celery_beat.ClockedSchedule",
             "paydesk.IdempotencyKey",
+            "admin.LogEntry",
         ],
     ),
 ]
 APP_SECTIONS = {
     "payments": "Payments",
     "installments": "Installments",
+    "auctions": "Auctions",
     "credits": "Credits",
     "webhooks": "Webhooks",
     "wallets": "Ledger",
     "paydesk": "Settings",
     "auth": "Settings",
+    "admin": "Settings",
     "django_celery_beat": "Settings",
 }
 MIRROR_APPS = {"djstripe"}

@@ -111,7 +111,7 @@ def test_the_audit_trail_lists_operator_actions_for_support_too(operators, payme
     listing = operators.support.client.get("/admin/admin/logentry/?operator_action=refund_payment")
     assert listing.status_code == 200
     html = listing.content.decode()
-    assert "audit me" in html and "Refund: Refunded 1.00 USD" in html and "ops-finance" in html
+    assert "audit me" in html and "Refund: Refunded $1.00" in html and "ops-finance" in html
     assert (
         operators.support.client.get("/admin/admin/logentry/?operator_action=cancel_payment").context["cl"].result_count
         == 0

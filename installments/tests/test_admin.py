@@ -41,7 +41,7 @@ def test_retry_now_makes_failed_installments_due_and_is_audited(operators, faili
     first = failing_order.installments.get(sequence=1)
     assert first.next_attempt_at > datetime(2027, 1, 10, 12, tzinfo=UTC)
     page = operators.finance.open(InstallmentOrder, "retry_installments", [failing_order])
-    assert page.status_code == 200 and b"Retry now: #1 3.00 USD due 2027-01-10" in page.content
+    assert page.status_code == 200 and b"Retry now: #1 $3.00 due 2027-01-10" in page.content
 
     done = operators.finance.confirm(InstallmentOrder, "retry_installments", [failing_order], reason="card updated")
 
@@ -68,7 +68,7 @@ def test_retry_now_skips_an_order_with_nothing_failed(operators, merchant, custo
 def test_cancel_an_order_through_the_service(operators, merchant, customer):
     order = make_order(merchant, customer)
     page = operators.finance.open(InstallmentOrder, "cancel_installment_order", [order])
-    assert b"Cancel 3 open installments (9.00 USD); 0 paid stay paid." in page.content
+    assert b"Cancel 3 open installments ($9.00); 0 paid stay paid." in page.content
 
     empty = operators.finance.confirm(InstallmentOrder, "cancel_installment_order", [order], reason="")
     assert empty.status_code == 200 and empty.context["form"].errors["reason"]

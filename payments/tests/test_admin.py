@@ -34,9 +34,9 @@ class TestRefund:
         page = operators.finance.open(Payment, "refund_payment", [payment])
         assert page.status_code == 200
         html = page.content.decode()
-        assert "Refund up to 10.00 USD" in html and payment.order_id in html
-        assert "Amount to refund, in minor units of USD (100 = 1.00 USD)" in html
-        assert "everything left: 10.00 USD (1000)" in html
+        assert "Refund up to $10.00" in html and payment.order_id in html
+        assert "Amount to refund, in minor units of USD (100 = $1.00)" in html
+        assert "everything left: $10.00 (1000)" in html
         assert 'name="reason"' in html and "Yes, refund" in html
         assert Payment.objects.get(pk=payment.pk).status == "succeeded"  # showing it changed nothing
 
@@ -66,7 +66,7 @@ class TestRefund:
         assert entry["user"] == finance.user and entry["flag"] == CHANGE
         assert entry["operator_action"] == "refund_payment" and entry["reason"] == "damaged in transit"
         assert entry["details"]["amount"] == 300 and entry["details"]["refund"] == str(refund.pk)
-        assert "Refunded 3.00 USD" in entry["result"]
+        assert "Refunded $3.00" in entry["result"]
 
         rest = finance.confirm(Payment, "refund_payment", [payment], amount="", reason="customer gave up")
         assert rest.status_code == 302
@@ -84,7 +84,7 @@ class TestRefund:
             reverse("admin:payments_payment_change", args=[payment.pk]),
         ):
             html = operators.support.client.get(url).content.decode()
-            assert "Refund" in html and "goodwill" in html and "Refunded 2.50 USD" in html, url
+            assert "Refund" in html and "goodwill" in html and "Refunded $2.50" in html, url
             assert "ops-finance" in html
 
     @pytest.mark.parametrize(
@@ -138,7 +138,7 @@ class TestRefund:
 
         assert Payment.objects.get(pk=payment.pk).amount_refunded == 100
         assert Refund.objects.count() == 1 and len(audit_of(payment)) == 1
-        assert b"Refunded 1.00 USD" in first.content
+        assert b"Refunded $1.00" in first.content
         assert b"Already done from this page; nothing changed." in second.content
 
     def test_several_payments_are_each_refunded_in_full_and_others_skipped(self, operators, merchant):

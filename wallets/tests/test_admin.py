@@ -81,9 +81,9 @@ def _adjust(client, wallet, *, token=None, **fields):
 def test_the_adjust_page_says_what_it_does_in_which_units(staff_client, customer):
     wallet = WalletFactory(customer=customer, balance=1234)
     page = _adjust_page(staff_client, wallet).content.decode()
-    assert f"{customer}: balance 12.34 USD" in page
-    assert "Amount, in minor units of USD (100 = 1.00 USD), signed" in page
-    assert "500 adds 5.00 USD" in page and "Available now: 12.34 USD" in page
+    assert f"{customer}: balance $12.34" in page
+    assert "Amount, in minor units of USD (100 = $1.00), signed" in page
+    assert "500 adds $5.00" in page and "Available now: $12.34" in page
 
 
 def test_adjust_balance_action_needs_a_reason_and_records_the_staff_user(staff_client, customer):
@@ -130,7 +130,7 @@ def test_a_double_submitted_adjustment_adjusts_once(staff_client, customer):
 
     assert Account.objects.get(pk=wallet.pk).balance == 70
     assert Transfer.objects.filter(kind="adjustment").count() == 1
-    assert b"Debited 0.30 USD" in first.content
+    assert b"Debited $0.30" in first.content
     assert b"Already done" in second.content
     # A fresh page is a new adjustment.
     _adjust(staff_client, wallet, amount="-30", reason="fee")
@@ -155,7 +155,7 @@ def test_void_hold_action(staff_client, customer):
     )
     assert menu.status_code == 302 and menu["Location"] == operator_url(Hold, "void_hold", [hold])
     page = staff_client.get(menu["Location"])
-    assert b"Release 0.70 USD back to the account" in page.content
+    assert b"Release $0.70 back to the account" in page.content
     assert Hold.objects.get(pk=hold.pk).status == "pending"
 
     no_reason = staff_client.post(menu["Location"], {"token": str(uuid.uuid4()), "reason": ""})
