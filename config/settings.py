@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "wallets",
     "installments",
     "credits",
+    "backoffice",  # the operator dashboard: reads every app above, so it comes last
 ]
 
 MIDDLEWARE = [
