@@ -7,3 +7,9 @@ class BackofficeConfig(AppConfig):
 
     name = "backoffice"
     verbose_name = "Back office"
+
+    def ready(self):
+        from django.contrib import admin
+
+        # The admin index shows the dashboard, then the usual list of apps and models.
+        admin.site.index_template = "backoffice/index.html"

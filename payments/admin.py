@@ -79,7 +79,7 @@ class PaymentAdmin(admin.ModelAdmin):
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyAdmin):
     list_display = ["id", "payment", "amount", "status", "reason", "created_at"]
-    list_filter = ["status"]
+    list_filter = ["status", "payment__currency", ("payment__merchant", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["id", "payment__order_id", "provider_refund_id"]
     list_select_related = ["payment"]
     readonly_fields = [f.name for f in Refund._meta.fields]
