@@ -66,6 +66,7 @@ class Links:
 
     def __init__(self, user, *, currency: str, merchant_id, window):
         self.user, self.currency, self.merchant_id, self.window = user, currency, merchant_id, window
+        self._changelists: dict[str, str] = {}  # a hundred links, a dozen lists: reverse each once
 
     def to(self, name: str, *, object_id=None, **params) -> str:
         app, model = CHANGELISTS[name].split(".")
@@ -73,7 +74,9 @@ class Links:
             return ""
         if object_id is not None:
             return reverse(f"admin:{app}_{model}_change", args=[object_id])
-        url = reverse(f"admin:{app}_{model}_changelist")
+        if name not in self._changelists:
+            self._changelists[name] = reverse(f"admin:{app}_{model}_changelist")
+        url = self._changelists[name]
         params = {k: v for k, v in params.items() if v is not None}
         return f"{url}?{urlencode(params)}" if params else url
 

@@ -4,6 +4,8 @@ the cent, for each range, currency and merchant selection."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
@@ -234,3 +236,14 @@ class TestHealth:
         assert not selectors.periodic_tasks(now=NOW)[0].overdue
         PeriodicTask.objects.filter(pk=row.pk).update(date_changed=NOW - timedelta(hours=1))
         assert selectors.periodic_tasks(now=NOW)[0].overdue
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_figures_are_read_from_one_read_only_snapshot():
+    with CaptureQueriesContext(connection) as queries:
+        d = selectors.dashboard(period="7d", now=NOW)
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert sql[0] == "BEGIN" and sql[-1] == "COMMIT"
+    assert sql[1] == "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL jit = off"
+    assert d.money_in.count == 0
