@@ -15,7 +15,9 @@ from django.utils.safestring import SafeString, mark_safe
 from config.currencies import exponent
 from config.money_display import SYMBOLS
 
-WIDTH, HEIGHT = 640, 220
+# The viewBox is in CSS pixels at the width the chart usually gets, so its 11px text
+# stays about 11px: give a chart the width of the column it sits in.
+WIDTH, HEIGHT = 880, 240
 LEFT, RIGHT, TOP, BOTTOM = 56, 8, 18, 26
 MAX_X_LABELS = 10
 
@@ -34,14 +36,14 @@ class Series:
     bars: Sequence[Bar]
 
 
-def nice_step(top: int, ticks: int = 4) -> int:
-    """The smallest of 1, 2, 2.5 or 5 × 10^k (an integer, at least 1) whose `ticks`
-    steps reach `top`."""
+def nice_step(top: int, max_ticks: int = 5) -> int:
+    """The smallest of 1, 2, 2.5 or 5 × 10^k (an integer, at least 1) that reaches `top`
+    in at most `max_ticks` steps: the axis ends just above the tallest bar."""
     magnitude = 1
     while True:
         for mantissa in (10, 20, 25, 50):
             step = mantissa * magnitude // 10
-            if step >= 1 and step * ticks >= top:
+            if step >= 1 and step * max_ticks >= top:
                 return step
         magnitude *= 10
 
@@ -78,6 +80,8 @@ def bar_chart(
     axis_label: Callable[[int], str] = compact_count,
     title: str,
     show_values: Callable[[int], str] | None = None,
+    width: int = WIDTH,
+    height: int = HEIGHT,
 ) -> SafeString:
     """Grouped bars: one group per label, one bar per series in each group.
 
@@ -86,21 +90,22 @@ def bar_chart(
     groups = len(labels)
     top = max((bar.value for s in series for bar in s.bars), default=0)
     step = nice_step(max(top, 1))
-    ceiling = step * 4
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    ticks = max(-(-top // step), 1)
+    ceiling = step * ticks
+    plot_w, plot_h = width - LEFT - RIGHT, height - TOP - BOTTOM
 
     def y(value: int) -> float:
         return TOP + plot_h - plot_h * value / ceiling
 
     parts = [
-        f'<svg class="pd-chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}" '
+        f'<svg class="pd-chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
         'xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
     ]
-    for tick in range(5):
+    for tick in range(ticks + 1):
         value = step * tick
         parts.append(
-            f'<line class="pd-grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(value):.1f}" y2="{y(value):.1f}"/>'
+            f'<line class="pd-grid" x1="{LEFT}" x2="{width - RIGHT}" y1="{y(value):.1f}" y2="{y(value):.1f}"/>'
         )
         parts.append(
             f'<text class="pd-axis" x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end">'
@@ -114,7 +119,7 @@ def bar_chart(
         for s_index, s in enumerate(series):
             bar = s.bars[g]
             x = x0 + s_index * bar_w
-            height = TOP + plot_h - y(bar.value)
+            bar_h = TOP + plot_h - y(bar.value)
             parts.append(f'<a href="{escape(bar.href)}" class="{escape(s.css_class)}">')
             parts.append(f"<title>{escape(bar.title)}</title>")
             # The link target covers the whole column, so even a zero bar can be clicked.
@@ -124,7 +129,7 @@ def bar_chart(
             if bar.value:
                 parts.append(
                     f'<rect class="pd-bar" x="{x:.1f}" y="{y(bar.value):.1f}" width="{max(bar_w - 1, 1):.1f}" '
-                    f'height="{max(height, 1):.1f}"/>'
+                    f'height="{max(bar_h, 1):.1f}"/>'
                 )
             if show_values:
                 parts.append(
@@ -134,8 +139,45 @@ def bar_chart(
             parts.append("</a>")
         if g % every == 0:
             parts.append(
-                f'<text class="pd-axis" x="{LEFT + (g + 0.5) * group_w:.1f}" y="{HEIGHT - 8}" '
+                f'<text class="pd-axis" x="{LEFT + (g + 0.5) * group_w:.1f}" y="{height - 8}" '
                 f'text-anchor="middle">{escape(label)}</text>'
             )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # every interpolated text and URL above is escaped
+
+
+def hbar_chart(
+    *, bars: Sequence[tuple[str, Bar]], css_class: str, title: str, value_label: Callable[[int], str], width: int = 420
+) -> SafeString:
+    """One horizontal bar per (label, bar), labels on the left and values at the end:
+    for categories with long names (payment statuses)."""
+    row, label_w, value_w = 26, 104, 48
+    height = row * len(bars) + 8
+    top = max((bar.value for _, bar in bars), default=0)
+    plot_w = width - label_w - value_w
+    parts = [
+        f'<svg class="pd-chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
+        'xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for index, (label, bar) in enumerate(bars):
+        y = 4 + index * row
+        length = plot_w * bar.value / top if top else 0
+        parts.append(f'<a href="{escape(bar.href)}" class="{escape(css_class)}">')
+        parts.append(f"<title>{escape(bar.title)}</title>")
+        parts.append(f'<rect class="pd-hit" x="0" y="{y}" width="{width}" height="{row}" fill="transparent"/>')
+        parts.append(
+            f'<text class="pd-axis" x="{label_w - 8}" y="{y + row / 2 + 4:.1f}" text-anchor="end">'
+            f"{escape(label)}</text>"
+        )
+        if bar.value:
+            parts.append(
+                f'<rect class="pd-bar" x="{label_w}" y="{y + 4}" width="{max(length, 1):.1f}" height="{row - 8}"/>'
+            )
+        parts.append(
+            f'<text class="pd-value" x="{label_w + length + 6:.1f}" y="{y + row / 2 + 4:.1f}">'
+            f"{escape(value_label(bar.value))}</text>"
+        )
+        parts.append("</a>")
     parts.append("</svg>")
     return mark_safe("".join(parts))  # every interpolated text and URL above is escaped

@@ -21,7 +21,7 @@ from config.currencies import is_valid_currency
 from config.money_display import money
 
 from . import selectors
-from .charts import Bar, Series, bar_chart, compact_money
+from .charts import Bar, Series, bar_chart, compact_money, hbar_chart
 
 PERIOD_LABELS = {"today": "Today", "7d": "7 days", "30d": "30 days", "90d": "90 days"}
 REQUIRED_PERMISSION = "payments.view_payment"  # who may see payments may see their totals
@@ -66,17 +66,21 @@ class Links:
 
     def __init__(self, user, *, currency: str, merchant_id, window):
         self.user, self.currency, self.merchant_id, self.window = user, currency, merchant_id, window
-        self._changelists: dict[str, str] = {}  # a hundred links, a dozen lists: reverse each once
+        # Up to the end of today, not "now": the lists then show what came in since too.
+        self.end = selectors.Window.of("today", now=window.end).start + timedelta(days=1)
+        # A couple of hundred links to a dozen lists: ask about each list once.
+        self._changelists: dict[str, str] = {}
 
     def to(self, name: str, *, object_id=None, **params) -> str:
-        app, model = CHANGELISTS[name].split(".")
-        if not self.user.has_perm(f"{app}.view_{model}"):
+        if name not in self._changelists:
+            app, model = CHANGELISTS[name].split(".")
+            allowed = self.user.has_perm(f"{app}.view_{model}")
+            self._changelists[name] = reverse(f"admin:{app}_{model}_changelist") if allowed else ""
+        url = self._changelists[name]
+        if not url:
             return ""
         if object_id is not None:
-            return reverse(f"admin:{app}_{model}_change", args=[object_id])
-        if name not in self._changelists:
-            self._changelists[name] = reverse(f"admin:{app}_{model}_changelist")
-        url = self._changelists[name]
+            return f"{url}{object_id}/change/"
         params = {k: v for k, v in params.items() if v is not None}
         return f"{url}?{urlencode(params)}" if params else url
 
@@ -84,9 +88,7 @@ class Links:
         return {f"{prefix}merchant__id__exact": self.merchant_id} if self.merchant_id else {}
 
     def window_params(self, field: str = "created_at", start=None, end=None) -> dict:
-        # Up to the end of today, not "now": the list then shows what came in since too.
-        start = start or self.window.start
-        end = end or selectors.Window.of("today", now=self.window.end).start + timedelta(days=1)
+        start, end = start or self.window.start, end or self.end
         return {f"{field}__gte": start.isoformat(), f"{field}__lt": end.isoformat()}
 
     def payments(self, *, start=None, end=None, **params) -> str:
@@ -199,23 +201,20 @@ def _money_in(d: selectors.Dashboard, links: Links) -> dict:
             ),
         ],
     )
-    statuses = bar_chart(
+    statuses = hbar_chart(
         title="Payments by status",
-        labels=[STATUS_LABELS[s] for s in selectors.STATUSES],
-        show_values=lambda v: f"{v:,}",
-        series=[
-            Series(
-                "Payments",
-                "pd-status",
-                [
-                    Bar(
-                        m.by_status[s].n,
-                        links.payments(status=s),
-                        f"{STATUS_LABELS[s]}: {m.by_status[s].n:,} ({money(m.by_status[s].amount, c)})",
-                    )
-                    for s in selectors.STATUSES
-                ],
+        css_class="pd-status",
+        value_label=lambda v: f"{v:,}",
+        bars=[
+            (
+                STATUS_LABELS[s],
+                Bar(
+                    m.by_status[s].n,
+                    links.payments(status=s),
+                    f"{STATUS_LABELS[s]}: {m.by_status[s].n:,} ({money(m.by_status[s].amount, c)})",
+                ),
             )
+            for s in selectors.STATUSES
         ],
     )
     return {
@@ -335,6 +334,7 @@ def _installments(d: selectors.Dashboard, links: Links) -> dict:
         labels.append(f"{date_format(start, 'j M')}–{date_format(end, 'j M')}")
     chart = bar_chart(
         title=f"Installments falling due, next {selectors.EXPECTED_DAYS} days",
+        width=880,
         labels=labels,
         axis_label=compact_money(c),
         show_values=lambda v: money(v, c) if v else "",
@@ -349,7 +349,21 @@ def _installments(d: selectors.Dashboard, links: Links) -> dict:
             )
         ],
     )
-    return {"cards": cards, "forecast_chart": chart}
+    rows = [
+        {"label": label, "amount": amount, "href": links.orders("due_soon")}
+        for (_, amount), label in zip(i.forecast, labels, strict=True)
+    ]
+    return {"cards": cards, "forecast_chart": chart, "forecast_rows": rows, "expected": i.expected}
+
+
+def _every(every: timedelta) -> str:
+    seconds = int(every.total_seconds())
+    if seconds == 3600:
+        return "hourly"
+    for unit, name in ((86400, "day"), (3600, "h"), (60, "min")):
+        if seconds % unit == 0:
+            return f"every {seconds // unit} {name}{'s' if name == 'day' and seconds > unit else ''}"
+    return f"every {seconds} s"
 
 
 def _health(d: selectors.Dashboard, links: Links) -> dict:
@@ -410,7 +424,7 @@ def _health(d: selectors.Dashboard, links: Links) -> dict:
     tasks = [
         {
             "name": t.name,
-            "schedule": t.schedule,
+            "schedule": _every(t.every) if t.every else t.schedule,
             "last_run_at": t.last_run_at,
             "due_at": t.due_at,
             "state": "disabled" if not t.enabled else ("overdue" if t.overdue else "ok"),

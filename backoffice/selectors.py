@@ -146,6 +146,7 @@ class TaskState:
     name: str
     enabled: bool
     schedule: str
+    every: timedelta | None  # interval schedules
     last_run_at: datetime | None
     due_at: datetime | None
     overdue: bool
@@ -365,6 +366,7 @@ def _task_state(task, *, now: datetime) -> TaskState:
         name=task.name,
         enabled=task.enabled,
         schedule=str(task.scheduler or ""),
+        every=task.interval.schedule.run_every if task.interval_id else None,
         last_run_at=task.last_run_at,
         due_at=due_at,
         overdue=due_at is not None and now > due_at + BEAT_SYNC_GRACE,

@@ -4,14 +4,14 @@ import re
 
 import pytest
 
-from backoffice.charts import Bar, Series, bar_chart, compact_count, compact_money, nice_step
+from backoffice.charts import Bar, Series, bar_chart, compact_count, compact_money, hbar_chart, nice_step
 
 
 @pytest.mark.parametrize(
-    "top, step", [(1, 1), (4, 1), (5, 2), (8, 2), (9, 5), (20, 5), (399, 100), (401, 200), (1000, 250), (16599, 5000)]
+    "top, step", [(1, 1), (5, 1), (6, 2), (9, 2), (11, 5), (218, 50), (399, 100), (1000, 200), (16599, 5000)]
 )
-def test_ticks_are_round_and_reach_the_top(top, step):
-    assert nice_step(top) == step and 4 * step >= top
+def test_ticks_are_round_and_reach_the_top_in_at_most_five_steps(top, step):
+    assert nice_step(top) == step and 5 * step >= top
 
 
 @pytest.mark.parametrize(
@@ -55,3 +55,15 @@ def test_text_and_urls_are_escaped():
 def test_x_labels_thin_out_on_long_ranges():
     svg = chart(list(range(90)))
     assert len(re.findall(r">d\d+</text>", svg)) <= 10
+
+
+def test_horizontal_bars_scale_to_the_largest_and_link_each_category():
+    svg = hbar_chart(
+        bars=[("Succeeded", Bar(200, "/s", "s")), ("Failed", Bar(50, "/f", "f")), ("Expired", Bar(0, "/e", "e"))],
+        css_class="pd-status",
+        title="T",
+        value_label=str,
+    )
+    widths = [float(w) for w in re.findall(r'class="pd-bar"[^>]*width="([\d.]+)"', svg)]
+    assert len(widths) == 2 and widths[0] == pytest.approx(4 * widths[1], rel=0.02)
+    assert [h for h in re.findall(r'href="([^"]+)"', svg)] == ["/s", "/f", "/e"]
