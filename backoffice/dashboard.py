@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
+from django.utils.timesince import timesince
 
 from config.currencies import is_valid_currency
 from config.money_display import money
@@ -366,6 +367,12 @@ def _every(every: timedelta) -> str:
     return f"every {seconds} s"
 
 
+def _ago(moment, *, now) -> str:
+    if moment is None:
+        return "never"
+    return "under a minute ago" if now - moment < timedelta(minutes=1) else f"{timesince(moment, now)} ago"
+
+
 def _health(d: selectors.Dashboard, links: Links) -> dict:
     h = d.health
     audit = h.last_audit
@@ -425,7 +432,7 @@ def _health(d: selectors.Dashboard, links: Links) -> dict:
         {
             "name": t.name,
             "schedule": _every(t.every) if t.every else t.schedule,
-            "last_run_at": t.last_run_at,
+            "last_run": _ago(t.last_run_at, now=d.window.end),
             "due_at": t.due_at,
             "state": "disabled" if not t.enabled else ("overdue" if t.overdue else "ok"),
             "href": links.to("task", object_id=t.id),
