@@ -404,6 +404,14 @@ def health(*, window: Window, now: datetime) -> Health:
     )
 
 
+def _merchant_choices(chosen: Merchant | None, limit: int = 500) -> list[tuple]:
+    """(id, name) for the merchant selector: the first `limit` by name, and the chosen one."""
+    choices = list(Merchant.objects.order_by("name").values_list("pk", "name")[:limit])
+    if chosen is not None and chosen.pk not in {pk for pk, _ in choices}:
+        choices.append((chosen.pk, chosen.name))
+    return choices
+
+
 def _currencies(payments: dict, refunds: dict, accounts: dict) -> tuple[list[str], str | None]:
     """Every currency with payments or refunds in the range or a ledger account, and the
     one with the most payments in the range (None when the range has none)."""
@@ -455,7 +463,7 @@ def _dashboard(*, period: str, currency: str | None, merchant_id, now) -> Dashbo
         currency=currency,
         currencies=currencies,
         merchant=merchant,
-        merchants=list(Merchant.objects.order_by("name").values_list("pk", "name")[:500]),
+        merchants=_merchant_choices(merchant),
         money_in=money_in(**scope, payments=payments, refunds=refunds),
         money_held=money_held(**scope, accounts=accounts),
         installments=installments(currency=currency, merchant_id=merchant_id, today=timezone.localtime(now).date()),

@@ -118,6 +118,10 @@ class TestSelection:
         assert d.currency == "gbp" and "gbp" in d.currencies
         assert (d.money_in.gross, d.money_in.count, d.money_held.wallets) == (0, 0, 0)
 
+    def test_the_chosen_merchant_is_offered_even_past_the_selectors_length(self, data):
+        assert [name for _, name in selectors._merchant_choices(None, limit=1)] == ["Acme"]
+        assert [name for _, name in selectors._merchant_choices(data.beta, limit=1)] == ["Acme", "Beta"]
+
     def test_an_unknown_merchant_means_all_merchants(self, data):
         import uuid
 
