@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "installments",
     "credits",
     "auctions",
+    "backoffice",  # the operator dashboard: reads every app above, so it comes last
 ]
 
 MIDDLEWARE = [

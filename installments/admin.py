@@ -65,7 +65,13 @@ class AttentionFilter(admin.SimpleListFilter):
     parameter_name = "attention"
 
     def lookups(self, request, model_admin):
-        return [("overdue", "Overdue"), ("failing", "Failing (in dunning)"), ("defaulted", "Defaulted")]
+        return [
+            ("overdue", "Overdue"),
+            ("failing", "Failing (in dunning)"),
+            ("defaulted", "Defaulted"),
+            ("due_today", "Due today"),
+            ("due_soon", "Due in the next 30 days"),
+        ]
 
     def queryset(self, request, queryset):
         if self.value() == "overdue":
@@ -78,6 +84,14 @@ class AttentionFilter(admin.SimpleListFilter):
             return queryset.filter(status="active", installments__status="failed").distinct()
         if self.value() == "defaulted":
             return queryset.filter(status="defaulted")
+        if self.value() in ("due_today", "due_soon"):  # the dashboard's installment figures
+            today = timezone.localdate()
+            days = 1 if self.value() == "due_today" else 30
+            return queryset.filter(
+                installments__status__in=["scheduled", "processing", "failed"],
+                installments__due_date__gte=today,
+                installments__due_date__lt=today + timedelta(days=days),
+            ).distinct()
         return queryset
 
 

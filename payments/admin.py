@@ -228,7 +228,12 @@ class RefundAdmin(CsvExportMixin, MoneyTotalsMixin, ReadOnlyAdmin):
         text_column("reason"),
         "created_at",
     ]
-    list_filter = ["status", "payment__currency", "created_at"]
+    list_filter = [
+        "status",
+        "payment__currency",
+        ("payment__merchant", admin.RelatedOnlyFieldListFilter),
+        "created_at",
+    ]
     search_fields = ["=id", "payment__order_id", "=payment__id", "provider_refund_id", "reason"]
     list_select_related = ["payment"]
     date_hierarchy = "created_at"
