@@ -22,6 +22,7 @@ from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
+from config.periodic import periodic_tasks_overdue
 from credits.models import Grant
 from installments.models import Installment
 from payments.models import Charge, Merchant, Payment, Refund
@@ -39,9 +40,6 @@ CREDITS_SOLD = (Grant.Source.STRIPE_CHECKOUT, Grant.Source.STRIPE_INVOICE)
 TOP_REASONS = 5
 EXPECTED_DAYS = 30
 FORECAST_WEEKS = -(-EXPECTED_DAYS // 7)  # weeks from today; the last one ends with the 30 days
-# Beat's DatabaseScheduler writes last_run_at back at most every 3 minutes (its
-# sync_every), so a task is only overdue once its run is later than that lag allows.
-BEAT_SYNC_GRACE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -343,7 +341,7 @@ def installments(*, currency: str, merchant_id=None, today: date) -> Installment
     )
 
 
-def _task_state(task, *, now: datetime) -> TaskState:
+def _task_state(task, *, now: datetime, overdue: set[str]) -> TaskState:
     """When the task should next run, and whether it is late for it: beat treats a task
     that never ran as last run when it was last changed (date_changed)."""
     reference = task.last_run_at or task.date_changed
@@ -369,15 +367,17 @@ def _task_state(task, *, now: datetime) -> TaskState:
         every=task.interval.schedule.run_every if task.interval_id else None,
         last_run_at=task.last_run_at,
         due_at=due_at,
-        overdue=due_at is not None and now > due_at + BEAT_SYNC_GRACE,
+        overdue=task.name in overdue,
     )
 
 
 def periodic_tasks(*, now: datetime) -> list[TaskState]:
     from django_celery_beat.models import PeriodicTask
 
+    # Late is config.periodic's one rule (twice the interval), as /healthz says it.
+    overdue = {task.name for task in periodic_tasks_overdue(now=now)}
     rows = PeriodicTask.objects.select_related("interval", "crontab", "solar", "clocked").order_by("name")
-    return [_task_state(task, now=now) for task in rows]
+    return [_task_state(task, now=now, overdue=overdue) for task in rows]
 
 
 def health(*, window: Window, now: datetime) -> Health:

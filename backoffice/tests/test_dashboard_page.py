@@ -63,13 +63,13 @@ class TestThePage:
         assert cards(response, "money_held")["Customer wallets"].value == "$80.00"
         assert cards(response, "installments")["Expected, next 30 days"].value == "$42.00"
         assert "<svg" in html and "Volume collected and refunded" in html
-        assert 'id="content-main"' in html and 'href="/admin/payments/"' in html  # the usual app list
+        assert 'id="content-main"' in html and 'href="/admin/payments/payment/"' in html  # the usual app list
         assert "Recent actions" in html
 
     def test_a_zero_decimal_currency_has_no_decimals(self, admin_client, data):
         response = page(admin_client, period="7d", currency="jpy")
-        assert cards(response, "money_in")["Gross volume"].value == "¥3,599"
-        assert cards(response, "money_in")["Net volume"].value == "¥2,599"
+        assert cards(response, "money_in")["Gross volume"].value == "¥3599"
+        assert cards(response, "money_in")["Net volume"].value == "¥2599"
 
     def test_currency_selector_lists_the_currencies_and_marks_the_chosen_one(self, admin_client, data):
         html = page(admin_client, period="7d", currency="eur").content.decode()

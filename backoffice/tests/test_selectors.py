@@ -214,18 +214,21 @@ class TestHealth:
             )  # save() would clear it when disabled
 
         task("sweep, just ran", NOW - timedelta(seconds=30), interval=minute)
-        task("sweep, beat's last sync 3 min ago", NOW - timedelta(minutes=3), interval=minute)
+        task("sweep, missed two runs", NOW - timedelta(minutes=3), interval=minute)
         task("sweep, stopped", NOW - timedelta(minutes=10), interval=minute)
         task("audit, late", NOW - timedelta(hours=3), interval=hourly)
         task("audit, paused", NOW - timedelta(hours=3), interval=hourly, enabled=False)
         task("nightly, ran last night", NOW - timedelta(hours=12, minutes=30), crontab=at_three)
-        task("nightly, missed last night", NOW - timedelta(days=1, hours=12, minutes=30), crontab=at_three)
+        task("nightly, missed one night", NOW - timedelta(days=1, hours=12, minutes=30), crontab=at_three)
+        task("nightly, missed two nights", NOW - timedelta(days=2, hours=12, minutes=30), crontab=at_three)
         task("hourly cron, ran at 15:00", NOW - timedelta(minutes=30), crontab=on_the_hour)
         tasks = {t.name: t for t in selectors.periodic_tasks(now=NOW)}
+        # config.periodic's one rule, as /healthz: late once its second run is past.
         assert {name for name, t in tasks.items() if t.overdue} == {
+            "sweep, missed two runs",
             "sweep, stopped",
             "audit, late",
-            "nightly, missed last night",
+            "nightly, missed two nights",
         }
         assert tasks["sweep, just ran"].due_at == NOW + timedelta(seconds=30)
         assert tasks["audit, paused"].due_at is None and not tasks["audit, paused"].enabled
