@@ -26,7 +26,6 @@ from config.admin_tools import (
     titled_filter,
     words_filter,
 )
-from config.money_display import money
 
 from .admin_actions import ADJUST_BALANCE, RUN_LEDGER_AUDIT, VOID_HOLD
 from .models import Account, Entry, Hold, LedgerAudit, Transfer, Wallet
@@ -41,10 +40,6 @@ def _warn_if_audit_failing(request) -> None:
             f"The latest ledger audit ({latest.started_at:%Y-%m-%d %H:%M} UTC, {latest.trigger}) FAILED: "
             "see Ledger audits.",
         )
-
-
-def _money(amount: int, currency: str) -> str:
-    return money(amount, currency)
 
 
 class EntryInline(ReadOnlyTabularInline):
