@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from wallets.models import Account
 from wallets.services import account_get_or_create, transfer_create
+from wallets.services import accounts_lock as ledger_accounts_lock
 
 from .splits import splits_allocate
 
@@ -69,8 +70,7 @@ def payment_accounts(
 def accounts_lock(accounts) -> None:
     """Lock every account a transaction will book to, in pk order, before the first
     transfer (re-locking them later in the same transaction is free)."""
-    ids = sorted({account.pk for account in accounts if account is not None})
-    list(Account.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk").values_list("pk"))
+    ledger_accounts_lock(account_ids=[account.pk for account in accounts if account is not None])
 
 
 def book_collected(*, accounts: PaymentAccounts, payment, amount: int, reference: str) -> None:
