@@ -43,10 +43,22 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
+@pytest.fixture(params=[1, 8], ids=["1 shard", "8 shards"])
+def shards(request, settings):
+    """Run the test with the merchant balances in one account and sharded in eight
+    (wallets.ledger); read a merchant's balance with wallets.services.merchant_balance."""
+    settings.MERCHANT_BALANCE_SHARDS = request.param
+    return request.param
+
+
 @pytest.fixture(autouse=True)
 def _fast_and_isolated(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    # One merchant-balance account per merchant and currency, as the tests that read "the
+    # merchant's balance" row expect; the sharded ledger (8) runs in the modules that ask
+    # for it with the `sharded` fixture below, the races and the audit among them.
+    settings.MERCHANT_BALANCE_SHARDS = 1
     cache.clear()
     yield
     with contextlib.suppress(Exception):  # a test may have pointed the cache at a dead server

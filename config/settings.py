@@ -463,6 +463,12 @@ CHARGE_PENDING_DEADLINE = env.int("CHARGE_PENDING_DEADLINE", default=82800)
 # (and its order) is defaulted. Default: +1 day, +3 days, +7 days.
 INSTALLMENT_DUNNING_SCHEDULE = env.list("INSTALLMENT_DUNNING_SCHEDULE", cast=int, default=[86400, 259200, 604800])
 INSTALLMENT_COLLECT_CHUNK = env.int("INSTALLMENT_COLLECT_CHUNK", default=200)
+
+# Each merchant's balance in a currency is this many ledger accounts (wallets.ledger): a
+# customer's money lands on the shard of its id, so one merchant's debits from many
+# wallets do not queue on one row. Raise it, never lower it (a lowered count would hide
+# the money of the shards beyond it from merchant_balance).
+MERCHANT_BALANCE_SHARDS = env.int("MERCHANT_BALANCE_SHARDS", default=8)
 # Collect a chunk's wallet-covered installments set-based, in one transaction (a few
 # statements per chunk); off: every installment one by one through charge_create.
 INSTALLMENT_COLLECT_SET_BASED = env.bool("INSTALLMENT_COLLECT_SET_BASED", default=True)

@@ -12,6 +12,12 @@ knows which accounts a payment touches.
                                  refund returns every share; none ever gives back more),
                                  tracked per refund so refusals and interleavings self-correct
 
+The merchant's balance is sharded (wallets.ledger): what a payment collects lands on
+the shard of its customer, and its split instructions are paid from that same shard in
+the same transaction (so they are covered there). A refund takes the money back from the
+whole balance (`PaymentAccounts.pool`, drawn from the payment's shard first): its
+transaction locks the pool up front (`all(pool=True)`).
+
 Accounts are created by `payment_accounts` before the transaction that books (creating
 a shared account inside a transaction that then waits for locks can deadlock with
 another creator). Callers hold the payment's row lock and call `accounts_lock` once with
@@ -22,32 +28,42 @@ Lock order everywhere: payment row, charge row, hold or transfer row, accounts b
 
 from dataclasses import dataclass, field
 
+from wallets.ledger import Key, Pool, Posting, balance_key, shard_name
 from wallets.models import Account
 from wallets.services import account_get_or_create, transfer_create
 from wallets.services import accounts_lock as ledger_accounts_lock
+from wallets.transfers import transfer_post
 
 from .splits import splits_allocate
 
 
 @dataclass
 class PaymentAccounts:
-    merchant_balance: Account
+    merchant_balance: Account  # the shard of the payment's customer
     clearing: Account | None = None
     # (recipient account, its share of the payment amount), shares > 0 only
     recipients: list[tuple[Account, int]] = field(default_factory=list)
 
-    def all(self) -> list[Account]:
+    @property
+    def pool(self) -> Pool:
+        """The merchant's whole balance in this currency, this payment's shard first."""
+        balance = self.merchant_balance
+        return Pool(balance.merchant_id, balance.currency, prefer=balance.name)
+
+    def all(self, *, pool: bool = False) -> list:
+        """What to lock: the accounts, and with `pool` the merchant's every shard (a refund)."""
         accounts = [self.merchant_balance, *(account for account, _ in self.recipients)]
-        return accounts + ([self.clearing] if self.clearing is not None else [])
+        return accounts + ([self.clearing] if self.clearing is not None else []) + ([self.pool] if pool else [])
 
 
 def payment_accounts(
-    *, merchant, currency: str, amount: int, split_instructions: list, provider: str | None
+    *, merchant, currency: str, amount: int, split_instructions: list, provider: str | None, customer_id=None
 ) -> PaymentAccounts:
-    """The ledger accounts a payment books to, read in one query and created on first
-    use. `provider` None: no provider part (a wallet-only charge)."""
+    """The ledger accounts a payment of `customer_id`'s books to, read in one query and
+    created on first use. `provider` None: no provider part (a wallet-only charge)."""
     shares = [(d, share) for d, share in splits_allocate(instructions=split_instructions, amount=amount) if share > 0]
-    wanted = [(Account.Kind.MERCHANT_BALANCE, ""), *((Account.Kind.RECIPIENT, d) for d, _ in shares)]
+    balance = shard_name(customer_id)
+    wanted = [(Account.Kind.MERCHANT_BALANCE, balance), *((Account.Kind.RECIPIENT, d) for d, _ in shares)]
     if provider:
         wanted.append((Account.Kind.PROVIDER_CLEARING, provider))
     found = {
@@ -61,16 +77,17 @@ def payment_accounts(
     for kind, name in sorted(set(wanted) - set(found)):
         found[kind, name] = account_get_or_create(kind=kind, merchant=merchant, currency=currency, name=name)
     return PaymentAccounts(
-        merchant_balance=found[Account.Kind.MERCHANT_BALANCE, ""],
+        merchant_balance=found[Account.Kind.MERCHANT_BALANCE, balance],
         clearing=found[Account.Kind.PROVIDER_CLEARING, provider] if provider else None,
         recipients=[(found[Account.Kind.RECIPIENT, destination], share) for destination, share in shares],
     )
 
 
 def accounts_lock(accounts) -> None:
-    """Lock every account a transaction will book to, in pk order, before the first
-    transfer (re-locking them later in the same transaction is free)."""
-    ledger_accounts_lock(account_ids=[account.pk for account in accounts if account is not None])
+    """Lock every account (and pool) a transaction will book to, in pk order, in one
+    statement, before the first transfer (re-locking them later in the same transaction
+    is free). Returns the locked rows (wallets.ledger.Locked)."""
+    return ledger_accounts_lock(account_ids=[account for account in accounts if account is not None])
 
 
 def book_collected(*, accounts: PaymentAccounts, payment, amount: int, reference: str) -> None:
@@ -87,9 +104,7 @@ def book_collected(*, accounts: PaymentAccounts, payment, amount: int, reference
 def book_provider_refund(*, accounts: PaymentAccounts, payment, amount: int, reference: str, back: bool) -> None:
     """The provider part of a refund leaves the merchant's balance (back=True: the
     provider refused it, so it returns). InsufficientFunds if the merchant paid it out."""
-    source, destination = (
-        (accounts.clearing, accounts.merchant_balance) if back else (accounts.merchant_balance, accounts.clearing)
-    )
+    source, destination = (accounts.clearing, accounts.merchant_balance) if back else (accounts.pool, accounts.clearing)
     transfer_create(
         legs=[(source, -amount), (destination, amount)],
         currency=payment.currency,
@@ -99,18 +114,49 @@ def book_provider_refund(*, accounts: PaymentAccounts, payment, amount: int, ref
     )
 
 
-def splits_settle(*, accounts: PaymentAccounts, payment, reference: str) -> None:
-    """Pay each recipient its share out of the merchant's balance, in one transfer."""
-    if not accounts.recipients:
-        return
-    total = sum(share for _, share in accounts.recipients)
-    transfer_create(
-        legs=[(accounts.merchant_balance, -total), *accounts.recipients],
-        currency=payment.currency,
-        merchant=payment.merchant,
+def _splits(*, balance, recipients: list, currency: str, merchant_id, reference: str, needs=None) -> Posting:
+    return Posting(
+        legs=[(balance, -sum(share for _, share in recipients)), *recipients],
+        currency=currency,
+        merchant_id=merchant_id,
         reference=reference,
         description="split instructions",
+        needs=needs,
     )
+
+
+def splits_posting(
+    *, merchant_id, currency: str, customer_id, amount: int, split_instructions: list, reference: str, needs=None
+) -> Posting | None:
+    """The posting that pays each recipient its share of a payment of `amount` out of the
+    merchant's balance shard of `customer_id` (where the payment landed), in one
+    transfer; None without shares. `needs`: the posting that brings the money in, in the
+    same batch (skipped with it)."""
+    shares = [(d, share) for d, share in splits_allocate(instructions=split_instructions, amount=amount) if share > 0]
+    if not shares:
+        return None
+    return _splits(
+        balance=balance_key(merchant_id=merchant_id, currency=currency, owner_id=customer_id),
+        recipients=[(Key(Account.Kind.RECIPIENT, merchant_id, currency, name=d), share) for d, share in shares],
+        currency=currency,
+        merchant_id=merchant_id,
+        reference=reference,
+        needs=needs,
+    )
+
+
+def splits_settle(*, accounts: PaymentAccounts, payment, reference: str) -> None:
+    """Pay each recipient its share out of the merchant's balance, in one transfer."""
+    if accounts.recipients:
+        transfer_post(
+            _splits(
+                balance=accounts.merchant_balance,
+                recipients=accounts.recipients,
+                currency=payment.currency,
+                merchant_id=payment.merchant_id,
+                reference=reference,
+            )
+        )
 
 
 def split_returns(*, shares: list[int], amount: int, refunded: int) -> list[int]:
@@ -150,7 +196,7 @@ def splits_rebalance(
         return moves
     to_merchant = sum(moves.values())
     if to_merchant:
-        legs.append((accounts.merchant_balance, to_merchant))
+        legs.append((accounts.merchant_balance if to_merchant > 0 else accounts.pool, to_merchant))
     transfer_create(
         legs=legs,
         currency=payment.currency,

@@ -22,7 +22,7 @@ Lock order (booking.py): payment row, charge row, hold or transfer row, accounts
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -38,9 +38,11 @@ from payments.providers import ProviderDeclined, ProviderUnavailable, get_provid
 from payments.providers.base import OffSessionResult
 from payments.services import INTERNAL_DETAIL, payment_data, payment_lock, payment_transition, timeline_add
 from payments.splits import splits_validate
+from wallets.ledger import post
 from wallets.models import Account, Hold
-from wallets.services import hold_capture, hold_create, hold_void, wallet_debit, wallet_debits_many
-from webhooks.services import event_emit, events_emit
+from wallets.moves import debit_posting, events_emit_by_merchant, wallet_events
+from wallets.services import hold_capture, hold_create, hold_void
+from webhooks.services import event_emit
 
 logger = logging.getLogger("paydesk.charges")
 
@@ -118,7 +120,12 @@ def charge_create(
         except InvalidRequest as exc:  # matters only if the wallet falls short
             provider_error = exc
     accounts = booking.payment_accounts(
-        merchant=merchant, currency=currency, amount=amount, split_instructions=splits, provider=provider
+        merchant=merchant,
+        currency=currency,
+        amount=amount,
+        split_instructions=splits,
+        provider=provider,
+        customer_id=customer.pk,
     )
     try:
         charge = _charge_begin(
@@ -179,14 +186,18 @@ def _charge_begin(
     provider_error,
     accounts,
 ) -> Charge:
-    booking.accounts_lock([wallet, *accounts.all()])
+    locked = booking.accounts_lock([wallet, *accounts.all()])
     available = 0
     if wallet is not None:
-        wallet.refresh_from_db(fields=["balance", "held"])
-        available = max(wallet.balance - wallet.held, 0)
+        row = locked.get(wallet)
+        available = max(row.balance - row.held, 0)
     wallet_amount = min(available, amount)
     external_amount = amount - wallet_amount
-    if external_amount and not provider:
+    if not external_amount:  # the wallet covers it all: done in this transaction
+        request = WalletCharge(customer, amount, idempotency_key, order_id, description, splits, metadata)
+        [charge] = _wallet_charges(merchant=merchant, currency=currency, requests=[request], wallets=[wallet])
+        return charge
+    if not provider:
         if provider_error is not None:
             raise provider_error
         raise InsufficientFunds(
@@ -199,7 +210,7 @@ def _charge_begin(
         order_id=order_id or f"charge:{charge_id}",
         amount=amount,
         currency=currency,
-        provider=provider if external_amount else "wallet",
+        provider=provider,
         description=description,
         metadata=metadata,
         split_instructions=splits,
@@ -220,7 +231,7 @@ def _charge_begin(
         currency=currency,
         wallet_amount=wallet_amount,
         external_amount=external_amount,
-        provider=provider if external_amount else "",
+        provider=provider,
         split_instructions=splits,
         description=description,
         metadata=metadata,
@@ -233,12 +244,6 @@ def _charge_begin(
         data={"charge": str(charge.pk), "wallet_amount": wallet_amount, "external_amount": external_amount},
     )
     reference = f"charge:{charge.pk}"
-    if not external_amount:  # the wallet covers it all: done in this transaction
-        charge.wallet_transfer = wallet_debit(
-            wallet=wallet, amount=amount, reference=reference, reason="wallet part of a charge"
-        )
-        booking.splits_settle(accounts=accounts, payment=payment, reference=reference)
-        return _charge_succeeded(charge=charge, provider_charge_id="")
     if wallet_amount:
         charge.hold = hold_create(
             account=wallet, amount=wallet_amount, reference=reference, idempotency_key=reference, owner=reference
@@ -249,13 +254,15 @@ def _charge_begin(
 
 @dataclass(frozen=True)
 class WalletCharge:
-    """One charge for charges_from_wallets."""
+    """One charge that the customer's wallet may cover in full (charges_from_wallets)."""
 
     customer: object
     amount: int
-    idempotency_key: str
-    order_id: str
+    idempotency_key: str | None
+    order_id: str | None
     description: str = ""
+    splits: list = field(default_factory=list)  # validated split instructions
+    metadata: dict = field(default_factory=dict)
 
 
 @transaction.atomic
@@ -266,13 +273,10 @@ def charges_from_wallets(*, merchant, currency: str, charges: Sequence[WalletCha
     For each, in order: the charge already made under its key (whatever its status), a
     new charge that succeeded because the customer's wallet covered the whole amount, or
     None: no wallet, or not enough in it: make that one with charge_create (wallet part
-    plus card, or a 402). What posts here is exactly what charge_create would post for a
-    wallet-only charge: a succeeded payment with its timeline, the wallet debit, and
-    wallet.debited / payment.succeeded / charge.succeeded in that order per charge. No
-    split instructions. Locks the wallets and the merchant's balance in pk order; runs in
-    the caller's transaction if there is one. Raises Conflict if a key was used for a
-    different charge; IntegrityError if a charge under one of the keys is being made
-    concurrently (the caller retries those one by one).
+    plus card, or a 402). Locks the wallets and the merchant's balance shards in pk order;
+    runs in the caller's transaction if there is one. Raises Conflict if a key was used
+    for a different charge; IntegrityError if a charge under one of the keys is being
+    made concurrently (the caller retries those one by one).
     """
     currency = currency.lower()
     made = {
@@ -287,38 +291,71 @@ def charges_from_wallets(*, merchant, currency: str, charges: Sequence[WalletCha
             currency,
         ):
             raise Conflict(f"Idempotency key {request.idempotency_key!r} was already used for a different charge.")
-    wallets = {
-        w.customer_id: w
-        for w in Account.objects.filter(
-            kind=Account.Kind.CUSTOMER_WALLET,
+    todo = [request for request in charges if request.idempotency_key not in made]
+    wallets = Account.objects.filter(
+        kind=Account.Kind.CUSTOMER_WALLET,
+        merchant_id=merchant.pk,
+        currency=currency,
+        customer_id__in={c.customer.pk for c in todo},
+    )
+    for request, charge in zip(
+        todo, _wallet_charges(merchant=merchant, currency=currency, requests=todo, wallets=wallets), strict=True
+    ):
+        if charge is not None:
+            made[request.idempotency_key] = charge
+    return [made.get(request.idempotency_key) for request in charges]
+
+
+def _wallet_charges(*, merchant, currency: str, requests: Sequence[WalletCharge], wallets) -> list[Charge | None]:
+    """The one core of a charge its customer's wallet covers in full, for one charge
+    (_charge_begin) or many (charges_from_wallets): in one batch of the ledger core, each
+    wallet debit and the split instructions paid from what it brought in; then a
+    succeeded payment and charge, their timeline, and wallet.debited, payment.succeeded,
+    charge.succeeded per charge, each written set-based. A charge whose wallet is missing
+    or cannot cover it is None, with nothing written for it."""
+    wallets = {w.customer_id: w for w in wallets if w is not None}
+    planned, postings = [], []
+    for request in requests:
+        wallet = wallets.get(request.customer.pk)
+        if wallet is None:
+            planned.append(None)
+            continue
+        charge_id = uuid.uuid4()
+        reference = f"charge:{charge_id}"
+        debit = debit_posting(
+            wallet=wallet, amount=request.amount, reference=reference, reason="wallet part of a charge", if_covered=True
+        )
+        splits = booking.splits_posting(
             merchant_id=merchant.pk,
             currency=currency,
-            customer_id__in={c.customer.pk for c in charges},
+            customer_id=request.customer.pk,
+            amount=request.amount,
+            split_instructions=request.splits,
+            reference=reference,
+            needs=debit,
         )
-    }
-    todo = [
-        (request, uuid.uuid4())
-        for request in charges
-        if request.idempotency_key not in made and request.customer.pk in wallets
-    ]
-    transfers = wallet_debits_many(
-        debits=[(wallets[r.customer.pk], r.amount, f"charge:{charge_id}") for r, charge_id in todo],
-        reason="wallet part of a charge",
-    )
-    payments, new_charges, timeline, events = [], [], [], []
-    for (request, charge_id), transfer in zip(todo, transfers, strict=True):
-        if transfer is None:
+        postings += [debit, splits] if splits else [debit]
+        planned.append((request, charge_id, debit))
+    posted = dict(zip(map(id, postings), post(postings), strict=True)) if postings else {}
+    payments, new_charges, timeline, events, results = [], [], [], [], []
+    for plan in planned:
+        debit = posted.get(id(plan[2])) if plan else None
+        if debit is None:
+            results.append(None)
             continue
+        request, charge_id, _ = plan
         payment = Payment(
             id=uuid.uuid4(),
             merchant=merchant,
             customer=request.customer,
-            order_id=request.order_id,
+            order_id=request.order_id or f"charge:{charge_id}",
             amount=request.amount,
             currency=currency,
             provider="wallet",
             status=Payment.Status.SUCCEEDED,
             description=request.description,
+            metadata=request.metadata,
+            split_instructions=request.splits,
         )
         charge = Charge(
             id=charge_id,
@@ -330,13 +367,15 @@ def charges_from_wallets(*, merchant, currency: str, charges: Sequence[WalletCha
             wallet_amount=request.amount,
             external_amount=0,
             status=Charge.Status.SUCCEEDED,
-            wallet_transfer=transfer,
+            wallet_transfer=debit.transfer,
+            split_instructions=request.splits,
             description=request.description,
+            metadata=request.metadata,
             idempotency_key=request.idempotency_key,
         )
         payments.append(payment)
         new_charges.append(charge)
-        made[request.idempotency_key] = charge
+        results.append(charge)
         created = {"amount": request.amount, "currency": currency, "via": "charge"}
         parts = {"charge": str(charge_id), "wallet_amount": request.amount, "external_amount": 0}
         timeline += [
@@ -351,13 +390,17 @@ def charges_from_wallets(*, merchant, currency: str, charges: Sequence[WalletCha
                 data={"charge": str(charge_id)},
             ),
         ]
-        events += [("payment.succeeded", payment_data(payment)), ("charge.succeeded", charge_data(charge))]
+        events += wallet_events([debit])
+        events += [
+            (merchant.pk, "payment.succeeded", payment_data(payment)),
+            (merchant.pk, "charge.succeeded", charge_data(charge)),
+        ]
     if payments:
         Payment.objects.bulk_create(payments)
         Charge.objects.bulk_create(new_charges)
         PaymentEvent.objects.bulk_create(timeline)
-        events_emit(merchant=merchant, events=events)
-    return [made.get(request.idempotency_key) for request in charges]
+        events_emit_by_merchant(events)
+    return results
 
 
 def charge_card(charge: Charge) -> Charge:
@@ -435,6 +478,7 @@ def charge_finish(
         amount=charge.amount,
         split_instructions=charge.split_instructions,
         provider=charge.provider,
+        customer_id=charge.customer_id,
     )
     with transaction.atomic():
         payment_lock(charge.payment_id)

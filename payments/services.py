@@ -329,6 +329,7 @@ def payment_settle_from_provider(
             amount=payment.amount,
             split_instructions=payment.split_instructions,
             provider=payment.provider,
+            customer_id=payment.customer_id,
         )
     with transaction.atomic():
         payment = payment_lock(payment_id)
@@ -530,6 +531,7 @@ def _payment_accounts(payment: Payment, charge: Charge | None) -> booking.Paymen
         amount=payment.amount,
         split_instructions=payment.split_instructions,
         provider=provider if (charge is None or charge.external_amount) else None,
+        customer_id=payment.customer_id,
     )
 
 
@@ -629,7 +631,7 @@ def payment_refund(
         if wallet_part:
             wallet_transfer = Transfer.objects.select_for_update(no_key=True).get(pk=charge.wallet_transfer_id)
         wallet_accounts = [e.account for e in wallet_transfer.entries.all()] if wallet_transfer else []
-        booking.accounts_lock([*accounts.all(), *wallet_accounts])
+        booking.accounts_lock([*accounts.all(pool=True), *wallet_accounts])
         _refunded_change(payment=locked, accounts=accounts, by=amount, refund=refund, reference=reference)
         if wallet_part:
             transfer_reverse(
@@ -720,7 +722,7 @@ def _refund_at_provider(*, refund: Refund, source: str) -> Refund:
                 payment=locked, refund=refund, provider_refund_id=result.provider_refund_id, source=source
             )
         accounts = _payment_accounts(payment, charge)
-        booking.accounts_lock(accounts.all())
+        booking.accounts_lock(accounts.all(pool=True))
         booking.book_provider_refund(
             accounts=accounts, payment=locked, amount=refund.provider_amount, reference=reference, back=True
         )
@@ -1002,7 +1004,7 @@ def payment_record_provider_refund(
             reason="refunded at the provider",
         )
         reference = f"refund:{refund.pk}"
-        booking.accounts_lock(accounts.all())
+        booking.accounts_lock(accounts.all(pool=True))
         try:
             with transaction.atomic():
                 _refunded_change(payment=payment, accounts=accounts, by=extra, refund=refund, reference=reference)

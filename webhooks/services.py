@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import kombu.exceptions
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -379,11 +379,12 @@ def event_emit(*, merchant, type: str, data: dict) -> OutboundEvent:
 
 
 def events_emit(*, merchant, events: list[tuple[str, dict]]) -> list[OutboundEvent]:
-    """event_emit for several events of one merchant at once, in order: one read of its
-    endpoints and two INSERTs, whatever the number of events (set-based jobs use it).
-    The operator endpoints of WEBHOOK_URLS come with the same read, and get every event;
-    when they do not match WEBHOOK_URLS (its first use, or a changed value), they are
-    synced first (global_endpoints_sync)."""
+    """event_emit for several events of one merchant at once, in order, whatever their
+    number: on PostgreSQL one statement inserts the events and a delivery for each
+    subscribed endpoint (elsewhere: a read of the endpoints and two INSERTs). The operator
+    endpoints of WEBHOOK_URLS come with the same statement, and get every event; when
+    they do not match WEBHOOK_URLS (its first use, or a changed value), they are synced
+    (global_endpoints_sync) and given their deliveries after it."""
     if not events:
         return []
     now = timezone.now()
@@ -393,41 +394,96 @@ def events_emit(*, merchant, events: list[tuple[str, dict]]) -> list[OutboundEve
             merchant_id=merchant.pk,
             type=type,
             data=json.loads(json.dumps(data, cls=DjangoJSONEncoder)),
+            created_at=now,
         )
         for type, data in events
     ]
+    urls = settings.WEBHOOK_URLS
     # No savepoint of its own: it only inserts, in the caller's transaction (or its own).
     with transaction.atomic(savepoint=False):
-        OutboundEvent.objects.bulk_create(rows)
-        endpoints = list(
-            WebhookEndpoint.objects.filter(
-                Q(merchant_id=merchant.pk) | Q(merchant__isnull=True), deleted_at__isnull=True
-            )
-        )
-        urls = settings.WEBHOOK_URLS
-        operator = [e for e in endpoints if e.is_global]
-        if not global_endpoints_in_sync(operator, urls):
-            operator = global_endpoints_sync()
-        endpoints = [e for e in endpoints if not e.is_global] + [e for e in operator if e.url in urls]
-        deliveries = Delivery.objects.bulk_create(
-            [
-                Delivery(
-                    event=row,
-                    endpoint=endpoint,
-                    status=Delivery.Status.PENDING if endpoint.enabled else Delivery.Status.HELD,
-                    next_attempt_at=now,
+        if connection.vendor == "postgresql":
+            pending, operator = _events_insert_postgres(merchant_id=merchant.pk, rows=rows, urls=urls, now=now)
+            if not global_endpoints_in_sync(operator, urls):
+                pending += _deliveries_create(rows, [e for e in global_endpoints_sync() if e.url in urls], now)
+        else:
+            OutboundEvent.objects.bulk_create(rows)
+            endpoints = list(
+                WebhookEndpoint.objects.filter(
+                    Q(merchant_id=merchant.pk) | Q(merchant__isnull=True), deleted_at__isnull=True
                 )
-                for row in rows
-                for endpoint in endpoints
-                if endpoint.subscribes_to(row.type)
-            ]
-        )
-    ids = [str(d.pk) for d in deliveries if d.status == Delivery.Status.PENDING]
-    if ids:
+            )
+            operator = [e for e in endpoints if e.is_global]
+            if not global_endpoints_in_sync(operator, urls):
+                operator = global_endpoints_sync()
+            endpoints = [e for e in endpoints if not e.is_global] + [e for e in operator if e.url in urls]
+            pending = _deliveries_create(rows, endpoints, now)
+    if pending:
         from .tasks import delivery_attempt_task
 
-        transaction.on_commit(lambda: enqueue_each(delivery_attempt_task, ids))
+        transaction.on_commit(lambda: enqueue_each(delivery_attempt_task, pending))
     return rows
+
+
+def _deliveries_create(rows: list[OutboundEvent], endpoints: list[WebhookEndpoint], now) -> list[str]:
+    """A delivery of each event to each endpoint subscribed to it (held for a disabled
+    one; none twice). Returns the ids of the pending ones."""
+    deliveries = Delivery.objects.bulk_create(
+        [
+            Delivery(
+                event=row,
+                endpoint=endpoint,
+                status=Delivery.Status.PENDING if endpoint.enabled else Delivery.Status.HELD,
+                next_attempt_at=now,
+            )
+            for row in rows
+            for endpoint in endpoints
+            if endpoint.subscribes_to(row.type)
+        ],
+        ignore_conflicts=True,
+    )
+    return [str(d.pk) for d in deliveries if d.status == Delivery.Status.PENDING]
+
+
+def _events_insert_postgres(*, merchant_id, rows, urls, now) -> tuple[list[str], list[WebhookEndpoint]]:
+    """The events and their deliveries in one statement (data-modifying CTEs): the
+    merchant's endpoints and the operator endpoints of `urls`, as
+    WebhookEndpoint.subscribes_to and events_emit choose them. Returns the pending
+    deliveries' ids and the operator endpoint rows (for the WEBHOOK_URLS check)."""
+    event_table, delivery_table = OutboundEvent._meta.db_table, Delivery._meta.db_table
+    endpoint_table = WebhookEndpoint._meta.db_table
+    values = ", ".join(["(%s::uuid, %s::uuid, %s, %s::jsonb, %s::timestamptz)"] * len(rows))
+    params = [v for row in rows for v in (row.id, row.merchant_id, row.type, json.dumps(row.data), row.created_at)]
+    sql = f"""
+        WITH ev AS (
+            INSERT INTO {event_table} (id, merchant_id, type, data, created_at) VALUES {values}
+            RETURNING id, type
+        ), ep AS (
+            SELECT id, merchant_id, url, enabled, disabled_reason, events FROM {endpoint_table}
+            WHERE (merchant_id = %s OR merchant_id IS NULL) AND deleted_at IS NULL
+        ), d AS (
+            INSERT INTO {delivery_table}
+                (id, event_id, endpoint_id, status, attempts, next_attempt_at, last_error, created_at)
+            SELECT gen_random_uuid(), ev.id, ep.id, CASE WHEN ep.enabled THEN 'pending' ELSE 'held' END,
+                   0, %s, '', %s
+            FROM ev JOIN ep ON (ep.events @> '["*"]'::jsonb OR ep.events @> jsonb_build_array(ev.type))
+                           AND (ep.merchant_id IS NOT NULL OR ep.url = ANY(%s))
+            RETURNING id, status
+        )
+        SELECT 'd', id, status, NULL, NULL FROM d WHERE status = 'pending'
+        UNION ALL
+        SELECT 'g', id, url, enabled, disabled_reason FROM ep WHERE merchant_id IS NULL
+    """
+    params += [merchant_id, now, now, list(urls)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    pending = [str(row[1]) for row in found if row[0] == "d"]
+    operator = [
+        WebhookEndpoint(id=row[1], merchant_id=None, url=row[2], enabled=row[3], disabled_reason=row[4] or "")
+        for row in found
+        if row[0] == "g"
+    ]
+    return pending, operator
 
 
 def event_body(event: OutboundEvent) -> str:

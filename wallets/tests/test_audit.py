@@ -5,11 +5,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
+from wallets.ledger import Posting, post
 from wallets.models import Account, Entry, Hold, LedgerAudit, Transfer
 from wallets.selectors import ledger_audit
 from wallets.services import (
-    _lock_accounts,
-    _post,
     account_get_or_create,
     hold_capture,
     hold_create,
@@ -115,14 +114,8 @@ def test_audit_catches_a_corrupted_balance_after_in_the_middle_of_the_history(cu
 
 def _fake_reversal(original, legs):
     """A balanced transfer that claims to reverse `original`, written below transfer_reverse."""
-    locked = _lock_accounts(a.pk for a, _ in legs)
-    return _post(
-        locked=locked,
-        legs=[(a.pk, amount) for a, amount in legs],
-        currency="usd",
-        kind=Transfer.Kind.REVERSAL,
-        reverses=original,
-    )
+    [posted] = post([Posting(legs=legs, currency="usd", kind=Transfer.Kind.REVERSAL, reverses_id=original.pk)])
+    return posted.transfer
 
 
 @pytest.fixture

@@ -66,7 +66,7 @@ def test_a_capture_from_a_wallet_emits_wallet_debited_for_the_captured_amount(fu
 def test_a_capture_that_fails_emits_nothing(funded, monkeypatch):
     hold = hold_create(account=funded, amount=300, expires_at=timezone.now() + timedelta(minutes=1))
     later = timezone.now() + timedelta(minutes=5)
-    monkeypatch.setattr("wallets.services.timezone.now", lambda: later)
+    monkeypatch.setattr("wallets.holds.timezone.now", lambda: later)
     with pytest.raises(IllegalTransition), transaction.atomic():
         hold_capture(hold=hold)
     assert _events() == []

@@ -135,7 +135,7 @@ def test_expired_holds_are_released_by_holds_expire(funded):
 def test_capturing_a_hold_past_its_expiry_is_a_conflict(funded, monkeypatch):
     hold = hold_create(account=funded, amount=100, expires_at=timezone.now() + timedelta(seconds=30))
     later = timezone.now() + timedelta(minutes=5)
-    monkeypatch.setattr("wallets.services.timezone.now", lambda: later)
+    monkeypatch.setattr("wallets.holds.timezone.now", lambda: later)
     with pytest.raises(IllegalTransition):
         hold_capture(hold=hold)
     assert _state(funded) == (1000, 100)
@@ -158,7 +158,7 @@ def test_hold_create_replay_returns_the_first_hold_even_once_resolved_or_past_it
     first = hold_create(account=funded, amount=100, expires_at=expires, idempotency_key="h1")
     hold_void(hold=first)
     later = timezone.now() + timedelta(hours=1)
-    monkeypatch.setattr("wallets.services.timezone.now", lambda: later)
+    monkeypatch.setattr("wallets.holds.timezone.now", lambda: later)
     again = hold_create(account=funded, amount=100, expires_at=expires, idempotency_key="h1")
     assert (again.pk, again.status) == (first.pk, Hold.Status.VOIDED)
     assert _state(funded) == (1000, 0)

@@ -278,17 +278,17 @@ def test_accounts_are_locked_in_pk_order(customer):
 def test_the_lock_order_probe_catches_wrong_orders(customer, monkeypatch, variant):
     """The test above can fail: with the accounts locked in any other order it sees a
     lower-pk account still free while the transfer waits."""
-    from wallets import services
+    from wallets import ledger
 
-    def leg_order(account_ids):
-        return {pk: Account.objects.select_for_update(no_key=True).get(pk=pk) for pk in account_ids}
+    def leg_order(wanted, refs):
+        return [Account.objects.select_for_update(no_key=True).get(pk=ref.pk) for ref in refs]
 
-    def unordered(account_ids):
-        rows = Account.objects.select_for_update(no_key=True).filter(pk__in=set(account_ids))
+    def unordered(wanted, refs):
+        rows = Account.objects.select_for_update(no_key=True).filter(wanted)
         if variant == "no ORDER BY":
             rows = rows.order_by()
-        return {account.pk: account for account in rows}
+        return list(rows)
 
-    monkeypatch.setattr(services, "_lock_accounts", leg_order if variant == "leg order" else unordered)
+    monkeypatch.setattr(ledger, "_lock_rows", leg_order if variant == "leg order" else unordered)
     locked, free = _lock_order_probe(customer)
     assert free
