@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from config.errors import InsufficientCredits, InsufficientFunds, InvalidRequest
+from config.errors import InvalidRequest
 from payments.identity.models import Customer, Merchant
 from wallets.models import CREDITS_UNIT, Account, Transfer
 from wallets.services import transfer_create
@@ -33,9 +33,10 @@ from .accounts import (
     credit_account_get_or_create,
     credit_counter_accounts,
 )
+from .debits import credits_debit
 from .expiry import _expire_due, credits_expire
 from .grants import credits_grant
-from .models import Debit, Grant, Revocation
+from .models import Grant, Revocation
 
 logger = logging.getLogger("paydesk.credits")
 
@@ -51,69 +52,16 @@ __all__ = [
     "counter_shard",
     "credit_account_get_or_create",
     "credit_counter_accounts",
+    # .debits
+    "credits_debit",
     # .expiry
     "credits_expire",
     # .grants
     "credits_grant",
     # defined here
-    "credits_debit",
     "credits_revoke",
     "credits_revoke_refunded",
 ]
-
-
-# --- Debits ----------------------------------------------------------------------------
-
-
-def credits_debit(*, customer: Customer, units: int, reason: str = "", ref: str = "") -> tuple[Debit, int]:
-    """Spend `units` of the customer's credits (into the merchant's consumed account),
-    oldest grants first, and emit `credits.debited`. Returns (debit, balance).
-
-    Locks the customer's credit account, posts its due expiries (expired credits cannot
-    be spent), then debits. Not idempotent by itself: the API's Idempotency-Key is.
-    Raises InsufficientCredits (balance < units; nothing changes), InvalidRequest.
-    """
-    _check_units(units, param="units")
-    account, accounts = _accounts(customer)
-    with transaction.atomic():
-        locked = _lock(account)
-        _expire_due(locked, now=timezone.now(), accounts=accounts)
-        if locked.balance < units:
-            raise InsufficientCredits(f"{locked.balance} credits left, {units} needed.", param="units")
-        try:
-            transfer = transfer_create(
-                legs=[(locked, -units), (accounts[CONSUMED], units)],
-                currency=CREDITS_UNIT,
-                kind=Transfer.Kind.DEBIT,
-                merchant=Merchant(pk=customer.merchant_id),
-                reference=f"credits:debit:{ref}"[:255] if ref else "credits:debit",
-                description=reason,
-            )
-        except InsufficientFunds as exc:  # the ledger's own check, should ours ever be bypassed
-            raise InsufficientCredits(exc.message, param="units")
-        _consume(locked, units)
-        debit = Debit.objects.create(
-            merchant_id=customer.merchant_id,
-            customer=customer,
-            account=locked,
-            units=units,
-            reason=reason,
-            ref=ref,
-            transfer=transfer,
-        )
-        _emit(
-            merchant_id=customer.merchant_id,
-            type="credits.debited",
-            data={
-                "debit": str(debit.pk),
-                "customer": str(customer.pk),
-                "units": units,
-                "balance": locked.balance,
-                "reason": reason,
-                "ref": ref,
-            },
-        )
-    return debit, locked.balance
 
 
 # --- Revocations -----------------------------------------------------------------------
