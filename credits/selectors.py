@@ -64,7 +64,7 @@ def pack_for_price(*, price_id: str) -> CreditPack | None:
 
 def credits_counters(*, merchant: Merchant) -> dict[str, int]:
     """The merchant's credits issued (net of revocations), consumed and expired, summed
-    over the counter-account shards (credits.services.COUNTER_SHARDS)."""
+    over the counter-account shards (credits.accounts.COUNTER_SHARDS)."""
     totals = {"issued": 0, "consumed": 0, "expired": 0}
     counters = {"issuance": "issued", "consumed": "consumed", "expired": "expired"}
     accounts = Account.objects.filter(merchant=merchant, customer__isnull=True, currency=CREDITS_UNIT)

@@ -1,4 +1,7 @@
-"""Writes for payments: create, the state machine, cancel, refunds, reconciliation.
+"""Writes for payments: create and cancel here, and every other payments write
+re-exported from its own module, so callers import them all from payments.services:
+transitions.py (the state machine and timeline), outcomes.py (webhook-driven outcomes),
+refunds.py, reconciliation.py. Those modules never import this one.
 
 Locking rule (STYLE.md §9): never hold a row lock across a provider call. A service
 commits its intent, calls the provider with a stored idempotency key outside any
@@ -6,112 +9,85 @@ transaction, and records the outcome in a second short transaction.
 """
 
 import logging
-from datetime import datetime, timedelta
-from functools import partial
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q, Sum
-from django.utils import timezone
 
-from config.errors import Conflict, IllegalTransition, InsufficientFunds, InvalidRequest, ProviderError
+from config.errors import Conflict, IllegalTransition, ProviderError
 from config.faults import fault_point
-from payments import booking
 from payments.identity.services import subscription_consume_token
-from payments.models import TRANSITIONS, Charge, Payment, PaymentEvent, Refund
+from payments.models import Charge, Payment
+from payments.outcomes import (
+    ATTEMPT_EVENTS,
+    CLOSED_STATES,
+    payment_attempt_failed,
+    payment_collected_after_close,
+    payment_flag_provider_data,
+    payment_settle_from_provider,
+)
 from payments.providers import (
-    ProviderDeclined,
     ProviderFailure,
-    ProviderStatus,
     ProviderUnavailable,
     failure_detail,
     get_provider,
     resolve_provider_name,
 )
-from wallets.models import Transfer
-from wallets.services import transfer_reverse
-from webhooks.services import enqueue, event_emit
+from payments.reconciliation import (
+    SETTLED_OUTCOMES,
+    payment_check_with_provider,
+    payments_reconcile,
+    payments_reconcile_claim,
+)
+from payments.refunds import (
+    REFUND_STATES,
+    payment_record_provider_refund,
+    payment_refund,
+    refund_send,
+    refunds_resolve_pending,
+)
+from payments.transitions import (
+    INTERNAL_DETAIL,
+    OUTBOUND,
+    Source,
+    _provider_cancel,
+    payment_data,
+    payment_lock,
+    payment_transition,
+    timeline_add,
+)
 
 logger = logging.getLogger("paydesk.payments")
 
-# The key of a timeline event's data that holds what staff may read and merchants may
-# not (an exception's full text): shown in the admin, left out of the tracking API.
-INTERNAL_DETAIL = "internal_detail"
-
-Source = PaymentEvent.Source
-# Outbound event for each state a payment can enter.
-OUTBOUND = {
-    "succeeded": "payment.succeeded",
-    "failed": "payment.failed",
-    "canceled": "payment.canceled",
-    "expired": "payment.canceled",
-    "partially_refunded": "payment.refunded",
-    "refunded": "payment.refunded",
-}
-
-
-def payment_data(payment: Payment) -> dict:
-    """What outbound events say about a payment."""
-    return {
-        "id": str(payment.pk),
-        "order_id": payment.order_id,
-        "status": payment.status,
-        "amount": payment.amount,
-        "amount_refunded": payment.amount_refunded,
-        "currency": payment.currency,
-        "provider": payment.provider,
-        "provider_payment_id": payment.provider_payment_id,
-        "customer": str(payment.customer_id) if payment.customer_id else None,
-        "failure_reason": payment.failure_reason or None,
-        "metadata": payment.metadata,
-    }
-
-
-def payment_lock(payment_id) -> Payment:
-    # NO KEY UPDATE: excludes other writers of the row but not the KEY SHARE lock that
-    # inserting a row referencing it (a timeline event, a charge) takes elsewhere.
-    return Payment.objects.select_for_update(no_key=True).get(pk=payment_id)
-
-
-def timeline_add(
-    *,
-    payment: Payment,
-    type: str,
-    source: str,
-    data: dict | None = None,
-    from_status: str = "",
-    to_status: str = "",
-    flagged: bool = False,
-) -> PaymentEvent:
-    return PaymentEvent.objects.create(
-        payment=payment,
-        type=type,
-        source=source,
-        data=data or {},
-        from_status=from_status,
-        to_status=to_status,
-        flagged=flagged,
-    )
-
-
-@transaction.atomic
-def payment_transition(*, payment_id, to: str, source: str, data: dict | None = None, reason: str = "") -> Payment:
-    """Move a payment to `to`: locks the row, refuses what the state machine forbids
-    (IllegalTransition, 409), writes the timeline event and the outbound event."""
-    payment = payment_lock(payment_id)
-    if to not in TRANSITIONS.get(payment.status, ()):
-        raise IllegalTransition(f"A {payment.status} payment cannot become {to}.")
-    previous = payment.status
-    payment.status = to
-    if reason:
-        payment.failure_reason = reason
-    elif to == "succeeded":
-        payment.failure_reason = ""  # a failure the provider reported before it collected after all
-    payment.save(update_fields=["status", "failure_reason", "updated_at"])
-    timeline_add(payment=payment, type=f"payment.{to}", source=source, data=data, from_status=previous, to_status=to)
-    if to in OUTBOUND:
-        event_emit(merchant=payment.merchant, type=OUTBOUND[to], data=payment_data(payment))
-    return payment
+__all__ = [
+    # payments.outcomes
+    "ATTEMPT_EVENTS",
+    "CLOSED_STATES",
+    "payment_attempt_failed",
+    "payment_collected_after_close",
+    "payment_flag_provider_data",
+    "payment_settle_from_provider",
+    # payments.reconciliation
+    "SETTLED_OUTCOMES",
+    "payment_check_with_provider",
+    "payments_reconcile",
+    "payments_reconcile_claim",
+    # payments.refunds
+    "REFUND_STATES",
+    "payment_record_provider_refund",
+    "payment_refund",
+    "refund_send",
+    "refunds_resolve_pending",
+    # payments.transitions
+    "INTERNAL_DETAIL",
+    "OUTBOUND",
+    "Source",
+    "payment_data",
+    "payment_lock",
+    "payment_transition",
+    "timeline_add",
+    # defined here
+    "payment_create",
+    "payment_cancel",
+]
 
 
 def payment_create(
@@ -269,758 +245,3 @@ def payment_cancel(*, payment: Payment, source: str = Source.API, idempotency_ke
     fault_point("intent_committed")
     _provider_cancel(payment, source=source)
     return payment
-
-
-def _provider_cancel(payment: Payment, *, source: str) -> None:
-    """After the payment is canceled or expired here (committed, no lock held), ask the
-    provider to stop taking money for it. Its refusal is recorded, never raised: a
-    success that arrives anyway is booked, refunded and flagged by payment_settle_from_provider."""
-    if not payment.provider_payment_id:
-        return
-    try:
-        get_provider(payment.provider).cancel_payment(payment=payment)
-        fault_point("provider_called")
-    except Exception as exc:
-        detail = failure_detail(exc)[:2000]
-        message = exc.message if isinstance(exc, ProviderFailure) else "The payment provider failed unexpectedly."
-        logger.warning("provider did not cancel a payment", extra={"payment": str(payment.pk), "detail": detail})
-        timeline_add(
-            payment=payment,
-            type="provider.cancel_failed",
-            source=source,
-            data={"error": message[:500], INTERNAL_DETAIL: detail},
-        )
-
-
-# --- Webhook-driven outcomes -------------------------------------------------------------
-
-
-def payment_settle_from_provider(
-    *, payment_id, outcome: str, amount: int | None, currency: str | None, source: str, data: dict, reason: str = ""
-) -> tuple[str, bool]:
-    """A provider (webhook or reconciliation) says the payment `outcome`d
-    (succeeded/failed/canceled/expired). Returns (what happened, flagged).
-
-    - amount/currency given and not the payment's → nothing changes; a flagged timeline
-      event is written and staff are alerted (logged at ERROR, flagged in admin).
-    - a state the payment is already in → no-op (repeats are harmless).
-    - a late failure/cancel after success → no change (never undo a success).
-    - money a provider reports collected is always booked, exactly once (a repeat, even
-      after the payment moved on, books nothing):
-      - pending → succeeded;
-      - failed → succeeded (the provider collected after all: a retried Stripe intent,
-        a "paid" after "failed"), unless the order has another payment pending or paid
-        since;
-      - otherwise (canceled, expired, or that failed one) the money is booked and
-        refunded automatically (payment_collected_after_close), the payment keeps its
-        status and is flagged for staff.
-    On success the collected amount is booked (provider clearing → merchant balance) and
-    the split instructions settled, in the same transaction. Locks the payment, then the
-    accounts in pk order.
-    """
-    payment = Payment.objects.select_related("merchant").get(pk=payment_id)
-    accounts = None
-    # Read before the lock (booking.py says why). Statuses only move on, never back to
-    # these: one that needs the accounts under the lock needed them here already.
-    if outcome == "succeeded" and payment.status in ("pending", *CLOSED_STATES):
-        accounts = booking.payment_accounts(
-            merchant=payment.merchant,
-            currency=payment.currency,
-            amount=payment.amount,
-            split_instructions=payment.split_instructions,
-            provider=payment.provider,
-            customer_id=payment.customer_id,
-        )
-    with transaction.atomic():
-        payment = payment_lock(payment_id)
-        if (amount is not None and amount != payment.amount) or (
-            currency is not None and currency.lower() != payment.currency
-        ):
-            timeline_add(
-                payment=payment,
-                type="provider.mismatch",
-                source=source,
-                flagged=True,
-                data={
-                    **data,
-                    "expected": {"amount": payment.amount, "currency": payment.currency},
-                    "got": {"amount": amount, "currency": currency},
-                },
-            )
-            logger.error("provider notification does not match the payment", extra={"payment": str(payment.pk)})
-            return "mismatch", True
-        if payment.status == outcome or (outcome == "succeeded" and payment.status in REFUND_STATES):
-            return "duplicate", False
-        if outcome == "succeeded" and payment.status in CLOSED_STATES:
-            if _collected_booked(payment):
-                return "duplicate", False  # booked (and refunded) when its first report came
-            if payment.status != "failed" or _order_paid_elsewhere(payment):
-                refund = payment_collected_after_close(payment=payment, accounts=accounts, source=source, data=data)
-                transaction.on_commit(partial(_refund_send_later, refund.pk, source))
-                return f"refunded_after_{payment.status}", True
-        if outcome not in TRANSITIONS.get(payment.status, ()):
-            timeline_add(
-                payment=payment,
-                type=f"provider.late_{outcome}",
-                source=source,
-                data={**data, "status_kept": payment.status},
-            )
-            return f"ignored_after_{payment.status}", False
-        if outcome == "succeeded":
-            _book_collected(payment=payment, accounts=accounts)
-        payment_transition(payment_id=payment.pk, to=outcome, source=source, data=data, reason=reason)
-        return outcome, False
-
-
-@transaction.atomic
-def payment_attempt_failed(*, payment_id, source: str, data: dict, error: dict) -> tuple[str, bool]:
-    """One attempt to pay failed and the payment stays open for another (Stripe's
-    payment_intent.payment_failed: the PaymentIntent is back to requires_payment_method
-    and the payer may try another card; a later success settles it). Moves no money and
-    changes no status. Returns (what happened, flagged).
-
-    Locks the payment. Pending: a `payment.attempt_failed` timeline event with the
-    provider's error and the outbound event of that name. Already settled: recorded as a
-    late failure, nothing else (never undo a success). Idempotent: an attempt already
-    recorded (same provider charge id) is a no-op.
-    """
-    payment = payment_lock(payment_id)
-    attempt = error.get("charge") or ""
-    if attempt and payment.timeline.filter(type__in=ATTEMPT_EVENTS, data__attempt=attempt).exists():
-        return "duplicate", False
-    event_data = {**data, "attempt": attempt, "error": error}
-    if payment.status != "pending":
-        timeline_add(
-            payment=payment,
-            type="provider.late_failed",
-            source=source,
-            data={**event_data, "status_kept": payment.status},
-        )
-        return f"ignored_after_{payment.status}", False
-    timeline_add(payment=payment, type="payment.attempt_failed", source=source, data=event_data)
-    event_emit(merchant=payment.merchant, type="payment.attempt_failed", data={**payment_data(payment), "error": error})
-    return "attempt_failed", False
-
-
-ATTEMPT_EVENTS = ("payment.attempt_failed", "provider.late_failed")
-
-
-# A payment Paydesk closed without its money: a success reported for it afterwards is
-# booked all the same (payment_settle_from_provider).
-CLOSED_STATES = ("failed", "canceled", "expired")
-
-
-def _book_collected(*, payment: Payment, accounts: booking.PaymentAccounts) -> None:
-    """Book what the provider collected for the payment and settle its splits (under the
-    payment's lock): every transfer carries the reference `payment:<id>`."""
-    booking.accounts_lock(accounts.all())
-    reference = f"payment:{payment.pk}"
-    booking.book_collected(accounts=accounts, payment=payment, amount=payment.amount, reference=reference)
-    booking.splits_settle(accounts=accounts, payment=payment, reference=reference)
-
-
-def _collected_booked(payment: Payment) -> bool:
-    """Whether the provider's collection of this payment is on the ledger already."""
-    return Transfer.objects.filter(merchant_id=payment.merchant_id, reference=f"payment:{payment.pk}").exists()
-
-
-def _order_paid_elsewhere(payment: Payment) -> bool:
-    """Whether another payment of the order is pending or was paid: then a late success
-    of this one would make the payer pay the order twice."""
-    return (
-        Payment.objects.filter(merchant_id=payment.merchant_id, order_id=payment.order_id)
-        .exclude(pk=payment.pk)
-        .filter(status__in=("pending", "succeeded", *REFUND_STATES))
-        .exists()
-    )
-
-
-def payment_collected_after_close(
-    *, payment: Payment, accounts: booking.PaymentAccounts, source: str, data: dict
-) -> Refund:
-    """The provider collected a payment Paydesk had closed (canceled, expired, or failed
-    with its order paid elsewhere): book the money like any success, then reserve and
-    book a full refund of it, and flag the payment for staff. The payment keeps its status
-    (its amount_refunded says all of it went back). Returns the refund, pending: its
-    provider half is sent after commit (refund_send), never under a lock.
-
-    The caller holds the payment's row lock and has checked that nothing is booked for it
-    yet (_collected_booked): a repeated report books nothing. Locks the accounts in pk order.
-    """
-    status = payment.status
-    _book_collected(payment=payment, accounts=accounts)
-    refund = Refund.objects.create(
-        payment=payment,
-        amount=payment.amount,
-        provider_amount=payment.amount,
-        reason=f"paid after it was {status}: refunded automatically",
-    )
-    reference = f"refund:{refund.pk}"
-    _refunded_change(payment=payment, accounts=accounts, by=payment.amount, refund=refund, reference=reference)
-    booking.book_provider_refund(
-        accounts=accounts, payment=payment, amount=payment.amount, reference=reference, back=False
-    )
-    timeline_add(
-        payment=payment,
-        type="provider.late_succeeded",
-        source=source,
-        flagged=True,
-        data={**data, "status_kept": status, "booked": payment.amount, "refund": str(refund.pk)},
-    )
-    timeline_add(
-        payment=payment,
-        type="refund.requested",
-        source=source,
-        data={
-            "refund": str(refund.pk),
-            "amount": payment.amount,
-            "wallet_amount": 0,
-            "provider_amount": payment.amount,
-            "reason": refund.reason,
-        },
-    )
-    logger.error(
-        "provider collected a payment already closed: booked and refunded automatically",
-        extra={"payment": str(payment.pk), "status": status, "refund": str(refund.pk)},
-    )
-    return refund
-
-
-def _refund_send_later(refund_id, source: str) -> None:
-    from payments.tasks import refund_send_task  # the tasks module imports this one
-
-    # Best effort: if the broker is down, refunds_resolve_pending sends it within minutes.
-    enqueue(refund_send_task, str(refund_id), source)
-
-
-def refund_send(*, refund_id, source: str = Source.PROVIDER_WEBHOOK) -> Refund:
-    """Send a refund reserved and booked earlier to its provider (the refund's id as
-    idempotency key, no lock held) and record the outcome, as _refund_at_provider does. A
-    no-op unless the refund is still pending; safe to run twice, and alongside
-    refunds_resolve_pending. A refusal is recorded (the refund failed, its booking undone)
-    and flagged for staff, not raised."""
-    refund = Refund.objects.get(pk=refund_id)
-    if refund.status != Refund.Status.PENDING or not refund.provider_amount:
-        return refund
-    try:
-        return _refund_at_provider(refund=refund, source=source)
-    except ProviderError as exc:
-        with transaction.atomic():
-            timeline_add(
-                payment=payment_lock(refund.payment_id),
-                type="refund.refused",
-                source=source,
-                flagged=True,
-                data={"refund": str(refund.pk), "reason": exc.message[:500]},
-            )
-        logger.error("provider refused an automatic refund", extra={"refund": str(refund.pk)})
-        refund.refresh_from_db()
-        return refund
-
-
-# --- Refunds ------------------------------------------------------------------------------
-
-REFUND_STATES = ("partially_refunded", "refunded")
-
-
-def _payment_accounts(payment: Payment, charge: Charge | None) -> booking.PaymentAccounts:
-    provider = (charge.provider if charge is not None else payment.provider) or None
-    return booking.payment_accounts(
-        merchant=payment.merchant,
-        currency=payment.currency,
-        amount=payment.amount,
-        split_instructions=payment.split_instructions,
-        provider=provider if (charge is None or charge.external_amount) else None,
-        customer_id=payment.customer_id,
-    )
-
-
-def _refunded_change(*, payment: Payment, accounts, by: int, refund: Refund, reference: str) -> None:
-    """Move the payment's reserved refund total by `by` (under its row lock) and bring
-    each split recipient to exactly what it owes back for the new total, recording the
-    moves on `refund`: the payment's refunds together say what each recipient returned."""
-    Payment.objects.filter(pk=payment.pk).update(amount_refunded=F("amount_refunded") + by)
-    payment.amount_refunded += by
-    if not accounts.recipients:
-        return
-    returned: dict[str, int] = {}
-    for moves in payment.refunds.values_list("split_returns", flat=True):
-        for destination, amount in moves.items():
-            returned[destination] = returned.get(destination, 0) + amount
-    moves = booking.splits_rebalance(
-        accounts=accounts, payment=payment, refunded=payment.amount_refunded, returned=returned, reference=reference
-    )
-    if moves:
-        refund.refresh_from_db(fields=["split_returns"])
-        for destination, amount in moves.items():
-            refund.split_returns[destination] = refund.split_returns.get(destination, 0) + amount
-        Refund.objects.filter(pk=refund.pk).update(split_returns=refund.split_returns)
-
-
-def payment_refund(
-    *,
-    payment: Payment,
-    amount: int | None = None,
-    reason: str = "",
-    source: str = Source.API,
-    idempotency_key: str | None = None,
-) -> Refund:
-    """Refund all or part of what is left of a succeeded payment, back where it came from.
-
-    Under the payment's row lock (then the wallet transfer's, then the accounts' in pk
-    order): checks the amount (never more than what is left: InvalidRequest on
-    `amount`), reserves it, takes the recipients' split shares back pro rata, returns any
-    wallet-funded part of a charge at once with a ledger reversal of the wallet transfer,
-    and books the provider part out of the merchant's balance. That part is then refunded
-    through the provider outside the lock (the refund's id as idempotency key); if the
-    provider refuses, its booking and reservation are undone and ProviderError raised.
-    Ends partially_refunded or refunded, judged on the refunds that succeeded.
-    Raises InsufficientFunds (402) when the merchant or a recipient has paid the money
-    out, with nothing changed.
-
-    Resumable on `idempotency_key` (unique per payment): a retry finds the refund that
-    carries it and returns it, asking the provider again (same key `re-<id>`) if its
-    answer was never recorded; nothing is refunded twice.
-    """
-    if idempotency_key:
-        existing = Refund.objects.filter(payment_id=payment.pk, idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return _refund_resume(existing, amount=amount)
-    payment = Payment.objects.select_related("merchant").get(pk=payment.pk)
-    charge = payment.charges.filter(status=Charge.Status.SUCCEEDED).first()
-    if charge is None and not (provider := get_provider(payment.provider)).supports_refunds:
-        raise InvalidRequest(provider.refunds_unsupported_message)
-    accounts = _payment_accounts(payment, charge)
-    with transaction.atomic():
-        locked = payment_lock(payment.pk)
-        if locked.status not in ("succeeded", "partially_refunded"):
-            raise IllegalTransition(f"A {locked.status} payment cannot be refunded.")
-        left = locked.amount - locked.amount_refunded
-        amount = left if amount is None else amount
-        if amount < 1 or amount > left:
-            raise InvalidRequest(f"The refund must be between 1 and {left} (what is left).", param="amount")
-        wallet_part = 0
-        if charge is not None and charge.wallet_amount:
-            wallet_refunded = (
-                locked.refunds.exclude(status=Refund.Status.FAILED).aggregate(total=Sum("wallet_amount"))["total"] or 0
-            )
-            wallet_part = min(amount, charge.wallet_amount - wallet_refunded)
-        provider_part = amount - wallet_part
-        refund = Refund.objects.create(
-            payment=locked,
-            amount=amount,
-            reason=reason,
-            wallet_amount=wallet_part,
-            provider_amount=provider_part,
-            idempotency_key=idempotency_key or None,
-        )
-        timeline_add(
-            payment=locked,
-            type="refund.requested",
-            source=source,
-            data={
-                "refund": str(refund.pk),
-                "amount": amount,
-                "wallet_amount": wallet_part,
-                "provider_amount": provider_part,
-                "reason": reason,
-            },
-        )
-        reference = f"refund:{refund.pk}"
-        wallet_transfer = None
-        if wallet_part:
-            wallet_transfer = Transfer.objects.select_for_update(no_key=True).get(pk=charge.wallet_transfer_id)
-        wallet_accounts = [e.account for e in wallet_transfer.entries.all()] if wallet_transfer else []
-        booking.accounts_lock([*accounts.all(pool=True), *wallet_accounts])
-        _refunded_change(payment=locked, accounts=accounts, by=amount, refund=refund, reference=reference)
-        if wallet_part:
-            transfer_reverse(
-                transfer=wallet_transfer,
-                amount=wallet_part,
-                reference=reference,
-                description="refund of the wallet part of a charge",
-            )
-        if provider_part:
-            booking.book_provider_refund(
-                accounts=accounts, payment=locked, amount=provider_part, reference=reference, back=False
-            )
-        else:
-            return _refund_succeeded(payment=locked, refund=refund, provider_refund_id="", source=source)
-
-    fault_point("intent_committed")
-    return _refund_at_provider(refund=refund, source=source)
-
-
-def _refund_resume(refund: Refund, *, amount: int | None) -> Refund:
-    """A retry of the request that made `refund`: the same answer, nothing refunded twice."""
-    if amount is not None and amount != refund.amount:
-        raise Conflict("This Idempotency-Key was already used for a different refund.", param="Idempotency-Key")
-    if refund.status == Refund.Status.FAILED:
-        raise ProviderError(f"The provider could not refund: {refund.failure_reason}")
-    if refund.status == Refund.Status.PENDING and refund.provider_amount:
-        # Its provider answer was never recorded. Claimed as refunds_resolve_pending claims,
-        # so the two never ask about it at once.
-        now = timezone.now()
-        claimed = (
-            Refund.objects.filter(pk=refund.pk, status=Refund.Status.PENDING)
-            .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - timedelta(minutes=5)))
-            .update(claimed_at=now)
-        )
-        if claimed:
-            return _refund_at_provider(refund=refund, source=Source.API)
-    return refund
-
-
-def _refund_at_provider(*, refund: Refund, source: str) -> Refund:
-    """The provider half of a refund whose amount is reserved and booked (no lock held
-    while calling, the refund's id as idempotency key), then its outcome recorded:
-    succeeded; refused (the provider part booked back, the recipients' shares returned,
-    the refund reduced to its wallet part or failed, ProviderError raised); or, when the
-    provider cannot be reached, left pending for refunds_resolve_pending to ask again
-    with the same key (a timeout may have refunded: never give up on it silently)."""
-    payment = Payment.objects.select_related("merchant").get(pk=refund.payment_id)
-    charge = payment.charges.filter(status=Charge.Status.SUCCEEDED).first()
-    provider_name = charge.provider if charge is not None else payment.provider
-    try:
-        result = get_provider(provider_name).refund(
-            payment=payment, amount=refund.provider_amount, idempotency_key=f"re-{refund.pk}"
-        )
-        fault_point("provider_called")
-        ok = result.status in ("succeeded", "pending")
-        failure = "" if ok else f"provider refund {result.status}"
-        failure_internal = failure
-    except ProviderUnavailable as exc:
-        logger.warning(
-            "provider unreachable for a refund; it stays pending",
-            extra={"refund": str(refund.pk), "detail": exc.detail[:2000]},
-        )
-        with transaction.atomic():
-            timeline_add(
-                payment=payment_lock(payment.pk),
-                type="refund.retrying",
-                source=source,
-                data={"refund": str(refund.pk), "reason": exc.message[:500], INTERNAL_DETAIL: exc.detail[:2000]},
-            )
-            Refund.objects.filter(pk=refund.pk).update(
-                failure_reason=f"retrying: {exc.message}"[:1000], claimed_at=None
-            )
-        refund.refresh_from_db()
-        return refund
-    except ProviderDeclined as exc:
-        logger.warning("provider refused a refund", extra={"refund": str(refund.pk), "detail": exc.detail[:2000]})
-        ok, failure, failure_internal = False, exc.message, exc.detail
-
-    reference = f"refund:{refund.pk}"
-    with transaction.atomic():
-        locked = payment_lock(payment.pk)
-        refund = Refund.objects.select_for_update(no_key=True).get(pk=refund.pk)
-        if refund.status != Refund.Status.PENDING:
-            return refund  # settled meanwhile by another attempt
-        if ok:
-            Refund.objects.filter(pk=refund.pk).update(failure_reason="", claimed_at=None)
-            return _refund_succeeded(
-                payment=locked, refund=refund, provider_refund_id=result.provider_refund_id, source=source
-            )
-        accounts = _payment_accounts(payment, charge)
-        booking.accounts_lock(accounts.all(pool=True))
-        booking.book_provider_refund(
-            accounts=accounts, payment=locked, amount=refund.provider_amount, reference=reference, back=True
-        )
-        back = -refund.provider_amount
-        _refunded_change(payment=locked, accounts=accounts, by=back, refund=refund, reference=reference)
-        timeline_add(
-            payment=locked,
-            type="refund.failed",
-            source=source,
-            data={
-                "refund": str(refund.pk),
-                "provider_amount": refund.provider_amount,
-                "reason": failure[:500],
-                INTERNAL_DETAIL: failure_internal[:2000],
-            },
-        )
-        if refund.wallet_amount:  # the wallet part went back already: the refund is for that much
-            Refund.objects.filter(pk=refund.pk).update(
-                amount=refund.wallet_amount,
-                provider_amount=0,
-                failure_reason=f"provider part failed: {failure}"[:1000],
-                claimed_at=None,
-            )
-            refund.refresh_from_db()
-            _refund_succeeded(payment=locked, refund=refund, provider_refund_id="", source=source)
-        else:
-            Refund.objects.filter(pk=refund.pk).update(
-                status=Refund.Status.FAILED, failure_reason=failure[:1000], claimed_at=None
-            )
-    raise ProviderError(f"The provider could not refund: {failure}")
-
-
-def refunds_resolve_pending(*, now: datetime | None = None, older_than: timedelta = timedelta(minutes=1)) -> int:
-    """Ask the provider again, with the same idempotency key, about refunds it could not
-    be reached for. Claimed with SKIP LOCKED and a lease, so concurrent runs never ask
-    about one refund at once; one refund's trouble never stops the run. Returns how many
-    were looked at."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        due = list(
-            Refund.objects.select_for_update(skip_locked=True)
-            .filter(status=Refund.Status.PENDING, provider_amount__gt=0, created_at__lte=now - older_than)
-            .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - timedelta(minutes=5)))
-            .order_by("created_at")[:200]
-        )
-        Refund.objects.filter(pk__in=[r.pk for r in due]).update(claimed_at=now)
-    for refund in due:
-        try:
-            _refund_at_provider(refund=refund, source=Source.RECONCILIATION)
-        except ProviderError:
-            pass  # refused: recorded as such
-        except Exception:
-            logger.exception("could not resolve a pending refund", extra={"refund": str(refund.pk)})
-            Refund.objects.filter(pk=refund.pk).update(claimed_at=None)
-    return len(due)
-
-
-def _refund_succeeded(*, payment: Payment, refund: Refund, provider_refund_id: str, source: str) -> Refund:
-    """Mark the refund succeeded and move the payment by what has succeeded so far
-    (refunds still in flight don't count): refunded once they cover the amount."""
-    Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.SUCCEEDED, provider_refund_id=provider_refund_id)
-    succeeded = payment.refunds.filter(status=Refund.Status.SUCCEEDED).aggregate(total=Sum("amount"))["total"] or 0
-    payment.refresh_from_db(fields=["status"])
-    to = "refunded" if succeeded >= payment.amount else "partially_refunded"
-    data = {"refund": str(refund.pk), "amount": refund.amount}
-    if to in TRANSITIONS.get(payment.status, ()):
-        payment_transition(payment_id=payment.pk, to=to, source=source, data=data)
-    else:
-        timeline_add(payment=payment, type="refund.succeeded", source=source, data=data)
-    refund.refresh_from_db()
-    return refund
-
-
-# --- Reconciliation -----------------------------------------------------------------------
-
-
-def _reconcile_lease() -> timedelta:
-    return timedelta(minutes=5)
-
-
-def payments_reconcile_claim(*, now: datetime, limit: int, payment_ids=None) -> list[Payment]:
-    """Claim stuck pending payments (SKIP LOCKED + a lease), so concurrent runs split the
-    work and never ask about one payment twice at once. `payment_ids` (staff asking about
-    these now) skips the age threshold."""
-    pending = Payment.objects.filter(status="pending").exclude(
-        Exists(Charge.objects.filter(payment=OuterRef("pk")))  # a charge resolves its own payment
-    )
-    if payment_ids is not None:
-        pending = pending.filter(pk__in=payment_ids)
-    else:
-        pending = pending.filter(created_at__lte=now - timedelta(seconds=settings.PAYMENT_RECONCILE_AFTER_SECONDS))
-    with transaction.atomic():
-        rows = list(
-            pending.select_for_update(skip_locked=True)
-            .filter(Q(reconcile_claimed_at__isnull=True) | Q(reconcile_claimed_at__lt=now - _reconcile_lease()))
-            .order_by("created_at")[:limit]
-        )
-        Payment.objects.filter(pk__in=[p.pk for p in rows]).update(reconcile_claimed_at=now)
-    return rows
-
-
-def _reconcile_one(payment: Payment, *, now: datetime) -> str:
-    found = None
-    try:
-        status = "pending"
-        if payment.provider_payment_id:
-            found = get_provider(payment.provider).retrieve_outcome(payment=payment)
-            status = found.status
-    except Exception as exc:  # the provider's trouble: judge by age alone
-        logger.warning(
-            "reconciliation could not reach the provider",
-            extra={"payment": str(payment.pk), "detail": failure_detail(exc)[:2000]},
-        )
-        status = "unknown"
-    if status in ("pending", "unknown") and payment.created_at <= now - timedelta(
-        seconds=settings.PAYMENT_EXPIRE_AFTER_SECONDS
-    ):
-        result, _ = payment_settle_from_provider(
-            payment_id=payment.pk,
-            outcome="expired",
-            amount=None,
-            currency=None,
-            source=Source.RECONCILIATION,
-            data={"provider_status": status},
-            reason="expired while pending",
-        )
-        if result == "expired":
-            _provider_cancel(payment, source=Source.RECONCILIATION)
-        return result
-    if found is None or found.status not in SETTLED_OUTCOMES:
-        return "still_pending"
-    return _settle_found(payment, found, source=Source.RECONCILIATION, data={"provider_status": status})
-
-
-SETTLED_OUTCOMES = ("succeeded", "failed", "canceled", "expired")
-
-
-def _settle_found(payment: Payment, found: ProviderStatus, *, source: str, data: dict) -> str:
-    """Settle the payment on what its provider's status API said (payment_settle_from_provider:
-    a collected amount that is not the payment's settles nothing and is flagged). Money the
-    provider says it collected and then refunded at its end is booked, then its refund
-    recorded (in full), or flagged for staff (partly: the provider does not say how much)."""
-    result, flagged = payment_settle_from_provider(
-        payment_id=payment.pk,
-        outcome=found.status,
-        amount=found.amount,
-        currency=found.currency,
-        source=source,
-        data={**data, **found.data},
-        # A failure always says why: the provider's own reason, or what it reported.
-        reason=found.reason
-        or ("" if found.status == "succeeded" else f"the provider reports the payment {found.status}"),
-    )
-    if found.status != "succeeded" or not found.refunded or result == "mismatch":
-        return result
-    if found.refunded == "full":
-        payment_record_provider_refund(
-            payment_id=payment.pk,
-            total_refunded=payment.amount,
-            provider_refund_id="",
-            source=source,
-            data={**data, **found.data},
-        )
-    else:
-        with transaction.atomic():
-            locked = payment_lock(payment.pk)
-            if not locked.timeline.filter(type="provider.refund_unknown_amount").exists():
-                timeline_add(
-                    payment=locked,
-                    type="provider.refund_unknown_amount",
-                    source=source,
-                    flagged=True,
-                    data={**data, **found.data, "note": "the provider refunded part of it; it does not say how much"},
-                )
-                logger.error(
-                    "provider reports a partial refund Paydesk did not make", extra={"payment": str(payment.pk)}
-                )
-    return result
-
-
-@transaction.atomic
-def payment_flag_provider_data(*, payment_id, type: str, key: str, data: dict) -> bool:
-    """Flag for staff something a provider signed that is not this payment's (e.g. eSewa
-    success data for another transaction or amount). Changes nothing else. Once per `key`
-    (what identifies the data, e.g. its signature): a repeat adds nothing. Locks the
-    payment. Returns whether it was recorded now."""
-    payment = payment_lock(payment_id)
-    if payment.timeline.filter(type=type, data__key=key).exists():
-        return False
-    timeline_add(payment=payment, type=type, source=Source.PROVIDER_WEBHOOK, flagged=True, data={**data, "key": key})
-    logger.error("provider data does not match the payment", extra={"payment": str(payment.pk), "type": type})
-    return True
-
-
-def payment_check_with_provider(*, payment_id, data: dict) -> str:
-    """Ask the payment's provider where it stands, as reconciliation does, and settle it
-    on that answer alone. For a payer's return to Paydesk from the provider (eSewa's
-    success page, Khalti's return): the return only says when to ask.
-
-    Asks about a pending payment, and about a closed one (failed, canceled, expired),
-    since the payer may have paid it anyway: that money is booked and refunded or flagged
-    (payment_settle_from_provider). No lock is held while asking. Safe to run repeatedly
-    and alongside reconciliation. Returns what happened: a settled outcome, "duplicate",
-    "still_pending", "no_change", "mismatch", "not_checked" (nothing to ask), or "unknown"
-    (the provider could not be asked; reconciliation will).
-    """
-    payment = Payment.objects.get(pk=payment_id)
-    if payment.status not in ("pending", *CLOSED_STATES) or not payment.provider_payment_id:
-        return "not_checked"
-    try:
-        found = get_provider(payment.provider).retrieve_outcome(payment=payment)
-    except Exception as exc:
-        logger.warning(
-            "could not ask the provider about a returning payer's payment",
-            extra={"payment": str(payment.pk), "detail": failure_detail(exc)[:2000]},
-        )
-        return "unknown"
-    if found.status not in SETTLED_OUTCOMES:
-        return "still_pending"
-    if payment.status != "pending" and found.status != "succeeded":
-        return "no_change"  # closed here and not paid there: nothing to add
-    return _settle_found(payment, found, source=Source.RECONCILIATION, data={**data, "provider_status": found.status})
-
-
-def payments_reconcile(*, now: datetime | None = None, limit: int = 500, payment_ids=None) -> dict:
-    """Ask providers about payments pending longer than PAYMENT_RECONCILE_AFTER_SECONDS and
-    settle them (succeeded / failed / canceled), or expire those pending longer than
-    PAYMENT_EXPIRE_AFTER_SECONDS. Safe to run repeatedly and concurrently."""
-    now = now or timezone.now()
-    counts: dict[str, int] = {}
-    for payment in payments_reconcile_claim(now=now, limit=limit, payment_ids=payment_ids):
-        try:
-            result = _reconcile_one(payment, now=now)
-        except Exception:  # one payment's trouble must not stop the run
-            logger.exception("reconciliation failed for a payment", extra={"payment": str(payment.pk)})
-            result = "error"
-        finally:
-            Payment.objects.filter(pk=payment.pk).update(reconcile_claimed_at=None)
-        counts[result] = counts.get(result, 0) + 1
-    return counts
-
-
-def payment_record_provider_refund(
-    *, payment_id, total_refunded: int, provider_refund_id: str, source: str, data: dict
-) -> str:
-    """The provider reports `total_refunded` so far of what it collected (e.g. a refund
-    made in Stripe's dashboard). Records the part Paydesk did not know about as a refund
-    and books it like one of ours; a report of no more than we know is a no-op (repeats,
-    and the echo of our own refunds). The provider only knows its own part: wallet parts
-    of a charge never count here. If the merchant's balance (or a recipient's) no longer
-    holds the money, the refund is recorded all the same and flagged for staff."""
-    payment = Payment.objects.select_related("merchant").get(pk=payment_id)
-    charge = payment.charges.filter(status=Charge.Status.SUCCEEDED).first()
-    accounts = _payment_accounts(payment, charge)
-    with transaction.atomic():
-        payment = payment_lock(payment_id)
-        collected = charge.external_amount if charge is not None else payment.amount
-        known = (
-            payment.refunds.exclude(status=Refund.Status.FAILED).aggregate(total=Sum("provider_amount"))["total"] or 0
-        )
-        extra = min(total_refunded, collected) - known
-        if extra <= 0:
-            return "known"
-        if payment.status not in ("succeeded", "partially_refunded"):
-            timeline_add(
-                payment=payment,
-                type="provider.refund_unexpected",
-                source=source,
-                flagged=True,
-                data={**data, "status": payment.status, "total_refunded": total_refunded},
-            )
-            return "flagged"
-        extra = min(extra, payment.amount - payment.amount_refunded)
-        refund = Refund.objects.create(
-            payment=payment,
-            amount=extra,
-            provider_amount=extra,
-            provider_refund_id=provider_refund_id,
-            reason="refunded at the provider",
-        )
-        reference = f"refund:{refund.pk}"
-        booking.accounts_lock(accounts.all(pool=True))
-        try:
-            with transaction.atomic():
-                _refunded_change(payment=payment, accounts=accounts, by=extra, refund=refund, reference=reference)
-                booking.book_provider_refund(
-                    accounts=accounts, payment=payment, amount=extra, reference=reference, back=False
-                )
-        except InsufficientFunds as exc:
-            Payment.objects.filter(pk=payment.pk).update(amount_refunded=F("amount_refunded") + extra)
-            timeline_add(
-                payment=payment,
-                type="refund.unbooked",
-                source=source,
-                flagged=True,
-                data={**data, "refund": str(refund.pk), "amount": extra, "reason": exc.message},
-            )
-            logger.error("a provider refund could not be booked on the ledger", extra={"payment": str(payment.pk)})
-        _refund_succeeded(payment=payment, refund=refund, provider_refund_id=provider_refund_id, source=source)
-        payment.refresh_from_db(fields=["status"])
-        return payment.status

@@ -3,8 +3,9 @@ can pay (a URL and/or a client secret), tells its current status when asked
 (reconciliation), refunds, and charges a saved payment method off-session (charges).
 
 Providers never change a payment's state themselves: state changes come from their
-verified webhooks or from reconciliation (services.py). Every call takes an idempotency
-key so a retried or duplicated call never charges twice at the provider either.
+verified webhooks or from reconciliation (outcomes.py, reconciliation.py). Every call
+takes an idempotency key so a retried or duplicated call never charges twice at the
+provider either.
 """
 
 from abc import ABC, abstractmethod

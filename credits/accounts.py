@@ -1,0 +1,140 @@
+"""Credit accounts: a customer's credit account and its merchant's counter-accounts, how
+grants are consumed, and the helpers every credits write shares.
+
+Units move between a customer's credit account (kind `credits`, no overdraft) and three
+counter-accounts of its merchant in the "credits" unit: `issuance` (external funding,
+may go negative: where credits come from and where revoked ones go back), `consumed`
+(debits) and `expired`. Each counter-account is split into COUNTER_SHARDS accounts and a
+customer always uses the same shard (chosen from its id), so debits and grants of
+different customers do not all queue on one merchant row: a counter row is locked until
+its transaction commits, and a single one would serialise every debit of the merchant.
+The ledger is unchanged: every transfer still balances, a merchant's total of a
+counter is the sum of its shards (selectors.credits_counters).
+
+Lock order, in every write here: the customer's credit account alone first (FOR NO KEY
+UPDATE), then wallets.transfer_create locks the accounts of the transfer in pk order
+(the customer's again, already held, and one counter-account of its shard). A
+transaction holds at most one customer's credit account, and whoever holds a
+counter-account already holds its customer account, so no two credit writers deadlock.
+`Grant.remaining` is only read and written under the customer account's lock.
+
+Accounts are created before the transaction that locks them (see wallets.wallet_create:
+an uncommitted account insert awaited by a writer holding a lock could deadlock).
+"""
+
+import logging
+import uuid
+
+from config.errors import InvalidRequest
+from payments.identity.models import Customer, Merchant
+from wallets.models import CREDITS_UNIT, Account
+from wallets.services import account_get_or_create
+
+from .models import Grant
+
+logger = logging.getLogger("paydesk.credits")
+
+ISSUANCE, CONSUMED, EXPIRED = "issuance", "consumed", "expired"
+MERCHANT_ACCOUNTS = {
+    ISSUANCE: Account.Kind.EXTERNAL_FUNDING,
+    CONSUMED: Account.Kind.MERCHANT_BALANCE,
+    EXPIRED: Account.Kind.MERCHANT_BALANCE,
+}
+MAX_UNITS = 10**12
+COUNTER_SHARDS = 16
+
+
+def counter_shard(customer_id) -> int:
+    """Which of its merchant's counter-account shards a customer uses, for good."""
+    return uuid.UUID(str(customer_id)).int % COUNTER_SHARDS
+
+
+def counter_account_name(counter: str, shard: int) -> str:
+    return f"{counter}.{shard:02d}"
+
+
+def credit_counter_accounts(*, merchant_id, customer_id) -> dict[str, Account]:
+    """The merchant's issuance, consumed and expired accounts of the customer's shard,
+    by counter name, created on first use."""
+    shard = counter_shard(customer_id)
+    names = {counter_account_name(counter, shard): counter for counter in MERCHANT_ACCOUNTS}
+    found = {
+        names[a.name]: a
+        for a in Account.objects.filter(
+            merchant_id=merchant_id, customer__isnull=True, currency=CREDITS_UNIT, name__in=list(names)
+        )
+        if MERCHANT_ACCOUNTS[names[a.name]] == a.kind
+    }
+    for name, counter in names.items():
+        if counter not in found:
+            found[counter] = account_get_or_create(
+                kind=MERCHANT_ACCOUNTS[counter], currency=CREDITS_UNIT, merchant=Merchant(pk=merchant_id), name=name
+            )
+    return found
+
+
+def credit_account_get_or_create(*, customer: Customer) -> Account:
+    """The customer's credit account (and its counter-accounts), created on first use."""
+    return _accounts(customer)[0]
+
+
+def _accounts(customer: Customer) -> tuple[Account, dict[str, Account]]:
+    """(the customer's credit account, its counter-accounts), created on first use."""
+    merchant_accounts = credit_counter_accounts(merchant_id=customer.merchant_id, customer_id=customer.pk)
+    account = account_get_or_create(
+        kind=Account.Kind.CREDITS,
+        currency=CREDITS_UNIT,
+        merchant=Merchant(pk=customer.merchant_id),
+        customer=customer,
+    )
+    return account, merchant_accounts
+
+
+def _lock(account: Account) -> Account:
+    return Account.objects.select_for_update(no_key=True).get(pk=account.pk)
+
+
+def _check_units(units, param: str = "units") -> None:
+    if isinstance(units, bool) or not isinstance(units, int) or units <= 0 or units > MAX_UNITS:
+        raise InvalidRequest(f"Must be a positive whole number of credits (at most {MAX_UNITS}).", param=param)
+
+
+def _live_grants(account: Account):
+    """Grants with units left, in consumption order: oldest grant first (by grant time).
+
+    Oldest-first is the rule of the credits issue (#6), on purpose: credits are spent in
+    the order they were bought, as a customer reads them on a statement, and a refund
+    takes back what is left of *that* purchase (credits_revoke_refunded), which under
+    this order is what the customer has not yet used of it. The price: a newer grant
+    that expires sooner than an older one may lapse partly unused.
+    """
+    return Grant.objects.filter(account=account, remaining__gt=0).order_by("created_at", "id")
+
+
+def _consume(account: Account, units: int, *, first: Grant | None = None) -> None:
+    """Take `units` off the grants' remaining (first `first`, then oldest-first). Caller holds the lock."""
+    changed = []
+    if first is not None:
+        first = Grant.objects.get(pk=first.pk)
+        take = min(first.remaining, units)
+        if take:
+            first.remaining -= take
+            units -= take
+            changed.append(first)
+    if units:
+        for grant in _live_grants(account).exclude(pk=first.pk if first else None).iterator(chunk_size=100):
+            take = min(grant.remaining, units)
+            grant.remaining -= take
+            units -= take
+            changed.append(grant)
+            if not units:
+                break
+    if units:  # remaining and balance disagree: the audit's business, never silently fixed
+        logger.error("credit grants cover less than the balance", extra={"account": str(account.pk), "left": units})
+    Grant.objects.bulk_update(changed, ["remaining"])
+
+
+def _emit(*, merchant_id, type: str, data: dict) -> None:
+    from webhooks.services import event_emit
+
+    event_emit(merchant=Merchant(pk=merchant_id), type=type, data=data)

@@ -1,0 +1,119 @@
+"""A payment's state machine: lock the row, move it (refusing what TRANSITIONS forbids),
+write the timeline event and the outbound event; and, once a payment is closed here, ask
+its provider to stop taking money for it.
+
+What every other write of a payment builds on (services, outcomes, refunds,
+reconciliation, charges); it imports none of them.
+"""
+
+import logging
+
+from django.db import transaction
+
+from config.errors import IllegalTransition
+from config.faults import fault_point
+from payments.models import TRANSITIONS, Payment, PaymentEvent
+from payments.providers import ProviderFailure, failure_detail, get_provider
+from webhooks.services import event_emit
+
+logger = logging.getLogger("paydesk.payments")
+
+# The key of a timeline event's data that holds what staff may read and merchants may
+# not (an exception's full text): shown in the admin, left out of the tracking API.
+INTERNAL_DETAIL = "internal_detail"
+
+Source = PaymentEvent.Source
+# Outbound event for each state a payment can enter.
+OUTBOUND = {
+    "succeeded": "payment.succeeded",
+    "failed": "payment.failed",
+    "canceled": "payment.canceled",
+    "expired": "payment.canceled",
+    "partially_refunded": "payment.refunded",
+    "refunded": "payment.refunded",
+}
+
+
+def payment_data(payment: Payment) -> dict:
+    """What outbound events say about a payment."""
+    return {
+        "id": str(payment.pk),
+        "order_id": payment.order_id,
+        "status": payment.status,
+        "amount": payment.amount,
+        "amount_refunded": payment.amount_refunded,
+        "currency": payment.currency,
+        "provider": payment.provider,
+        "provider_payment_id": payment.provider_payment_id,
+        "customer": str(payment.customer_id) if payment.customer_id else None,
+        "failure_reason": payment.failure_reason or None,
+        "metadata": payment.metadata,
+    }
+
+
+def payment_lock(payment_id) -> Payment:
+    # NO KEY UPDATE: excludes other writers of the row but not the KEY SHARE lock that
+    # inserting a row referencing it (a timeline event, a charge) takes elsewhere.
+    return Payment.objects.select_for_update(no_key=True).get(pk=payment_id)
+
+
+def timeline_add(
+    *,
+    payment: Payment,
+    type: str,
+    source: str,
+    data: dict | None = None,
+    from_status: str = "",
+    to_status: str = "",
+    flagged: bool = False,
+) -> PaymentEvent:
+    return PaymentEvent.objects.create(
+        payment=payment,
+        type=type,
+        source=source,
+        data=data or {},
+        from_status=from_status,
+        to_status=to_status,
+        flagged=flagged,
+    )
+
+
+@transaction.atomic
+def payment_transition(*, payment_id, to: str, source: str, data: dict | None = None, reason: str = "") -> Payment:
+    """Move a payment to `to`: locks the row, refuses what the state machine forbids
+    (IllegalTransition, 409), writes the timeline event and the outbound event."""
+    payment = payment_lock(payment_id)
+    if to not in TRANSITIONS.get(payment.status, ()):
+        raise IllegalTransition(f"A {payment.status} payment cannot become {to}.")
+    previous = payment.status
+    payment.status = to
+    if reason:
+        payment.failure_reason = reason
+    elif to == "succeeded":
+        payment.failure_reason = ""  # a failure the provider reported before it collected after all
+    payment.save(update_fields=["status", "failure_reason", "updated_at"])
+    timeline_add(payment=payment, type=f"payment.{to}", source=source, data=data, from_status=previous, to_status=to)
+    if to in OUTBOUND:
+        event_emit(merchant=payment.merchant, type=OUTBOUND[to], data=payment_data(payment))
+    return payment
+
+
+def _provider_cancel(payment: Payment, *, source: str) -> None:
+    """After the payment is canceled or expired here (committed, no lock held), ask the
+    provider to stop taking money for it. Its refusal is recorded, never raised: a
+    success that arrives anyway is booked, refunded and flagged by payment_settle_from_provider."""
+    if not payment.provider_payment_id:
+        return
+    try:
+        get_provider(payment.provider).cancel_payment(payment=payment)
+        fault_point("provider_called")
+    except Exception as exc:
+        detail = failure_detail(exc)[:2000]
+        message = exc.message if isinstance(exc, ProviderFailure) else "The payment provider failed unexpectedly."
+        logger.warning("provider did not cancel a payment", extra={"payment": str(payment.pk), "detail": detail})
+        timeline_add(
+            payment=payment,
+            type="provider.cancel_failed",
+            source=source,
+            data={"error": message[:500], INTERNAL_DETAIL: detail},
+        )
