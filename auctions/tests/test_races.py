@@ -19,7 +19,7 @@ from wallets.selectors import ledger_audit
 from wallets.tests.factories import WalletFactory
 from webhooks.models import OutboundEvent
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shards")]
 
 FUNDS = 100_000
 

@@ -16,7 +16,7 @@ from payments.tests.factories import CustomerFactory
 from webhooks.models import InboundEvent
 from webhooks.tests.support import signed_post, stripe_event
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shards")]
 
 
 def test_20_concurrent_debits_of_5_on_70(customer):

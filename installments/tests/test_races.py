@@ -17,7 +17,7 @@ from payments.tests.factories import CustomerFactory
 from wallets.selectors import ledger_audit
 from wallets.services import wallet_create, wallet_credit
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shards")]
 
 
 def seed(merchant, *, customers=10, per_customer=6):

@@ -12,10 +12,11 @@ from payments.services import payment_refund
 from payments.tests.factories import CustomerFactory
 from wallets.models import Account
 from wallets.selectors import ledger_audit
+from wallets.services import merchant_balance as wallets_merchant_balance
 from wallets.services import wallet_create, wallet_credit
 from webhooks.models import OutboundEvent
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("shards")]
 URL = "/api/v1/charges"
 
 
@@ -33,8 +34,7 @@ def balance(account) -> tuple[int, int]:
 
 
 def merchant_balance(merchant, currency="usd") -> int:
-    account = Account.objects.filter(kind="merchant_balance", merchant=merchant, currency=currency).first()
-    return account.balance if account else 0
+    return wallets_merchant_balance(merchant=merchant, currency=currency)
 
 
 def assert_ledger_clean():

@@ -10,7 +10,7 @@ from payments.services import payment_create, payment_settle_from_provider, paym
 from wallets.models import Account
 from wallets.selectors import ledger_audit
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("shards")]
 
 
 def succeeded_payment(merchant, amount=1000, order_id="o-1"):

@@ -10,7 +10,7 @@ from wallets.services import hold_create, wallet_credit
 from wallets.tests.factories import WalletFactory
 from webhooks.models import OutboundEvent
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("shards")]
 
 WALLETS = "/api/v1/wallets"
 

@@ -18,7 +18,7 @@ from wallets.services import (
 )
 from wallets.tests.factories import WalletFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("shards")]
 
 
 def _scenario(customer) -> Account:

@@ -8,11 +8,11 @@ from django.db import connection
 from config.errors import InvalidRequest
 from payments.tests.factories import CustomerFactory, MerchantFactory
 from wallets.models import Account, Entry
-from wallets.services import hold_create, wallet_debit, wallet_debits_many
+from wallets.services import hold_create, merchant_balance, wallet_debit, wallet_debits_many
 from wallets.tests.factories import WalletFactory
 from webhooks.models import OutboundEvent
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("shards")]
 
 
 def test_debits_are_checked_in_order_and_a_short_wallet_is_skipped(merchant):
@@ -24,8 +24,7 @@ def test_debits_are_checked_in_order_and_a_short_wallet_is_skipped(merchant):
     a.refresh_from_db()
     b.refresh_from_db()
     assert (a.balance, b.balance, b.held) == (50, 60, 60)
-    merchant_balance = Account.objects.get(merchant=merchant, kind="merchant_balance")
-    assert merchant_balance.balance == 240
+    assert merchant_balance(merchant=merchant, currency="usd") == 240
     # balance_after follows each account's running balance, in posting order
     assert list(Entry.objects.filter(account=a).order_by("id").values_list("balance_after", flat=True)) == [
         250,
