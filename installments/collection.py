@@ -20,14 +20,13 @@ from django.db.models import Case, CharField, F, TextField, Value, When
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
-from installments.bookkeeping import OPEN, installment_record
+from installments.bookkeeping import installment_record, installments_paid
 from installments.charging import _charge, _description, _key_amount
-from installments.events import installment_data, order_data, timeline_event
-from installments.models import Installment, InstallmentCharge, InstallmentEvent, InstallmentOrder
+from installments.events import timeline_event
+from installments.models import Installment, InstallmentEvent, InstallmentOrder
 from payments.charges import WalletCharge, charges_from_wallets
 from payments.models import Charge
 from wallets.services import wallet_debits_lock
-from webhooks.services import events_emit
 
 logger = logging.getLogger("paydesk.installments")
 
@@ -272,61 +271,10 @@ def _collect_from_wallets_locked(rows: list[Installment], *, now: datetime) -> s
                 left_behind.add(row.order_id)
     if not paid:
         return set()
-    Installment.objects.filter(pk__in=list(paid)).update(
-        status=Status.PAID, paid_at=now, last_error="", claimed_at=None
-    )
-    InstallmentCharge.objects.bulk_create(
-        [InstallmentCharge(installment=r, charge=c, attempt=r.attempts) for r, c in paid.values()]
-    )
-    timeline, events = [], {}
-    for row, charge in paid.values():
-        row.status, row.paid_at, row.last_error, row.claimed_at = Status.PAID, now, "", None
-        order = orders[row.order_id]
-        timeline.append(
-            timeline_event(
-                order,
-                "installment.paid",
-                installment=row,
-                from_status=Status.PROCESSING,
-                to_status=Status.PAID,
-                source="collection",
-                data={"attempt": row.attempts, "charge": str(charge.pk), "charge_key": row.charge_key, "error": None},
-            )
-        )
-        events.setdefault(order.merchant_id, (order.merchant, []))[1].append(
-            ("installment.paid", installment_data(row))
-        )
-    for merchant, merchant_events in events.values():
-        events_emit(merchant=merchant, events=merchant_events)
-    touched = {row.order_id for row, _ in paid.values()}
-    still_open = set(
-        Installment.objects.filter(order_id__in=touched, status__in=OPEN).values_list("order_id", flat=True).distinct()
-    )
-    _orders_complete([orders[order_id] for order_id in sorted(touched - still_open)], timeline, "collection")
+    timeline: list = []
+    installments_paid(paid=list(paid.values()), orders=orders, now=now, source="collection", timeline=timeline)
     InstallmentEvent.objects.bulk_create(timeline)
     return set(paid)
-
-
-def _orders_complete(orders: list[InstallmentOrder], timeline: list, source: str) -> None:
-    """_order_close(order, COMPLETED, ...) for several locked, active orders with nothing
-    left open (so no sibling to close), set-based."""
-    if not orders:
-        return
-    completed = InstallmentOrder.Status.COMPLETED
-    InstallmentOrder.objects.filter(pk__in=[o.pk for o in orders]).update(status=completed, updated_at=timezone.now())
-    events: dict = {}
-    for order in orders:
-        previous, order.status = order.status, completed
-        timeline.append(
-            timeline_event(
-                order, f"installment_order.{completed}", from_status=previous, to_status=completed, source=source
-            )
-        )
-        events.setdefault(order.merchant_id, (order.merchant, []))[1].append(
-            (f"installment_order.{completed}", order_data(order))
-        )
-    for merchant, merchant_events in events.values():
-        events_emit(merchant=merchant, events=merchant_events)
 
 
 def installments_collect(

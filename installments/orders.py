@@ -17,7 +17,7 @@ from django.utils import timezone
 from config.errors import CardDeclined, Conflict, IllegalTransition, InsufficientFunds, InvalidRequest
 from config.faults import fault_point
 from config.metadata import metadata_validate
-from installments.bookkeeping import OPEN, installment_record
+from installments.bookkeeping import OPEN, Closing, installment_record, orders_close
 from installments.charging import _charge, _description
 from installments.events import timeline_event
 from installments.models import Installment, InstallmentEvent, InstallmentOrder
@@ -314,26 +314,8 @@ def installment_order_cancel(*, order: InstallmentOrder, source: str = "api") ->
     rows = list(locked.installments.select_for_update(no_key=True).all())
     if any(r.status == Installment.Status.PROCESSING for r in rows):
         raise IllegalTransition("An installment is being collected right now; try again shortly.")
-    timeline = []
-    for row in rows:
-        if row.status in (Installment.Status.SCHEDULED, Installment.Status.FAILED):
-            timeline.append(
-                timeline_event(
-                    locked,
-                    "installment.canceled",
-                    installment=row,
-                    from_status=row.status,
-                    to_status="canceled",
-                    source=source,
-                )
-            )
-            row.status = Installment.Status.CANCELED
-            row.save(update_fields=["status"])
-    locked.status = InstallmentOrder.Status.CANCELED
-    locked.save(update_fields=["status", "updated_at"])
-    timeline.append(
-        timeline_event(locked, "installment_order.canceled", from_status="active", to_status="canceled", source=source)
-    )
+    timeline: list = []
+    orders_close(closings=[Closing(locked, InstallmentOrder.Status.CANCELED)], timeline=timeline, source=source)
     InstallmentEvent.objects.bulk_create(timeline)
     return locked
 

@@ -24,14 +24,15 @@ importing from `installments.services`:
                                reschedule, retry now
   installments/collection.py   claim due installments, collect them (set-based from
                                wallets, else one by one), the chunked run
-  installments/bookkeeping.py  book an attempt's outcome (installment_record), close orders
+  installments/bookkeeping.py  book an attempt's outcome (installment_record) through the
+                               set-based cores: paid attempts, closing orders
   installments/charging.py     the one charge of an attempt: its amount, its description,
                                making or finding it under the attempt's key
   installments/events.py       timeline rows and outbound event payloads
 A test that patches a function patches it where it is called: the module that calls it.
 """
 
-from installments.bookkeeping import OPEN, installment_record
+from installments.bookkeeping import OPEN, installment_record, installments_paid, orders_close
 from installments.collection import (
     CLAIM_LEASE,
     _collect_from_wallets,
@@ -65,6 +66,8 @@ __all__ = [
     "installment_retry_now",
     "installments_claim",
     "installments_collect",
+    "installments_paid",
     "order_data",
     "order_remaining",
+    "orders_close",
 ]
