@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from config.models import IdempotencyKey
-from installments import services
+from installments import collection, orders
 from installments.models import Installment, InstallmentEvent, InstallmentOrder
 from installments.services import (
     installment_order_create,
@@ -90,7 +90,7 @@ def balance(wallet):
 def test_pay_early_crash_between_charge_and_bookkeeping_does_not_double_charge(merchant, customer, wallet, monkeypatch):
     order = make(merchant, customer)
     with monkeypatch.context() as m:
-        m.setattr(services, "installment_record", crash)
+        m.setattr(orders, "installment_record", crash)
         with pytest.raises(Crash):
             installment_order_pay(order=order)
     first = order.installments.get(sequence=1)
@@ -110,7 +110,7 @@ def test_pay_everything_crash_then_the_collector_books_every_installment_with_th
 ):
     order = make(merchant, customer)
     with monkeypatch.context() as m:
-        m.setattr(services, "installment_record", crash)
+        m.setattr(orders, "installment_record", crash)
         with pytest.raises(Crash):
             installment_order_pay(order=order, amount=900)
     assert run(later()) == [{"paid": 3}]
@@ -126,7 +126,7 @@ def test_pay_early_that_died_before_charging_is_charged_once_by_the_collector(me
     the early payment's charge with the claimed key (the same amount: all it claimed)."""
     order = make(merchant, customer)
     with monkeypatch.context() as m:
-        m.setattr(services, "_charge", crash)
+        m.setattr(orders, "_charge", crash)
         with pytest.raises(Crash):
             installment_order_pay(order=order, amount=900)
     assert not Charge.objects.exists()
@@ -339,7 +339,7 @@ def test_the_task_loops_chunk_after_chunk_until_the_budget_is_spent(merchant, cu
     make(merchant, customer, count=5, amount=500, start=timezone.localdate() - timedelta(days=200))
     clock = iter(range(0, 10_000, 100))  # every look at the clock: 100 s later
     with monkeypatch.context() as m:
-        m.setattr(services, "_clock", lambda: next(clock))
+        m.setattr(collection, "_clock", lambda: next(clock))
         assert installments_collect_task(budget_seconds=150) == {"paid": 2}  # one chunk, then out of time
     assert installments_collect_task() == {"paid": 3}  # no cap on the count: drains the rest
     assert Charge.objects.count() == 5
@@ -349,7 +349,7 @@ def test_collect_with_a_budget_stops_between_chunks(merchant, customer, wallet, 
     make(merchant, customer, count=4, amount=400, start=date(2027, 1, 1))
     clock = iter(range(0, 10_000, 100))
     with monkeypatch.context() as m:
-        m.setattr(services, "_clock", lambda: next(clock))
+        m.setattr(collection, "_clock", lambda: next(clock))
         assert list(installments_collect(now=day(date(2027, 12, 1)), chunk=1, budget_seconds=250)) == [
             {"paid": 1},
             {"paid": 1},
@@ -387,7 +387,7 @@ def test_every_installment_and_order_status_change_has_a_timeline_event(
     run(day(date(2027, 1, 10)))  # collected
     merchant_api.post(f"{URL}/{order.pk}/pay", {}, format="json")  # paid early
     with monkeypatch.context() as m:  # a crash, then a re-claim
-        m.setattr(services, "installment_record", crash)
+        m.setattr(collection, "installment_record", crash)
         run(day(date(2027, 3, 10)))
     run(day(date(2027, 3, 10)) + timedelta(minutes=11))
     assert set(order.installments.values_list("status", flat=True)) == {"paid", "scheduled"}

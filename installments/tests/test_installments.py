@@ -270,13 +270,13 @@ class TestCollection:
         self, merchant, customer, wallet, monkeypatch, settings
     ):
         """One by one, the charge and its bookkeeping are two transactions: die between them."""
-        from installments import services
+        from installments import collection
 
         settings.INSTALLMENT_COLLECT_SET_BASED = False
         order = self.make(merchant, customer, count=1, amount=500)
         now = day(date(2027, 1, 10))
         with monkeypatch.context() as m:  # the collector charges, then dies before recording
-            m.setattr(services, "installment_record", crash)
+            m.setattr(collection, "installment_record", crash)
             assert run(now) == [{"error": 1}]
         installment = order.installments.get()
         assert installment.status == "processing" and Charge.objects.get().status == "succeeded"
@@ -295,7 +295,7 @@ class TestCollection:
     ):
         """Set-based, a chunk's charges and bookkeeping are one transaction: a process
         that dies in it leaves no charge and no money moved; the rerun collects once."""
-        from installments import services
+        from installments import bookkeeping
 
         class ProcessDied(BaseException):  # not an Exception: nothing catches it, as with a real death
             pass
@@ -306,7 +306,7 @@ class TestCollection:
         order = self.make(merchant, customer, count=2, amount=500, start=date(2027, 1, 1))
         now = day(date(2027, 3, 1))
         with monkeypatch.context() as m, pytest.raises(ProcessDied):
-            m.setattr(services, "events_emit", die)  # after the charges, before the chunk commits
+            m.setattr(bookkeeping, "events_emit", die)  # after the charges, before the chunk commits
             run(now)
         assert set(order.installments.values_list("status", flat=True)) == {"processing"}
         assert not Charge.objects.exists()

@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 from django.db import connection, transaction
 
-from installments import services
+from installments import charging, collection, services
 from installments.models import Installment, InstallmentCharge, InstallmentEvent, InstallmentOrder
 from installments.services import installment_order_create, installments_claim, installments_collect
 from installments.tests.test_installments import day
@@ -41,7 +41,7 @@ def charge_calls(monkeypatch):
     charges the set-based path (charges_from_wallets) made or found."""
     calls: Counter = Counter()
     lock = threading.Lock()
-    real, real_many = services.charge_create, services.charges_from_wallets
+    real, real_many = charging.charge_create, collection.charges_from_wallets
 
     def counting(**kwargs):
         with lock:
@@ -56,8 +56,8 @@ def charge_calls(monkeypatch):
             )
         return results
 
-    monkeypatch.setattr(services, "charge_create", counting)
-    monkeypatch.setattr(services, "charges_from_wallets", counting_many)
+    monkeypatch.setattr(charging, "charge_create", counting)
+    monkeypatch.setattr(collection, "charges_from_wallets", counting_many)
     return calls
 
 
@@ -161,7 +161,7 @@ def test_collectors_with_chunks_mixing_merchants_in_opposite_orders_do_not_deadl
     now = day(date(2027, 2, 1))
     chunks = [installments_claim(now=now, chunk=2) for _ in range(2)]
     assert [[r.order.merchant_id for r in chunk] for chunk in chunks] == [[a.pk, b.pk], [b.pk, a.pk]]
-    both_inside, real = threading.Barrier(2, timeout=3), services.charges_from_wallets
+    both_inside, real = threading.Barrier(2, timeout=3), collection.charges_from_wallets
 
     def meet_then_charge(**kwargs):
         try:
@@ -170,7 +170,7 @@ def test_collectors_with_chunks_mixing_merchants_in_opposite_orders_do_not_deadl
             pass  # the other waits for our locks: the order is safe
         return real(**kwargs)
 
-    monkeypatch.setattr(services, "charges_from_wallets", meet_then_charge)
+    monkeypatch.setattr(collection, "charges_from_wallets", meet_then_charge)
     paid = []
 
     def collect(chunk):
@@ -198,14 +198,14 @@ def test_a_set_based_chunk_locks_its_orders_not_their_merchant(merchant, monkeyp
     from payments.models import Merchant
 
     seed(merchant, customers=1, per_customer=2)
-    inside, release, real = threading.Event(), threading.Event(), services.charges_from_wallets
+    inside, release, real = threading.Event(), threading.Event(), collection.charges_from_wallets
 
     def pause_then_charge(**kwargs):
         inside.set()
         release.wait(10)
         return real(**kwargs)
 
-    monkeypatch.setattr(services, "charges_from_wallets", pause_then_charge)
+    monkeypatch.setattr(collection, "charges_from_wallets", pause_then_charge)
     rows = installments_claim(now=day(date(2027, 2, 1)), chunk=10)
 
     def collect():
