@@ -242,6 +242,10 @@ CORS_ALLOW_HEADERS = [
 
 # --- API ---------------------------------------------------------------------------
 API_THROTTLE_RATE = env("API_THROTTLE_RATE", default="1000/min")
+# Seconds a web process remembers an API key that authenticated (payments.identity.key_cache),
+# so a merchant's request costs no query to authenticate. A key revoked or a merchant
+# suspended in another process is still accepted here for at most this long. 0: no cache.
+API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 AUTH_FAILURE_THROTTLE_RATE = env("AUTH_FAILURE_THROTTLE_RATE", default="30/min")
 # Trusted proxies in front of the app. 0: the client address is REMOTE_ADDR and a
 # client-sent X-Forwarded-For is ignored (else anyone could dodge the throttles with it).

@@ -12,7 +12,7 @@ money, with Stripe's semantics (API.md "Idempotency") and Stripe's "atomic phase
 
 The phases of a keyed request:
 
-1. Claim. The key is inserted as in flight in its own committed transaction; the unique
+1. Claim. The key is inserted as in flight, one statement committed on its own; the unique
    constraint makes exactly one of several concurrent requests the owner. The others see
    the row: in flight -> 409, finished -> the saved response with
    `Idempotent-Replayed: true`, a different request -> 400 idempotency_error.
@@ -33,8 +33,11 @@ The phases of a keyed request:
 Views never build a key of their own: `request.idempotency_key` (None without the header)
 is the caller-scoped key services record (scoped_key). The rows keep it after the API's
 record of the key is purged: the same request sent again later finds the first result
-(a different one under that key is a 409), never a second charge. A keyed request costs the claim
-plus what the same request costs unkeyed (plus the completion, for a provider request).
+(a different one under that key is a 409), never a second charge. A keyed request costs two
+statements more than the same request unkeyed: the claim (one INSERT, committed on its own,
+no transaction around it) and the completion (one UPDATE; for a database-only request,
+inside the effect's transaction). wallets/tests/test_statement_budget.py holds the wallet
+debit to that.
 
 - The first result is saved once the request got past validation and began executing,
   errors included (a 402 replays as 402); the error rolled the effect back first.
@@ -110,11 +113,7 @@ def _claim(*, scope: str, key: str, request, request_hash: str) -> tuple[Idempot
     row = None
     for _ in range(3):
         try:
-            with transaction.atomic():
-                row = IdempotencyKey.objects.create(
-                    scope=scope, key=key, method=request.method, path=request.path[:500], request_hash=request_hash
-                )
-            return row, True
+            return _insert_in_flight(scope=scope, key=key, request=request, request_hash=request_hash), True
         except IntegrityError:
             row = IdempotencyKey.objects.filter(scope=scope, key=key).first()
             if row is None:
@@ -134,6 +133,18 @@ def _claim(*, scope: str, key: str, request, request_hash: str) -> tuple[Idempot
                     continue  # another retry took it first: look again
             return row, False
     return row, False
+
+
+def _insert_in_flight(*, scope: str, key: str, request, request_hash: str) -> IdempotencyKey:
+    """The claim's INSERT. Outside a transaction, as every request runs (ATOMIC_REQUESTS is
+    off), it is one statement that commits as it returns: no BEGIN/COMMIT around it, and a
+    duplicate's IntegrityError leaves the connection usable. Inside a caller's transaction
+    (a test's, a command's) a savepoint keeps that transaction usable after a duplicate."""
+    fields = dict(scope=scope, key=key, method=request.method, path=request.path[:500], request_hash=request_hash)
+    if not transaction.get_connection().in_atomic_block:
+        return IdempotencyKey.objects.create(**fields)
+    with transaction.atomic():
+        return IdempotencyKey.objects.create(**fields)
 
 
 def _finish(row: IdempotencyKey, response) -> int:

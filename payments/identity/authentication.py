@@ -17,6 +17,7 @@ from config.errors import InvalidRequest, NotFound
 from config.ids import parse_uuid
 
 from . import nextauth
+from .key_cache import api_key_cache
 from .models import ApiKey, Customer, Merchant
 from .selectors import api_key_get_active, merchant_get_by_ref
 from .services import api_key_touch, customer_get_or_create_by_external_id, hash_api_key
@@ -92,18 +93,27 @@ class _ThrottledAuthentication(authentication.BaseAuthentication):
 
 
 class ApiKeyAuthentication(_ThrottledAuthentication):
-    """`Authorization: Bearer pd_test_...` / `pd_live_...`."""
+    """`Authorization: Bearer pd_test_...` / `pd_live_...`.
+
+    A key that authenticated lately comes from this process's key cache (key_cache: no
+    query; a revocation elsewhere is seen within API_KEY_CACHE_SECONDS); any other is
+    looked up, and remembered if it is good."""
 
     def authenticate(self, request):
         token = _bearer(request)
         if token is None or not token.startswith(("pd_test_", "pd_live_")):
             return None
-        api_key = api_key_get_active(key_hash=hash_api_key(token))
+        key_hash = hash_api_key(token)
+        api_key = api_key_cache.get(key_hash)
         if api_key is None:
-            self.fail(request, "Invalid or revoked API key.")
-        if not api_key.merchant.is_active:
-            self.fail(request, "This merchant is suspended.")
-        api_key_touch(api_key=api_key)
+            api_key = api_key_get_active(key_hash=key_hash)
+            if api_key is None:
+                self.fail(request, "Invalid or revoked API key.")
+            if not api_key.merchant.is_active:
+                self.fail(request, "This merchant is suspended.")
+            api_key_cache.put(api_key)
+        if api_key_touch(api_key=api_key):
+            api_key_cache.used(api_key)
         return Caller(merchant=api_key.merchant, api_key=api_key), api_key
 
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from config.errors import Conflict, QuotaExceeded
 
+from .key_cache import api_key_cache
 from .models import ApiKey, Customer, Merchant, Subscription
 
 KEY_PREFIXES = {False: "pd_test_", True: "pd_live_"}
@@ -73,7 +74,10 @@ def api_key_create(
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke the key: refused at once by this process, by every other web process within
+    API_KEY_CACHE_SECONDS (key_cache)."""
     ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    api_key_cache.forget(key_hash=api_key.key_hash)
     api_key.refresh_from_db()
     return api_key
 
@@ -81,13 +85,15 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-def api_key_touch(*, api_key: ApiKey, now: datetime | None = None) -> None:
+def api_key_touch(*, api_key: ApiKey, now: datetime | None = None) -> bool:
     """Record use, at most once a minute per key: a write per request would make every
-    read a write on one hot row."""
+    read a write on one hot row. Returns whether it wrote."""
     now = now or timezone.now()
     if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
+        return True
+    return False
 
 
 def subscription_consume_token(*, merchant: Merchant, now: datetime | None = None) -> None:
