@@ -315,9 +315,12 @@ def database_backends() -> Callable[[], list[int]] | None:
             if pid not in ours:
                 try:
                     with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                        ours[pid] = marker in cmdline.read().replace(b"\0", b" ")
+                        title = cmdline.read().replace(b"\0", b" ")
                 except OSError:
                     continue
+                if not title.startswith(b"postgres: "):
+                    continue  # just forked, still the postmaster's command line: look again next time
+                ours[pid] = marker in title
             if ours[pid]:
                 found.append(pid)
         return found
