@@ -190,7 +190,10 @@ SERVICE_VS_RAW_TARGET = 0.7  # the issue's goal: the ledger service at 70% of it
 
 @scenario(
     "ledger-transfer",
-    help="transfer_create vs raw SQL: spread over 1,000 wallets and one hot wallet, 1 and 8 threads; audit after.",
+    help=(
+        "transfer_create vs raw SQL: spread over 1,000 wallets and one hot wallet, 1 and 8 threads, "
+        "service/raw ratio each (target 0.7); audit after."
+    ),
     n=1000,
 )
 def ledger_transfer(*, n: int, out) -> list[dict]:

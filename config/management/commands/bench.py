@@ -41,8 +41,9 @@ def summary_line(result: dict) -> str:
 
 class Command(BaseCommand):
     help = (
-        "Run benchmark scenarios in-process against the configured database (DATABASE_URL, "
-        "not a test database) and print one JSON line per result. Leaves its bench data behind."
+        "Run benchmark scenarios against the configured database (DATABASE_URL, not a test database): "
+        "in-process, or over real HTTP through gunicorn for the *-http ones. Prints one JSON line per "
+        "result, then a table of them on stderr. Leaves its bench data behind."
     )
 
     def add_arguments(self, parser):
