@@ -1,9 +1,12 @@
-"""Benchmarks of the identity API through the whole stack in-process: django.test.Client,
-so middleware, URL routing, DRF authentication, throttling and rendering all run.
+"""Benchmarks of the identity and payments APIs through the whole stack in-process:
+django.test.Client, so middleware, URL routing, DRF authentication, throttling and
+rendering all run. charge-wallet-http sends POST /api/v1/charges over real HTTP instead
+(config.bench.HttpBench, the harness of wallet-debit-http).
 
 Each run makes its own merchant (`bench-<scenario>-<hex>`) and leaves it behind.
 """
 
+import random
 import uuid
 
 from django.test import Client
@@ -229,3 +232,93 @@ def charge_wallet_bench(*, n: int, out) -> dict:
     seller = Account.objects.get(merchant=merchant, kind="recipient", name="seller").balance
     check(seller == 700 * total, f"seller got {seller}, expected {700 * total}")
     return {**timer.result(), "seller_balance": seller, **_ledger_audit()}
+
+
+@scenario(
+    "charge-wallet-http",
+    help=(
+        "POST /api/v1/charges over HTTP (HttpBench), each covered by the customer's wallet, with and without "
+        "Idempotency-Key; every answer, the wallets and the audit checked (target 250/s)."
+    ),
+    n=500,
+)
+def charge_wallet_http(*, n: int, out) -> list[dict]:
+    from collections import Counter
+
+    from config.bench import HttpBench, ratio
+    from payments.models import Charge
+    from wallets.models import Account
+    from wallets.services import merchant_balance_account, wallet_create, wallet_credit
+
+    target, amount, currency = 250, 1000, "usd"
+    merchant = merchant_create(name=f"bench-charge-wallet-http-{uuid.uuid4().hex[:12]}")
+    _, raw_key = api_key_create(merchant=merchant, name="bench")
+    auth = {"Authorization": f"Bearer {raw_key}"}
+    out(f"charge-wallet-http: merchant {merchant.name} ({merchant.pk})")
+    customers = [customer_create(merchant=merchant, external_id=f"c-{i}") for i in range(100)]
+    # Each wallet covers every charge of both runs, whichever customers they fall on.
+    wallets = {c.pk: wallet_create(customer=c, currency=currency) for c in customers}
+    for wallet in wallets.values():
+        wallet_credit(wallet=wallet, amount=(2 * n + WARMUP) * amount)
+    merchant_balance = merchant_balance_account(merchant=merchant, currency=currency)
+
+    def balances() -> dict:
+        pks = [merchant_balance.pk, *(w.pk for w in wallets.values())]
+        return dict(Account.objects.filter(pk__in=pks).values_list("pk", "balance"))
+
+    results = []
+    with HttpBench(out) as http:
+
+        def charges(targets, keyed: bool) -> list[bytes]:
+            return [
+                http.request(
+                    "POST",
+                    "/api/v1/charges",
+                    headers={**auth, **({"Idempotency-Key": uuid.uuid4().hex} if keyed else {})},
+                    body={"customer": str(c.pk), "amount": amount, "currency": currency, "description": "bench"},
+                )
+                for c in targets
+            ]
+
+        http.run(charges([customers[i % len(customers)] for i in range(WARMUP)], keyed=True), expect=201)
+        for keyed in (True, False):
+            label = "idempotency-key" if keyed else "no-key"
+            ops = [customers[i % len(customers)] for i in range(n)]
+            random.Random(7).shuffle(ops)
+            requests = charges(ops, keyed)
+            before, charged_before = balances(), Charge.objects.filter(merchant=merchant).count()
+            figures, bodies = http.run(requests, expect=201, keep_bodies=True)
+            for customer, body in zip(ops, bodies, strict=True):
+                check(
+                    body["status"] == "succeeded"
+                    and body["customer"] == str(customer.pk)
+                    and (body["wallet_amount"], body["external_amount"]) == (amount, 0),
+                    f"{label}: a wallet-covered charge answered {body}",
+                )
+            check(len({body["id"] for body in bodies}) == n, f"{label}: {n} charges answered with repeated ids")
+            after = balances()
+            per_customer = Counter(c.pk for c in ops)
+            wrong = {
+                pk: before[w.pk] - after[w.pk]
+                for pk, w in wallets.items()
+                if before[w.pk] - after[w.pk] != per_customer[pk] * amount
+            }
+            check(not wrong, f"{label}: wallets dropped other than charged, e.g. {dict(list(wrong.items())[:3])}")
+            gain = after[merchant_balance.pk] - before[merchant_balance.pk]
+            check(gain == n * amount, f"{label}: merchant balance gained {gain}, not {n * amount}")
+            made = Charge.objects.filter(merchant=merchant).count() - charged_before
+            check(made == n, f"{label}: {made} charges recorded for {n} requests")
+            results.append(
+                {
+                    "scenario": f"charge-wallet-http:{label}",
+                    **figures,
+                    "customers": len(customers),
+                    "charged": made,
+                    "target_ops_per_s": target,
+                    "vs_target": ratio(figures["ops_per_s"], target),
+                }
+            )
+            out(f"  {label}: {results[-1]}")
+    audit = _ledger_audit()
+    check(audit["ledger_audit"] == "ok", f"charge-wallet-http: {audit['ledger_audit']}")
+    return [{**result, **audit} for result in results]
