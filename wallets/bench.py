@@ -31,7 +31,7 @@ from payments.identity.services import api_key_create, merchant_create
 from wallets.models import Account, Entry, Transfer
 from wallets.selectors import ledger_audit, ledger_audit_format, wallet_get
 from wallets.services import (
-    merchant_balance_account,
+    merchant_balance,
     merchant_funding_account,
     transfer_create,
     wallet_create,
@@ -433,7 +433,6 @@ def wallet_debit_http(*, n: int, out) -> list[dict]:
     # Enough for both measured runs on the hot wallet, and the warm-up on the last one.
     # One hot wallet, SPREAD others, one for the warm-up.
     merchant, auth, wallets = _http_wallets("wallet-debit-http", SPREAD + 2, funded=(2 * n + WARMUP) * amount, out=out)
-    merchant_balance = merchant_balance_account(merchant=merchant, currency=CURRENCY)
     body = {"amount": amount, "currency": CURRENCY, "reference": "bench"}
 
     def debits(http, customer_ids, keyed: bool) -> list[bytes]:
@@ -458,7 +457,7 @@ def wallet_debit_http(*, n: int, out) -> list[dict]:
                 ops = [targets[i % len(targets)] for i in range(n)]
                 random.Random(7).shuffle(ops)
                 requests = debits(http, [w.customer_id for w in ops], keyed)
-                before, merchant_before = _balances(targets), _balances([merchant_balance])[merchant_balance.pk]
+                before, merchant_before = _balances(targets), merchant_balance(merchant=merchant, currency=CURRENCY)
                 figures, _ = http.run(requests, expect=200)
                 # Every request was answered 200 (run checks): each is a debit the client was told happened.
                 acknowledged = Counter(w.pk for w in ops)
@@ -467,7 +466,7 @@ def wallet_debit_http(*, n: int, out) -> list[dict]:
                 wrong = {pk: drop for pk, drop in drops.items() if drop != acknowledged[pk] * amount}
                 label = f"{shape}:{'idempotency-key' if keyed else 'no-key'}"
                 check(not wrong, f"{label}: {len(wrong)} wallets dropped other than acknowledged, e.g. {wrong}")
-                merchant_gain = _balances([merchant_balance])[merchant_balance.pk] - merchant_before
+                merchant_gain = merchant_balance(merchant=merchant, currency=CURRENCY) - merchant_before
                 check(merchant_gain == n * amount, f"{label}: merchant gained {merchant_gain}, not {n * amount}")
                 measured.append(
                     {
