@@ -471,7 +471,9 @@ INSTALLMENT_COLLECT_CHUNK = env.int("INSTALLMENT_COLLECT_CHUNK", default=200)
 # Each merchant's balance in a currency is this many ledger accounts (wallets.ledger): a
 # customer's money lands on the shard of its id, so one merchant's debits from many
 # wallets do not queue on one row. Raise it, never lower it (a lowered count would hide
-# the money of the shards beyond it from merchant_balance).
+# the money of the shards beyond it from merchant_balance); raising it moves customers to
+# new shards, which is harmless: a charge settles on its hold's shard, refunds draw on
+# all of them, and a retried keyed transfer matches its first whatever shard that used.
 MERCHANT_BALANCE_SHARDS = env.int("MERCHANT_BALANCE_SHARDS", default=8)
 # Collect a chunk's wallet-covered installments set-based, in one transaction (a few
 # statements per chunk); off: every installment one by one through charge_create.

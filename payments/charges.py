@@ -499,6 +499,10 @@ def charge_finish(
             )
             logger.error("pending charge abandoned at its deadline", extra={"charge": str(charge.pk)})
         hold = Hold.objects.select_for_update(no_key=True).get(pk=charge.hold_id) if charge.hold_id else None
+        if hold is not None and hold.destination_id != accounts.merchant_balance.pk:
+            # The wallet part lands where the hold says (a shard chosen when it was made):
+            # the card part and the splits go there too, so the splits are covered.
+            accounts.merchant_balance = hold.destination
         booking.accounts_lock([hold.account if hold else None, *accounts.all()])
         if card_ok:
             return _charge_card_succeeded(

@@ -50,7 +50,9 @@ def in_transaction():
     """The caller's transaction if there is one, else a new one; never a savepoint: post
     raises its errors (InsufficientFunds, Conflict, InvalidRequest) before it writes, so
     a caller that catches one may go on in its transaction, and the hot path saves the
-    savepoint's two statements."""
+    savepoint's two statements. One exception: a Conflict from a key whose first use
+    moved other accounts is the database's unique violation, and the transaction is then
+    aborted (its caller can only roll back, as for any database error)."""
     if connection.in_atomic_block:
         yield
     else:
@@ -219,7 +221,8 @@ def lock(refs: Iterable) -> Locked:
     if not wanted:
         return Locked([])
     locked = Locked(_lock_rows(wanted, refs))
-    missing = [key for key in keys if key not in locked.by_key]
+    # A missing wallet is not opened here (a customer may have none); other accounts are.
+    missing = [key for key in keys if key not in locked.by_key and key.kind != Account.Kind.CUSTOMER_WALLET]
     if missing:
         _create_missing(missing)
         return lock(refs)
@@ -274,23 +277,24 @@ class _Short(Exception):
 
 def _resolve(posting: Posting, locked: Locked, state: dict) -> list[tuple[object, int]]:
     """The posting's legs as (account id, amount): a Pool leg is drawn from its shards
-    (preferred first) as far as each can give, in as many legs as that takes."""
-    legs = []
+    (preferred first) as far as each can give, in as many legs as that takes; what pool
+    legs draw on one account is merged into one leg."""
+    legs, drawn = [], {}
     for ref, amount in posting.legs:
         if isinstance(ref, Pool):
             if amount >= 0:
                 raise InvalidRequest("A merchant balance pool can only be debited.")
             need = -amount
-            for shard in locked.pool(ref):
+            shards = locked.pool(ref)
+            for shard in shards:
                 balance, held = state[shard.pk]
-                take = min(max(balance - held, 0), need)
+                take = min(max(balance - held - drawn.get(shard.pk, 0), 0), need)
                 if take:
-                    legs.append((shard.pk, -take))
+                    drawn[shard.pk] = drawn.get(shard.pk, 0) + take
                     need -= take
                 if not need:
                     break
             if need:
-                shards = locked.pool(ref)
                 if not shards:
                     raise InvalidRequest(f"Merchant {ref.merchant_id} has no {ref.currency} balance.")
                 available = sum(state[s.pk][0] - state[s.pk][1] for s in shards)
@@ -300,7 +304,13 @@ def _resolve(posting: Posting, locked: Locked, state: dict) -> list[tuple[object
         if account is None:
             raise InvalidRequest(f"No such account: {ref}.")
         legs.append((account.pk, amount))
-    return legs
+    for account_id, take in drawn.items():
+        mine = [i for i, (pk, _) in enumerate(legs) if pk == account_id]
+        if mine:
+            legs[mine[0]] = (account_id, legs[mine[0]][1] - take)
+        else:
+            legs.append((account_id, -take))
+    return [(pk, amount) for pk, amount in legs if amount]
 
 
 def _apply(posting: Posting, legs, locked: Locked, state: dict) -> dict:
@@ -431,20 +441,36 @@ def _with_replays(postings, plans, replays: dict, locked: Locked) -> list[Posted
             results.append(next(again))
             continue
         transfer, entries = existing
-        if plan is not None and sorted(entries) != sorted(plan[1]) and not _same_pooled(entries, plan[1], locked):
+        legs = plan[1] if plan is not None else _known_legs(posting, locked)
+        if sorted(entries) != sorted(legs) and not _same_pooled(entries, legs, locked):
             raise Conflict(f"Idempotency key {posting.idempotency_key!r} was already used for a different transfer.")
         results.append(Posted(transfer=transfer, created=False, after={}, legs=entries))
     return results
 
 
+def _known_legs(posting: Posting, locked: Locked) -> list:
+    """The legs of a posting that could not be drawn (short): pool legs on its preferred
+    shard, the rest as named."""
+    legs = []
+    for ref, amount in posting.legs:
+        if isinstance(ref, Pool):
+            shards = locked.pool(ref)
+            legs.append((shards[0].pk if shards else None, amount))
+        else:
+            account = locked.get(ref)
+            legs.append((account.pk if account else None, amount))
+    return legs
+
+
 def _same_pooled(first, now, locked: Locked) -> bool:
-    """The same transfer but for which shards a pool debit drew on."""
+    """The same transfer but for which shards of a merchant's balance it moved (the pool
+    drew on others, or the customer's shard moved when MERCHANT_BALANCE_SHARDS grew)."""
 
     def fold(legs):
         out = {}
         for account_id, amount in legs:
             account = locked.by_id.get(account_id)
-            pooled = account is not None and account.kind == BALANCE and amount < 0
+            pooled = account is not None and account.kind == BALANCE and account.name in shard_names()
             key = ("pool", account.merchant_id, account.currency) if pooled else account_id
             out[key] = out.get(key, 0) + amount
         return out
@@ -567,9 +593,15 @@ def _write_postgres(transfers, entries, balances, keys) -> list:
     guard = ""
     if keys:
         pairs, pair_params = _values(keys, ("uuid", "text"))
+        # Equality on both columns (and the partial indexes' own predicates), so each
+        # key is an index probe of transfer_idempotency_key_unique_per_merchant / _system.
+        table = Transfer._meta.db_table
         ctes.append(
-            f"dup AS (SELECT t.id FROM {Transfer._meta.db_table} t JOIN (VALUES {pairs}) k(m, key) "
-            "ON t.idempotency_key = k.key AND t.merchant_id IS NOT DISTINCT FROM k.m)"
+            f"k(m, key) AS (VALUES {pairs}), "
+            f"dup AS (SELECT t.id FROM {table} t JOIN k ON t.merchant_id = k.m AND t.idempotency_key = k.key "
+            "WHERE t.merchant_id IS NOT NULL AND t.idempotency_key IS NOT NULL "
+            f"UNION ALL SELECT t.id FROM {table} t JOIN k ON t.idempotency_key = k.key "
+            "WHERE k.m IS NULL AND t.merchant_id IS NULL AND t.idempotency_key IS NOT NULL)"
         )
         params += pair_params
         guard = " WHERE NOT EXISTS (SELECT 1 FROM dup)"

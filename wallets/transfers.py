@@ -10,7 +10,7 @@ from django.db.models import Sum
 from config.errors import Conflict, InvalidRequest, NotFound
 from payments.identity.models import Merchant
 
-from .ledger import BALANCE, Pool, Posted, Posting, in_transaction, post
+from .ledger import BALANCE, Pool, Posted, Posting, in_transaction, post, shard_names
 from .models import Account, Entry, Transfer
 
 Leg = tuple[Account, int]
@@ -166,7 +166,9 @@ def transfer_reverse(
     )
     balances = {
         a.pk: a
-        for a in Account.objects.filter(pk__in=[pk for pk, leg in legs if leg < 0], kind=BALANCE, customer__isnull=True)
+        for a in Account.objects.filter(
+            pk__in=[pk for pk, leg in legs if leg < 0], kind=BALANCE, customer__isnull=True, name__in=shard_names()
+        )
     }
     legs = [
         (Pool(balances[pk].merchant_id, balances[pk].currency, prefer=balances[pk].name), leg)

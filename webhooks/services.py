@@ -394,9 +394,9 @@ def events_emit(*, merchant, events: list[tuple[str, dict]]) -> list[OutboundEve
             merchant_id=merchant.pk,
             type=type,
             data=json.loads(json.dumps(data, cls=DjangoJSONEncoder)),
-            created_at=now,
+            created_at=now + timedelta(microseconds=i),  # in order, as the events API lists them
         )
-        for type, data in events
+        for i, (type, data) in enumerate(events)
     ]
     urls = settings.WEBHOOK_URLS
     # No savepoint of its own: it only inserts, in the caller's transaction (or its own).
@@ -404,7 +404,19 @@ def events_emit(*, merchant, events: list[tuple[str, dict]]) -> list[OutboundEve
         if connection.vendor == "postgresql":
             pending, operator = _events_insert_postgres(merchant_id=merchant.pk, rows=rows, urls=urls, now=now)
             if not global_endpoints_in_sync(operator, urls):
-                pending += _deliveries_create(rows, [e for e in global_endpoints_sync() if e.url in urls], now)
+                # Rare (first use, or WEBHOOK_URLS changed): the statement used the rows as
+                # they were; sync them, then give these events what the synced rows get.
+                operator = [e for e in global_endpoints_sync() if e.url in urls]
+                _deliveries_create(rows, operator, now)
+                Delivery.objects.filter(event__in=rows, status=Delivery.Status.HELD, endpoint__enabled=True).update(
+                    status=Delivery.Status.PENDING
+                )
+                pending = [
+                    str(pk)
+                    for pk in Delivery.objects.filter(event__in=rows, status=Delivery.Status.PENDING).values_list(
+                        "pk", flat=True
+                    )
+                ]
         else:
             OutboundEvent.objects.bulk_create(rows)
             endpoints = list(
