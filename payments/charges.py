@@ -195,7 +195,9 @@ def _charge_begin(
     external_amount = amount - wallet_amount
     if not external_amount:  # the wallet covers it all: done in this transaction
         request = WalletCharge(customer, amount, idempotency_key, order_id, description, splits, metadata)
-        [charge] = _wallet_charges(merchant=merchant, currency=currency, requests=[request], wallets=[wallet])
+        [charge] = _wallet_charges(
+            merchant=merchant, currency=currency, requests=[request], wallets=[wallet], locked=locked
+        )
         return charge
     if not provider:
         if provider_error is not None:
@@ -306,13 +308,16 @@ def charges_from_wallets(*, merchant, currency: str, charges: Sequence[WalletCha
     return [made.get(request.idempotency_key) for request in charges]
 
 
-def _wallet_charges(*, merchant, currency: str, requests: Sequence[WalletCharge], wallets) -> list[Charge | None]:
+def _wallet_charges(
+    *, merchant, currency: str, requests: Sequence[WalletCharge], wallets, locked=None
+) -> list[Charge | None]:
     """The one core of a charge its customer's wallet covers in full, for one charge
     (_charge_begin) or many (charges_from_wallets): in one batch of the ledger core, each
     wallet debit and the split instructions paid from what it brought in; then a
     succeeded payment and charge, their timeline, and wallet.debited, payment.succeeded,
     charge.succeeded per charge, each written set-based. A charge whose wallet is missing
-    or cannot cover it is None, with nothing written for it."""
+    or cannot cover it is None, with nothing written for it. `locked`: the caller's lock of
+    the accounts (wallets.ledger.lock), if it took it."""
     wallets = {w.customer_id: w for w in wallets if w is not None}
     planned, postings = [], []
     for request in requests:
@@ -336,7 +341,7 @@ def _wallet_charges(*, merchant, currency: str, requests: Sequence[WalletCharge]
         )
         postings += [debit, splits] if splits else [debit]
         planned.append((request, charge_id, debit))
-    posted = dict(zip(map(id, postings), post(postings), strict=True)) if postings else {}
+    posted = dict(zip(map(id, postings), post(postings, locked=locked), strict=True)) if postings else {}
     payments, new_charges, timeline, events, results = [], [], [], [], []
     for plan in planned:
         debit = posted.get(id(plan[2])) if plan else None
