@@ -25,6 +25,7 @@ from installments.charging import _charge, _description, _key_amount
 from installments.events import timeline_event
 from installments.models import Installment, InstallmentEvent, InstallmentOrder
 from payments.charges import WalletCharge, charges_from_wallets
+from payments.identity.models import Merchant
 from payments.models import Charge
 from wallets.services import wallet_debits_lock
 
@@ -52,9 +53,15 @@ def _collection_key_sql(rows: list[Installment]):
 
 
 def _claimable():
-    return Installment.objects.select_for_update(skip_locked=True, of=("self",)).select_related(
-        "order__merchant", "order__customer"
-    )
+    return Installment.objects.select_for_update(skip_locked=True, of=("self",)).select_related("order__customer")
+
+
+def _merchants_attach(rows: list[Installment]) -> None:
+    """Give each row's order its merchant, one instance per merchant: a chunk spans few
+    merchants, and joined in the claim every row would build its own (a wide row)."""
+    merchants = Merchant.objects.in_bulk({row.order.merchant_id for row in rows})
+    for row in rows:
+        row.order.merchant = merchants[row.order.merchant_id]
 
 
 def installments_claim(*, now: datetime, chunk: int) -> list[Installment]:
@@ -85,6 +92,7 @@ def installments_claim(*, now: datetime, chunk: int) -> list[Installment]:
             )
         if not rows:
             return rows
+        _merchants_attach(rows)
         timeline = []
         fresh, stale = [], []
         for row in rows:
@@ -224,18 +232,16 @@ def _collect_from_wallets_locked(rows: list[Installment], *, now: datetime) -> s
         .filter(pk__in=order_ids)
         .order_by("pk")
     }
-    mine = {
-        i.pk: i
-        for i in Installment.objects.select_for_update(no_key=True)
+    still_claimed = dict(  # id -> charge key of what is still processing: no model per row needed
+        Installment.objects.select_for_update(no_key=True)
         .filter(pk__in=[r.pk for r in rows], status=Status.PROCESSING)
         .order_by("order_id", "pk")
-    }
+        .values_list("pk", "charge_key")
+    )
     rows = [
         r
         for r in rows
-        if r.pk in mine
-        and mine[r.pk].charge_key == r.charge_key
-        and orders[r.order_id].status == InstallmentOrder.Status.ACTIVE
+        if still_claimed.get(r.pk) == r.charge_key and orders[r.order_id].status == InstallmentOrder.Status.ACTIVE
     ]
     groups: dict[tuple, list[Installment]] = {}
     for row in rows:

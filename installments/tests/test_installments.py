@@ -319,6 +319,27 @@ class TestCollection:
         order.refresh_from_db()
         assert order.status == "completed"
 
+    def test_a_set_based_chunk_is_the_same_few_statements_whatever_its_size(self, merchant):
+        """Claim, charge from wallets and book (paid, orders completed): no statement per
+        row, so a chunk of 12 costs what a chunk of 4 does."""
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        from payments.tests.factories import CustomerFactory
+
+        def chunk_statements(customers: int) -> int:
+            for _ in range(customers):
+                customer = CustomerFactory(merchant=merchant)
+                wallet_credit(wallet=wallet_create(customer=customer, currency="usd"), amount=1000)
+                self.make(merchant, customer, count=2, amount=200, start=date(2027, 1, 1))
+            with CaptureQueriesContext(connection) as statements:
+                assert run(day(date(2027, 3, 1)), chunk=100) == [{"paid": 2 * customers}]
+            assert not InstallmentOrder.objects.filter(status="active").exists()
+            return len(statements)
+
+        small = chunk_statements(2)
+        assert chunk_statements(6) == small < 60
+
     def test_limit_stops_and_the_next_run_resumes(self, merchant, customer, wallet):
         self.make(merchant, customer, count=5, amount=500, start=date(2027, 1, 1))
         now = day(date(2027, 12, 31))
