@@ -7,8 +7,9 @@ The budget is 6 statements:
 - the request's own: the Idempotency-Key claim (1, committing on its own), the wallet
   read (1), the key's completion (1). The API key comes from this process's key cache and
   the throttle counts in the cache: no statement for either.
-- the ledger's: one lock of the two accounts, one check of the ledger's idempotency key,
-  one write of the transfer, its entries, the balances and the outbox event.
+- the ledger's (wallets.ledger): one lock of the two accounts, one write of the
+  transfer, its entries and the balances with the ledger's idempotency-key check inside
+  it, and one insert of the outbox event with its deliveries (webhooks.events_emit).
 Django logs the BEGIN and COMMIT of a transaction among the queries; those two, of the
 one transaction that holds the effect and the completion, are not counted in the 6 (a
 second transaction is refused outright). A SAVEPOINT / RELEASE is counted: nesting
