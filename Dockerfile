@@ -36,6 +36,8 @@ RUN SECRET_KEY=collectstatic-build-only JWT_SECRET=collectstatic-build-only DEBU
 
 EXPOSE 8000
 
-# Stateless web process; scale with --workers here and with more containers.
-# gunicorn.conf.py: request-size limits and JSON (not HTML) for requests gunicorn refuses.
-CMD ["gunicorn", "config.wsgi:application", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "60", "--access-logfile", "-"]
+# Stateless web process; scale with more containers. Everything gunicorn runs with is in
+# gunicorn.conf.py: bind 0.0.0.0:8000, workers and threads measured for a 2-core box
+# (WEB_CONCURRENCY / GUNICORN_THREADS to change them), timeout, access log, request-size
+# limits and JSON (not HTML) for requests gunicorn refuses.
+CMD ["gunicorn", "config.wsgi:application", "--config", "gunicorn.conf.py"]

@@ -124,3 +124,34 @@ def test_requests_within_the_limits_reach_django(gunicorn_port):
     status, headers, body = _response(raw)
     assert (status, json.loads(body)) == (200, {"ok": True}), raw[:500]
     assert headers["x-request-id"]  # Django's middleware answered, not gunicorn
+
+
+SERVER_VARIABLES = ("WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_BIND", "GUNICORN_TIMEOUT", "PORT")
+
+
+def _resolved(**env: str) -> dict[str, str]:
+    """gunicorn's own reading of gunicorn.conf.py (--print-config), under `env`."""
+    base = {k: v for k, v in os.environ.items() if k not in SERVER_VARIABLES}
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("gunicorn")), "--print-config", "config.wsgi:application"],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    lines = (line.partition("=") for line in result.stdout.splitlines())
+    return {name.strip(): value.strip() for name, sep, value in lines if sep}
+
+
+def test_the_measured_server_shape_and_its_overrides():
+    """What the image runs with no options (gunicorn.conf.py's docstring says why), and
+    the environment changing it for another machine."""
+    default = _resolved()
+    assert (default["workers"], default["threads"], default["worker_class"]) == ("2", "4", "gthread")
+    assert (default["bind"], default["timeout"], default["limit_request_line"]) == ("['0.0.0.0:8000']", "60", "4094")
+    other = _resolved(WEB_CONCURRENCY="5", GUNICORN_THREADS="1", GUNICORN_BIND="127.0.0.1:9000")
+    assert (other["workers"], other["threads"], other["worker_class"]) == ("5", "1", "sync")
+    assert other["bind"] == "['127.0.0.1:9000']"
+    assert _resolved(PORT="5000")["bind"] == "['0.0.0.0:5000']"
