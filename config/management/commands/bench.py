@@ -13,6 +13,8 @@ BENCH_MOCK_WEBHOOK_SECRET = "mock_whsec_bench_only"
 
 # What the closing table shows beside each result's rate and latencies, when present.
 SUMMARY = (
+    ("scope", "{}"),  # admin-dashboard's results differ by scope and range only
+    ("range", "range {}"),
     ("vs_pgbench", "vs pgbench {}"),
     ("service_vs_raw", "service/raw SQL {}"),
     ("vs_target", "vs target {}"),
