@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from config.api.docs import ERRORS_MONEY, ERRORS_READ, ERRORS_WRITE
 from config.api.fields import CurrencyField, IdField, MinorUnitsField, StrictCharField
 from config.api.idempotency import idempotent
+from config.api.outputs import ModelOut
 from config.api.parsing import parse
 from config.errors import NotFound
 from payments.identity.models import Customer
@@ -52,7 +53,7 @@ def _visible(request, customer_id) -> str | None:
     return str(customer_id)
 
 
-class BidOut(serializers.ModelSerializer):
+class BidOut(ModelOut):
     auction = serializers.UUIDField(source="auction_id")
     bidder = serializers.SerializerMethodField()
     currency = serializers.CharField(source="auction.currency")
@@ -69,7 +70,7 @@ class BidOut(serializers.ModelSerializer):
         return str(obj.hold_id) if _visible(self.context["request"], obj.bidder_id) else None
 
 
-class AuctionOut(serializers.ModelSerializer):
+class AuctionOut(ModelOut):
     seller = serializers.UUIDField(source="seller_id", allow_null=True)
     highest_bid = serializers.SerializerMethodField()
     minimum_bid = serializers.SerializerMethodField()
@@ -260,7 +261,7 @@ class AuctionFinalizeApi(APIView):
 
 
 class AuctionTimelineApi(APIView):
-    class EventOut(serializers.ModelSerializer):
+    class EventOut(ModelOut):
         status = serializers.SerializerMethodField()
         from_status = serializers.SerializerMethodField()
 

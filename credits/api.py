@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from config.api.docs import ERRORS_MONEY, ERRORS_READ
 from config.api.fields import MinorUnitsField
 from config.api.idempotency import idempotent
+from config.api.outputs import ModelOut
 from config.api.parsing import parse
 from config.errors import InvalidRequest, NotFound
 from payments.identity.models import Customer
@@ -71,7 +72,7 @@ BalanceOut = inline_serializer(
 )
 
 
-class UserOut(serializers.ModelSerializer):
+class UserOut(ModelOut):
     class Meta:
         model = Customer
         fields = ["id", "email", "name", "external_id"]
@@ -144,7 +145,7 @@ class UseCreditsApi(APIView):
         return Response({"data": {"balance": balance}})
 
 
-class GrantOut(serializers.ModelSerializer):
+class GrantOut(ModelOut):
     customer = serializers.UUIDField(source="customer_id", read_only=True)
 
     class Meta:
@@ -191,7 +192,7 @@ class CreditsGrantApi(APIView):
         )
 
 
-class LedgerEntryOut(serializers.ModelSerializer):
+class LedgerEntryOut(ModelOut):
     # Every credits movement is one ledger transfer with exactly one leg on the
     # customer's credit account: its UUID names the item (the entry's integer pk is internal).
     id = serializers.UUIDField(source="transfer_id", read_only=True, help_text="The ledger transfer's id.")

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from config.api.docs import ERRORS_MONEY, ERRORS_READ, ERRORS_WRITE
 from config.api.fields import CurrencyField, MinorUnitsField, StrictCharField, StrictIntegerField
 from config.api.idempotency import idempotent
+from config.api.outputs import ModelOut
 from config.api.parsing import parse
 from config.errors import NotFound
 from config.ids import parse_uuid
@@ -38,7 +39,7 @@ def order_get(*, merchant, order_id) -> InstallmentOrder:
     return order
 
 
-class ChargeAttemptOut(serializers.ModelSerializer):
+class ChargeAttemptOut(ModelOut):
     charge = serializers.UUIDField(source="charge_id")
     status = serializers.CharField(source="charge.status")
     wallet_amount = serializers.IntegerField(source="charge.wallet_amount")
@@ -49,7 +50,7 @@ class ChargeAttemptOut(serializers.ModelSerializer):
         fields = ["attempt", "charge", "status", "wallet_amount", "external_amount", "created_at"]
 
 
-class InstallmentOut(serializers.ModelSerializer):
+class InstallmentOut(ModelOut):
     charges = ChargeAttemptOut(source="charge_attempts", many=True)
 
     class Meta:
@@ -68,7 +69,7 @@ class InstallmentOut(serializers.ModelSerializer):
         ]
 
 
-class OrderOut(serializers.ModelSerializer):
+class OrderOut(ModelOut):
     customer = serializers.UUIDField(source="customer_id")
     installments = InstallmentOut(many=True)
 

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 from config.api.docs import ERRORS_MONEY, ERRORS_READ, ERRORS_WRITE
 from config.api.fields import CurrencyField, MetadataField, MinorUnitsField, StrictCharField
 from config.api.idempotency import idempotent
+from config.api.outputs import ModelOut
 from config.api.parsing import parse
 from payments.charges import charge_create
 from payments.identity.selectors import customer_get
@@ -17,7 +18,7 @@ from payments.services import INTERNAL_DETAIL, payment_cancel, payment_create, p
 from payments.splits import splits_validate
 
 
-class PaymentOut(serializers.ModelSerializer):
+class PaymentOut(ModelOut):
     customer = serializers.UUIDField(source="customer_id", allow_null=True)
     client_secret = serializers.SerializerMethodField()
     failure_reason = serializers.SerializerMethodField()
@@ -52,7 +53,7 @@ class PaymentOut(serializers.ModelSerializer):
         return obj.failure_reason or None
 
 
-class RefundOut(serializers.ModelSerializer):
+class RefundOut(ModelOut):
     payment = serializers.UUIDField(source="payment_id")
 
     class Meta:
@@ -125,7 +126,7 @@ class PaymentDetailApi(APIView):
 
 
 class PaymentTrackingApi(APIView):
-    class EventOut(serializers.ModelSerializer):
+    class EventOut(ModelOut):
         # null for an event that is not a state change (provider.payment_created,
         # refund.requested, provider.mismatch, ...), never "".
         status = serializers.CharField(source="to_status", allow_null=True)
@@ -197,7 +198,7 @@ class PaymentRefundApi(APIView):
         return Response(RefundOut(refund).data, status=201)
 
 
-class ChargeOut(serializers.ModelSerializer):
+class ChargeOut(ModelOut):
     customer = serializers.UUIDField(source="customer_id")
     payment = serializers.UUIDField(source="payment_id")
     failure_reason = serializers.SerializerMethodField()

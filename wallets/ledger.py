@@ -38,6 +38,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config import rows
 from config.errors import Conflict, InsufficientFunds, InvalidRequest
 
 from .models import Account, Entry, Transfer
@@ -148,24 +149,24 @@ def _ref_id(ref):
     return ref
 
 
-def _key_q(key: Key) -> Q:
-    return Q(
-        kind=key.kind,
-        merchant_id=key.merchant_id,
-        currency=key.currency,
-        customer_id=key.customer_id,
-        name=key.name,
-    )
+def _key_where(key: Key) -> dict:
+    return {
+        "kind": key.kind,
+        "merchant_id": key.merchant_id,
+        "currency": key.currency,
+        "customer_id": key.customer_id,
+        "name": key.name,
+    }
 
 
-def _pool_q(pool: Pool) -> Q:
-    return Q(
-        kind=BALANCE,
-        merchant_id=pool.merchant_id,
-        currency=pool.currency,
-        customer_id=None,
-        name__in=shard_names(),
-    )
+def _pool_where(pool: Pool) -> dict:
+    return {
+        "kind": BALANCE,
+        "merchant_id": pool.merchant_id,
+        "currency": pool.currency,
+        "customer_id": None,
+        "name": shard_names(),
+    }
 
 
 def _key_of(account: Account) -> Key:
@@ -206,18 +207,18 @@ def lock(refs: Iterable) -> Locked:
     locked account does not close a deadlock cycle). Re-locking in the same transaction
     is free. A Key naming no account yet is created first (see _create_missing)."""
     refs = list(refs)
-    ids, wanted = set(), Q()
+    ids, wanted = set(), []
     keys = []
     for ref in refs:
         if isinstance(ref, Key):
             keys.append(ref)
-            wanted |= _key_q(ref)
+            wanted.append(_key_where(ref))
         elif isinstance(ref, Pool):
-            wanted |= _pool_q(ref)
+            wanted.append(_pool_where(ref))
         elif ref is not None:
             ids.add(_ref_id(ref))
     if ids:
-        wanted |= Q(pk__in=ids)
+        wanted.append({"id": sorted(ids, key=str)})
     if not wanted:
         return Locked([])
     locked = Locked(_lock_rows(wanted, refs))
@@ -229,10 +230,11 @@ def lock(refs: Iterable) -> Locked:
     return locked
 
 
-def _lock_rows(wanted: Q, refs: list) -> list[Account]:
-    """The locking statement (`refs`, as given, only for tests that prove a wrong order
-    would be caught)."""
-    return list(Account.objects.select_for_update(no_key=True).filter(wanted).order_by("pk"))
+def _lock_rows(wanted: list[dict], refs: list) -> list[Account]:
+    """The locking statement: the accounts matching any of `wanted` (config.rows
+    conjunctions), locked in id order. `refs`, as given, only for tests that prove a
+    wrong order would be caught."""
+    return rows.select(Account, wanted, order_by="id", for_no_key_update=True)
 
 
 def _create_missing(keys: list[Key]) -> None:

@@ -6,6 +6,7 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from config import rows
 from config.errors import InvalidRequest, NotFound
 from config.ids import parse_uuid
 from payments.identity.models import Merchant
@@ -39,19 +40,21 @@ def wallet_get(*, merchant: Merchant | None, customer_id, currency: str | None, 
     InvalidRequest with param currency (a currency the customer has no wallet in while
     it has others: a currency mismatch; no currency given and wallets in several).
     """
-    if currency:
-        # Fast path, one indexed query: the wallet of this merchant's customer in this currency.
-        try:
-            pk = uuid.UUID(str(customer_id))
-        except ValueError:
-            pk = None
-        if pk is not None:
-            found = Account.objects.filter(kind=Account.Kind.CUSTOMER_WALLET, customer_id=pk, currency=currency.lower())
-            if merchant is not None:
-                found = found.filter(merchant_id=merchant.pk)
-            wallet = found.first()
-            if wallet is not None:
-                return wallet
+    # Fast path, one indexed query: this merchant's customer's wallet in this currency, or
+    # its only wallet when no currency is given.
+    try:
+        pk = uuid.UUID(str(customer_id))
+    except ValueError:
+        pk = None
+    if pk is not None:
+        owner = {"kind": Account.Kind.CUSTOMER_WALLET, "customer_id": pk}
+        if merchant is not None:
+            owner["merchant_id"] = merchant.pk
+        if currency:
+            owner["currency"] = currency.lower()
+        found = rows.select(Account, [owner], limit=2)
+        if len(found) == 1:
+            return found[0]
     # Slow path, to name the right error (or find the only wallet when no currency is given).
     customer = customer_for_wallet(merchant=merchant, customer_id=customer_id, param=param)
     wallets = wallet_list(customer=customer)
@@ -258,8 +261,8 @@ def ledger_audit_format(report: dict) -> str:
         f"Ledger audit at {report['checked_at']}: {'OK' if report['ok'] else 'FAILED'}",
         "  " + ", ".join(f"{k}={v}" for k, v in report["totals"].items()),
     ]
-    for check, rows in report["violations"].items():
-        lines.append(f"  [{'FAIL' if rows else 'ok'}] {check}" + (f": {len(rows)}" if rows else ""))
-        for row in rows:
+    for check, violations in report["violations"].items():
+        lines.append(f"  [{'FAIL' if violations else 'ok'}] {check}" + (f": {len(violations)}" if violations else ""))
+        for row in violations:
             lines.append(f"      {row}")
     return "\n".join(lines)

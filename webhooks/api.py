@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from config.api.docs import ERROR_UNAVAILABLE, ERRORS_READ, ERRORS_WRITE
 from config.api.fields import CurrencyField, MinorUnitsField
 from config.api.idempotency import idempotent
+from config.api.outputs import ModelOut
 from config.api.parsing import parse
 
 from . import inbound
@@ -80,7 +81,7 @@ class ProviderWebhookApi(_InboundApi):
         return _received(*receive_provider_notification(body=inbound.request_body(request), headers=request.headers))
 
 
-class EndpointOut(serializers.ModelSerializer):
+class EndpointOut(ModelOut):
     class Meta:
         model = WebhookEndpoint
         fields = [
@@ -167,7 +168,7 @@ class DeliveryStatusField(serializers.ChoiceField):
         return Delivery.Status.PENDING.value if value == Delivery.Status.HELD else str(value)
 
 
-class DeliveryOut(serializers.ModelSerializer):
+class DeliveryOut(ModelOut):
     endpoint = serializers.UUIDField(source="endpoint_id")
     status = DeliveryStatusField()
     url = serializers.CharField(source="endpoint.url")
@@ -188,7 +189,7 @@ class DeliveryOut(serializers.ModelSerializer):
         ]
 
 
-class OutboundEventOut(serializers.ModelSerializer):
+class OutboundEventOut(ModelOut):
     deliveries = DeliveryOut(many=True)
 
     class Meta:

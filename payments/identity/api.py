@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from config.api.docs import ERRORS_READ, ERRORS_WRITE
 from config.api.fields import StrictCharField
 from config.api.idempotency import idempotent
+from config.api.outputs import ModelOut
 from config.api.parsing import parse
 
 from .models import Customer
@@ -16,7 +17,7 @@ from .selectors import customer_get, customer_list
 from .services import customer_create
 
 
-class CustomerOut(serializers.ModelSerializer):
+class CustomerOut(ModelOut):
     merchant = serializers.UUIDField(source="merchant_id", read_only=True)
 
     class Meta:

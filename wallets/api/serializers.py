@@ -2,10 +2,11 @@
 
 from rest_framework import serializers
 
+from config.api.outputs import ModelOut
 from wallets.models import Account, Entry, Hold
 
 
-class WalletOut(serializers.ModelSerializer):
+class WalletOut(ModelOut):
     customer = serializers.UUIDField(source="customer_id", read_only=True)
     available = serializers.IntegerField(read_only=True)
 
@@ -14,7 +15,7 @@ class WalletOut(serializers.ModelSerializer):
         fields = ["id", "customer", "currency", "balance", "available", "held"]
 
 
-class EntryOut(serializers.ModelSerializer):
+class EntryOut(ModelOut):
     """One line of a wallet's ledger. A transfer touches a wallet at most once, so its id
     (a UUID, as every id in the API) names the line; the entry's own row number is
     internal and not shown."""
@@ -28,7 +29,7 @@ class EntryOut(serializers.ModelSerializer):
         fields = ["transfer", "amount", "balance_after", "type", "reference", "created_at"]
 
 
-class HoldOut(serializers.ModelSerializer):
+class HoldOut(ModelOut):
     wallet = serializers.UUIDField(source="account_id", read_only=True)
     customer = serializers.UUIDField(source="account.customer_id", read_only=True)
     currency = serializers.CharField(source="account.currency", read_only=True)

@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 
 from config.errors import Conflict, InsufficientFunds
 from wallets.models import Account, Hold, Transfer
@@ -285,7 +286,10 @@ def test_the_lock_order_probe_catches_wrong_orders(customer, monkeypatch, varian
         return [Account.objects.select_for_update(no_key=True).get(pk=ref.pk) for ref in refs]
 
     def unordered(wanted, refs):
-        rows = Account.objects.select_for_update(no_key=True).filter(wanted)
+        matching = Q()
+        for conjunction in wanted:  # config.rows conjunctions, as a Q
+            matching |= Q(**{k + ("__in" if isinstance(v, list | tuple) else ""): v for k, v in conjunction.items()})
+        rows = Account.objects.select_for_update(no_key=True).filter(matching)
         if variant == "no ORDER BY":
             rows = rows.order_by()
         return list(rows)

@@ -1,0 +1,127 @@
+"""Equality reads with their SQL built once: the hot path's SELECTs without the ORM's
+per-call query compilation.
+
+Django builds and compiles a QuerySet's SQL on every call. For a one-row lookup that is
+about 0.6 ms of CPU here, several times what PostgreSQL spends running the statement,
+and every API request makes a few such reads: the wallet by its owner, the accounts a
+posting locks. Their shape is fixed, so `select` builds the SQL once per shape and
+reuses it. Values go through each field's `get_db_prep_value` and results through the
+backend's and the field's converters, as the ORM does, so one call works on PostgreSQL
+and on SQLite. (No library does this: query-caching packages cache results, not SQL.)
+
+    select(Account, [{"kind": "customer_wallet", "customer_id": pk}], order_by="id", limit=2)
+
+`where` is a list of conjunctions, OR-ed. In each, a field (by attname) maps to a value
+(=), None (IS NULL) or a list, tuple or set (IN; an empty one matches nothing). Anything
+more is a QuerySet's job.
+"""
+
+from collections.abc import Iterable, Sequence
+from functools import cache, lru_cache
+
+from django.db import connection, models
+from django.db.transaction import TransactionManagementError
+
+_SEQUENCE = (list, tuple, set, frozenset)
+
+
+def select(
+    model: type[models.Model],
+    where: Sequence[dict],
+    *,
+    order_by: str | None = None,
+    limit: int | None = None,
+    for_no_key_update: bool = False,
+) -> list[models.Model]:
+    """Instances of `model` matching any of `where`'s conjunctions, ordered by the field
+    `order_by` (attname, "-" for descending) and at most `limit`. `for_no_key_update`:
+    lock the rows as `select_for_update(no_key=True)` does (inside a transaction only;
+    a no-op where the backend has no row locks, as on SQLite)."""
+    if for_no_key_update and connection.get_autocommit():
+        raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
+    shape, params = [], []
+    for conjunction in where:
+        terms = []
+        for attname, value in conjunction.items():
+            if value is None:
+                terms.append((attname, None))
+            elif isinstance(value, _SEQUENCE):
+                values = list(value)
+                terms.append((attname, len(values)))
+                params += _prep(model, attname, values)
+            else:
+                terms.append((attname, "="))
+                params += _prep(model, attname, [value])
+        shape.append(tuple(terms))
+    sql, columns, converters = _compiled(
+        model, tuple(shape), order_by, limit, for_no_key_update, connection.vendor, connection.alias
+    )
+    if sql is None:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [model.from_db(connection.alias, columns, _converted(row, converters)) for row in rows]
+
+
+def _prep(model, attname: str, values: Iterable) -> list:
+    field = _fields(model)[attname]
+    return [field.get_db_prep_value(value, connection, prepared=False) for value in values]
+
+
+def _converted(row, converters) -> list:
+    row = list(row)
+    for index, functions, expression in converters:
+        value = row[index]
+        for function in functions:
+            value = function(value, expression, connection)
+        row[index] = value
+    return row
+
+
+@cache
+def _fields(model) -> dict:
+    return {f.attname: f for f in model._meta.concrete_fields}
+
+
+@lru_cache(maxsize=1024)
+def _compiled(model, shape: tuple, order_by, limit, for_no_key_update: bool, vendor: str, alias: str):
+    """(SQL, attnames, converters) for one shape of `select`, or SQL None when it can
+    match nothing (every conjunction has an empty IN)."""
+    quote = connection.ops.quote_name
+    fields = list(model._meta.concrete_fields)
+    table = model._meta.db_table
+    disjuncts = []
+    for terms in shape:
+        parts = []
+        for attname, kind in terms:
+            column = quote(_fields(model)[attname].column)
+            if kind is None:
+                parts.append(f"{column} IS NULL")
+            elif kind == "=":
+                parts.append(f"{column} = %s")
+            elif kind == 0:
+                parts = None
+                break
+            else:
+                parts.append(f"{column} IN ({', '.join(['%s'] * kind)})")
+        if parts is not None:
+            disjuncts.append("(" + " AND ".join(parts or ["1 = 1"]) + ")")
+    if not disjuncts:
+        return None, None, None
+    sql = f"SELECT {', '.join(quote(f.column) for f in fields)} FROM {quote(table)} WHERE {' OR '.join(disjuncts)}"
+    if order_by:
+        descending = order_by.startswith("-")
+        column = quote(_fields(model)[order_by.lstrip("-")].column)
+        sql += f" ORDER BY {column} {'DESC' if descending else 'ASC'}"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    if for_no_key_update and connection.features.has_select_for_update:
+        sql += " FOR NO KEY UPDATE" if connection.features.has_select_for_no_key_update else " FOR UPDATE"
+    converters = []
+    for index, f in enumerate(fields):
+        column = f.get_col(table)
+        functions = connection.ops.get_db_converters(column) + f.get_db_converters(connection)
+        if functions:
+            converters.append((index, tuple(functions), column))
+    return sql, [f.attname for f in fields], tuple(converters)

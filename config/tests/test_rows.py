@@ -1,0 +1,63 @@
+"""config.rows.select answers what the same QuerySet answers, on PostgreSQL and SQLite."""
+
+import uuid
+
+import pytest
+from django.db import transaction
+from django.db.transaction import TransactionManagementError
+
+from config import rows
+from payments.tests.factories import CustomerFactory
+from wallets.models import Account
+from wallets.services import merchant_balance_account, wallet_create
+
+
+@pytest.fixture
+def wallets(merchant):
+    made = [wallet_create(customer=CustomerFactory(merchant=merchant), currency=c) for c in ("usd", "eur", "usd")]
+    return made
+
+
+def _ids(accounts):
+    return [a.pk for a in accounts]
+
+
+def test_equalities_in_and_null_match_as_the_orm_does(merchant, wallets):
+    first = wallets[0]
+    found = rows.select(Account, [{"kind": "customer_wallet", "customer_id": first.customer_id, "currency": "usd"}])
+    assert _ids(found) == [first.pk]
+    # Every field comes back converted as the ORM gives it (UUIDs, datetimes, integers).
+    orm = Account.objects.get(pk=first.pk)
+    assert {f.attname: getattr(found[0], f.attname) for f in Account._meta.concrete_fields} == {
+        f.attname: getattr(orm, f.attname) for f in Account._meta.concrete_fields
+    }
+    assert found[0]._state.adding is False and found[0]._state.db == "default"
+
+    balance = merchant_balance_account(merchant=merchant, currency="usd")
+    merchant_rows = rows.select(Account, [{"merchant_id": merchant.pk, "customer_id": None, "kind": balance.kind}])
+    assert balance.pk in _ids(merchant_rows)
+    assert all(a.customer_id is None for a in merchant_rows)
+
+    usd = rows.select(Account, [{"kind": "customer_wallet", "merchant_id": merchant.pk, "currency": ["usd", "gbp"]}])
+    assert sorted(_ids(usd), key=str) == sorted([wallets[0].pk, wallets[2].pk], key=str)
+
+
+def test_conjunctions_are_ored_ordered_and_limited(merchant, wallets):
+    where = [{"id": [wallets[0].pk]}, {"id": wallets[1].pk}, {"id": [wallets[2].pk, uuid.uuid4()]}]
+    ordered = rows.select(Account, where, order_by="id")
+    assert _ids(ordered) == sorted(_ids(wallets), key=str)
+    assert _ids(rows.select(Account, where, order_by="-id")) == _ids(ordered)[::-1]
+    assert len(rows.select(Account, where, order_by="id", limit=2)) == 2
+
+
+def test_an_empty_in_matches_nothing(wallets):
+    assert rows.select(Account, [{"id": []}]) == []
+    assert _ids(rows.select(Account, [{"id": []}, {"id": wallets[0].pk}])) == [wallets[0].pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lock_needs_a_transaction(wallets):
+    with pytest.raises(TransactionManagementError):
+        rows.select(Account, [{"id": wallets[0].pk}], for_no_key_update=True)
+    with transaction.atomic():
+        assert _ids(rows.select(Account, [{"id": wallets[0].pk}], for_no_key_update=True)) == [wallets[0].pk]
