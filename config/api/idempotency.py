@@ -60,6 +60,7 @@ from django.utils import timezone
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
+from config import rows
 from config.api.errors import IdempotencyError, error_response
 from config.faults import fault_point
 from config.models import IdempotencyKey
@@ -140,11 +141,13 @@ def _insert_in_flight(*, scope: str, key: str, request, request_hash: str) -> Id
     off), it is one statement that commits as it returns: no BEGIN/COMMIT around it, and a
     duplicate's IntegrityError leaves the connection usable. Inside a caller's transaction
     (a test's, a command's) a savepoint keeps that transaction usable after a duplicate."""
-    fields = dict(scope=scope, key=key, method=request.method, path=request.path[:500], request_hash=request_hash)
+    row = IdempotencyKey(
+        scope=scope, key=key, method=request.method, path=request.path[:500], request_hash=request_hash
+    )
     if not transaction.get_connection().in_atomic_block:
-        return IdempotencyKey.objects.create(**fields)
+        return rows.insert(row)
     with transaction.atomic():
-        return IdempotencyKey.objects.create(**fields)
+        return rows.insert(row)
 
 
 def _finish(row: IdempotencyKey, response) -> int:
@@ -152,16 +155,17 @@ def _finish(row: IdempotencyKey, response) -> int:
     nothing was attempted. Only while this request still owns the key (same claim time):
     if it ran past the lease and a retry took the key over, the retry's result is kept.
     Returns how many rows it changed (0: taken over)."""
-    mine = IdempotencyKey.objects.filter(pk=row.pk, state=IdempotencyKey.State.IN_FLIGHT, created_at=row.created_at)
+    mine = {"id": row.pk, "state": IdempotencyKey.State.IN_FLIGHT, "created_at": row.created_at}
     if response.status_code in NOT_SAVED_STATUSES:
-        return mine.delete()[0]
-    return mine.update(
-        state=IdempotencyKey.State.DONE,
-        response_status=response.status_code,
+        return IdempotencyKey.objects.filter(**mine).delete()[0]
+    done = {
+        "state": IdempotencyKey.State.DONE,
+        "response_status": response.status_code,
         # DRF's own encoder, so the replay renders exactly as the first response did.
-        response_body=None if response.data is None else json.dumps(response.data, cls=JSONEncoder),
-        completed_at=timezone.now(),
-    )
+        "response_body": None if response.data is None else json.dumps(response.data, cls=JSONEncoder),
+        "completed_at": timezone.now(),
+    }
+    return rows.update(IdempotencyKey, mine, done)
 
 
 def _run_atomic(view_method, row, self, request, args, kwargs):

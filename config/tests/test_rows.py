@@ -61,3 +61,24 @@ def test_a_lock_needs_a_transaction(wallets):
         rows.select(Account, [{"id": wallets[0].pk}], for_no_key_update=True)
     with transaction.atomic():
         assert _ids(rows.select(Account, [{"id": wallets[0].pk}], for_no_key_update=True)) == [wallets[0].pk]
+
+
+def test_insert_fills_defaults_as_save_does_and_update_counts_what_it_changed(db):
+    from django.db import IntegrityError
+    from django.utils import timezone
+
+    from config.models import IdempotencyKey
+
+    row = rows.insert(IdempotencyKey(scope="s", key="k", method="POST", path="/p", request_hash="h"))
+    stored = IdempotencyKey.objects.get(pk=row.pk)
+    assert stored.state == IdempotencyKey.State.IN_FLIGHT and stored.created_at == row.created_at is not None
+    assert row._state.adding is False
+    with pytest.raises(IntegrityError), transaction.atomic():
+        rows.insert(IdempotencyKey(scope="s", key="k", method="POST", path="/p", request_hash="h"))
+
+    mine = {"id": row.pk, "state": IdempotencyKey.State.IN_FLIGHT, "created_at": row.created_at}
+    done = {"state": IdempotencyKey.State.DONE, "response_status": 201, "completed_at": timezone.now()}
+    assert rows.update(IdempotencyKey, mine, done) == 1
+    assert rows.update(IdempotencyKey, mine, done) == 0  # no longer in flight
+    stored.refresh_from_db()
+    assert (stored.state, stored.response_status) == (IdempotencyKey.State.DONE, 201)
