@@ -5,6 +5,7 @@ JSON, whatever their Accept header or `?format=api` asks for, so an API client n
 receives an HTML page, error pages included (API.md: "never an HTML page").
 """
 
+from django.conf import settings
 from django.http import Http404
 from rest_framework.exceptions import NotAcceptable
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -15,6 +16,8 @@ def is_staff_session(request) -> bool:
     """A staff user logged in through the admin (Django's session user, so deciding needs
     no DRF authentication and cannot raise)."""
     django_request = getattr(request, "_request", request)
+    if settings.SESSION_COOKIE_NAME not in django_request.COOKIES:
+        return False  # no session, no staff user: spares API callers the session machinery
     user = getattr(django_request, "user", None)
     return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
 
@@ -26,6 +29,8 @@ class StaffBrowsableContentNegotiation(DefaultContentNegotiation):
         others = [r for r in renderers if not isinstance(r, BrowsableAPIRenderer)]
         if not others:
             return super().select_renderer(request, renderers, format_suffix)
+        if len(others) == 1:  # JSON whatever was asked for (below): no Accept parsing needed
+            return others[0], others[0].media_type
         try:
             return super().select_renderer(request, others, format_suffix)
         except (Http404, NotAcceptable):
