@@ -12,7 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Dependencies first, so code changes do not reinstall them. The pinned packages install
-# from wheels (psycopg2-binary included): no compiler or libpq-dev needed.
+# from wheels (psycopg[binary] included, with its own libpq): no compiler or libpq-dev needed.
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 

@@ -104,9 +104,9 @@ def _check_figures(merchant: Merchant) -> None:
     d = selectors.dashboard(period="30d", currency="usd", merchant_id=merchant.pk)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*), coalesce(sum(amount) FILTER (WHERE status IN %s), 0) FROM payments_payment "
+            "SELECT count(*), coalesce(sum(amount) FILTER (WHERE status = ANY(%s)), 0) FROM payments_payment "
             "WHERE merchant_id = %s AND currency = 'usd' AND created_at >= %s AND created_at < %s",
-            [selectors.COLLECTED, merchant.pk, d.window.start, d.window.end],
+            [list(selectors.COLLECTED), merchant.pk, d.window.start, d.window.end],
         )
         count, gross = cursor.fetchone()
     check(d.money_in.count == count, f"dashboard counted {d.money_in.count} payments, SQL {count}")

@@ -127,6 +127,16 @@ else:
     # per request, so with DEBUG on each thread's connection would linger idle instead
     # (a burst of requests ran PostgreSQL out of connections): none by default there.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0 if DEBUG else 60)
+    # psycopg 3 with server-side parameters: statements go out as parse-once templates with
+    # their values apart, and one a connection has run `prepare_threshold` times is prepared,
+    # so PostgreSQL plans it once per connection instead of on every call. On the hot
+    # paths planning cost several times the execution (the ledger's write: 0.32 ms to plan,
+    # 0.07 ms to run); server-side, a debit's PostgreSQL CPU fell from 2.8 to 1.7 ms.
+    # DATABASE_SERVER_SIDE_BINDING=false goes back to client-side interpolation (for a
+    # transaction-mode pooler such as PgBouncer before 1.21, which cannot keep prepared
+    # statements).
+    if env.bool("DATABASE_SERVER_SIDE_BINDING", default=True):
+        DATABASES["default"].setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": 5})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="")

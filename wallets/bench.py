@@ -1,7 +1,7 @@
 """Ledger benchmarks (`manage.py bench <name>`), against DATABASE_URL (PostgreSQL).
 
 - ledger-transfer: transfers/s through transfer_create, spread over 1,000 wallets and on
-  one hot wallet, 1 and 8 threads, beside the same transaction in raw SQL (psycopg2); the
+  one hot wallet, 1 and 8 threads, beside the same transaction in raw SQL (the driver alone); the
   ledger audit must pass afterwards.
 - balance-read: wallet_get latency on a wallet with 1,000 and with 1,000,000 entries.
 - wallet-debit-http: POST /wallets/{id}/debit over real HTTP (config.bench.HttpBench:
@@ -143,7 +143,7 @@ RAW_UPDATE = "UPDATE wallets_account SET balance = %s WHERE id = %s"
 
 
 class RawLedger:
-    """The same transaction as transfer_create in plain SQL on one psycopg2 connection per thread."""
+    """The same transaction as transfer_create in plain SQL on one driver connection per thread."""
 
     def __init__(self, merchant_id):
         self.merchant_id = str(merchant_id)
@@ -153,32 +153,37 @@ class RawLedger:
     def _conn(self):
         conn = getattr(self.local, "conn", None)
         if conn is None:
-            import psycopg2
-
-            params = connection.get_connection_params()
-            conn = psycopg2.connect(**{k: v for k, v in params.items() if k != "cursor_factory"})
+            # The driver's own connection, configured as Django's (binding, prepared
+            # statements), without Django's cursor wrappers.
+            conn = connection.get_new_connection(connection.get_connection_params())
+            conn.autocommit = False
             self.local.conn = conn
             self.all.append(conn)
         return conn
 
     def transfer(self, source_id, dest_id, amount: int) -> None:
         conn = self._conn()
-        with conn, conn.cursor() as cur:
-            cur.execute(RAW_LOCK, (str(source_id), str(dest_id)))
-            rows = {str(row[0]): row for row in cur.fetchall()}
-            _, src_balance, src_held, src_overdraft = rows[str(source_id)]
-            _, dst_balance, _, _ = rows[str(dest_id)]
-            new_src, new_dst = src_balance - amount, dst_balance + amount
-            if not src_overdraft and new_src - src_held < 0:
-                raise RuntimeError("insufficient funds in the raw baseline")
-            transfer_id = str(uuid.uuid4())
-            cur.execute(RAW_TRANSFER, (transfer_id, self.merchant_id, CURRENCY, amount))
-            cur.execute(
-                RAW_ENTRIES,
-                (transfer_id, str(source_id), -amount, new_src, transfer_id, str(dest_id), amount, new_dst),
-            )
-            cur.execute(RAW_UPDATE, (new_src, str(source_id)))
-            cur.execute(RAW_UPDATE, (new_dst, str(dest_id)))
+        try:
+            with conn.cursor() as cur:
+                cur.execute(RAW_LOCK, (str(source_id), str(dest_id)))
+                rows = {str(row[0]): row for row in cur.fetchall()}
+                _, src_balance, src_held, src_overdraft = rows[str(source_id)]
+                _, dst_balance, _, _ = rows[str(dest_id)]
+                new_src, new_dst = src_balance - amount, dst_balance + amount
+                if not src_overdraft and new_src - src_held < 0:
+                    raise RuntimeError("insufficient funds in the raw baseline")
+                transfer_id = str(uuid.uuid4())
+                cur.execute(RAW_TRANSFER, (transfer_id, self.merchant_id, CURRENCY, amount))
+                cur.execute(
+                    RAW_ENTRIES,
+                    (transfer_id, str(source_id), -amount, new_src, transfer_id, str(dest_id), amount, new_dst),
+                )
+                cur.execute(RAW_UPDATE, (new_src, str(source_id)))
+                cur.execute(RAW_UPDATE, (new_dst, str(dest_id)))
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
 
     def close(self):
         for conn in self.all:
@@ -351,19 +356,20 @@ def balance_read(*, n: int, out) -> list[dict]:
 
 # --- over real HTTP: wallet-debit-http, wallet-read-http --------------------------------
 
-PGBENCH_TABLES = """
-DROP TABLE IF EXISTS bench_pgbench_ledger, bench_pgbench_account;
-CREATE TABLE bench_pgbench_account (id integer PRIMARY KEY, balance bigint NOT NULL);
-CREATE TABLE bench_pgbench_ledger (
-    id bigserial PRIMARY KEY,
-    account_id integer NOT NULL REFERENCES bench_pgbench_account,
-    amount bigint NOT NULL,
-    balance_after bigint NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX ON bench_pgbench_ledger (account_id);
-INSERT INTO bench_pgbench_account SELECT i, %s FROM generate_series(1, %s) i;
-"""
+# One statement per execute: with server-side parameters PostgreSQL takes no batch.
+PGBENCH_TABLES = (
+    "DROP TABLE IF EXISTS bench_pgbench_ledger, bench_pgbench_account",
+    "CREATE TABLE bench_pgbench_account (id integer PRIMARY KEY, balance bigint NOT NULL)",
+    """CREATE TABLE bench_pgbench_ledger (
+        id bigserial PRIMARY KEY,
+        account_id integer NOT NULL REFERENCES bench_pgbench_account,
+        amount bigint NOT NULL,
+        balance_after bigint NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+    )""",
+    "CREATE INDEX ON bench_pgbench_ledger (account_id)",
+)
+PGBENCH_SEED = "INSERT INTO bench_pgbench_account SELECT i, %s FROM generate_series(1, %s) i"
 
 # A wallet debit reduced to what the database must do: lock the account row, read its
 # balance, write the new one and a ledger row with the balance after, in one transaction.
@@ -389,7 +395,9 @@ def _pgbench_debits(accounts: int, *, amount: int, seconds: int, out) -> dict:
     """pgbench's rate for a debit on scratch tables of `accounts` rows, checked exact:
     as many ledger rows as transactions, each account down by its rows' sum."""
     with connection.cursor() as cur:
-        cur.execute(PGBENCH_TABLES, [PGBENCH_START, accounts])
+        for statement in PGBENCH_TABLES:
+            cur.execute(statement)
+        cur.execute(PGBENCH_SEED, [PGBENCH_START, accounts])
     figures = pgbench(PGBENCH_DEBIT.format(accounts=accounts, amount=amount), seconds=seconds)
     with connection.cursor() as cur:
         cur.execute("SELECT count(*), coalesce(sum(amount), 0) FROM bench_pgbench_ledger")

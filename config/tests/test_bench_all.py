@@ -8,7 +8,7 @@ import sys
 import uuid
 from pathlib import Path
 
-import psycopg2
+import psycopg
 import pytest
 from django.db import connection
 
@@ -23,10 +23,9 @@ def scratch_database():
     """A database of its own: bench leaves its data behind, and is no test database."""
     db = connection.settings_dict
     name = f"paydesk_bench_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(
-        dbname="postgres", user=db["USER"], host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432
+    admin = psycopg.connect(
+        dbname="postgres", user=db["USER"], host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, autocommit=True
     )
-    admin.autocommit = True
     with admin.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')
     try:
