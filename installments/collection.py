@@ -249,7 +249,9 @@ def _collect_from_wallets_locked(rows: list[Installment], *, now: datetime) -> s
         groups.setdefault((order.merchant_id, order.currency), []).append(row)
     # Every group's ledger accounts at once, in pk order: two collectors whose chunks mix
     # merchants in different orders would otherwise deadlock group by group.
-    wallet_debits_lock(debits=[(*owner, row.order.customer_id) for owner, group in groups.items() for row in group])
+    locked = wallet_debits_lock(
+        debits=[(*owner, row.order.customer_id) for owner, group in groups.items() for row in group]
+    )
     paid: dict = {}
     for (_, currency), group in groups.items():
         merchant = orders[group[0].order_id].merchant
@@ -266,6 +268,7 @@ def _collect_from_wallets_locked(rows: list[Installment], *, now: datetime) -> s
                 )
                 for r in group
             ],
+            locked=locked,
         )
         left_behind = set()
         for row, charge in zip(group, charges, strict=True):
