@@ -30,6 +30,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config import rows
 from config.errors import Conflict, InsufficientFunds, InvalidRequest
 from config.faults import fault_point
 from payments import booking
@@ -406,9 +407,9 @@ def _wallet_charges(
             (merchant.pk, "charge.succeeded", charge_data(charge)),
         ]
     if payments:
-        Payment.objects.bulk_create(payments)
-        Charge.objects.bulk_create(new_charges)
-        PaymentEvent.objects.bulk_create(timeline)
+        rows.insert_many(payments)
+        rows.insert_many(new_charges)
+        rows.insert_many(timeline)
         events_emit_by_merchant(events)
     return results
 
