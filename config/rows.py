@@ -13,12 +13,14 @@ and on SQLite. (No library does this: query-caching packages cache results, not 
 
     insert(IdempotencyKey(scope=..., key=...))   # defaults and auto_now as save() fills them
     update(IdempotencyKey, {"id": pk, "state": "in_flight"}, {"state": "done"})  # rows changed
+    insert_many([PaymentEvent(...), ...])        # one INSERT ... SELECT FROM unnest(...)
 
 `select`'s `where` is a list of conjunctions, OR-ed. In each, a field (by attname) maps to a value
 (=), None (IS NULL) or a list, tuple or set (IN; an empty one matches nothing). Anything
 more is a QuerySet's job.
 """
 
+import uuid
 from collections.abc import Iterable, Sequence
 from functools import cache, lru_cache
 
@@ -140,6 +142,61 @@ def insert(instance: models.Model) -> models.Model:
         cursor.execute(_insert_sql(model, connection.vendor), values)
     instance._state.adding, instance._state.db = False, connection.alias
     return instance
+
+
+def insert_many(instances: Sequence[models.Model]) -> None:
+    """INSERT new rows of one model in one statement, as bulk_create does, without its
+    per-row compilation: on PostgreSQL `INSERT ... SELECT * FROM unnest(%s::type[], ...)`
+    with one array per column, its SQL built once per model (elsewhere bulk_create).
+    Defaults and auto_now as save() fills them; no signals. An auto-increment primary key
+    is left to the database and not read back: for rows nobody reads again in the same
+    transaction (timelines). Raises IntegrityError as bulk_create does."""
+    if not instances:
+        return
+    model = type(instances[0])
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create(instances)
+        return
+    sql, fields = _insert_many_sql(model)
+    columns: list[list] = [[] for _ in fields]
+    for instance in instances:
+        for column, (field, native) in zip(columns, fields, strict=True):
+            value = field.pre_save(instance, add=True)
+            # A value the driver adapts as it is (a str, an int, a uuid) skips the field's
+            # preparation, which for these types returns it unchanged: most of the cost.
+            column.append(value if type(value) in native else field.get_db_prep_save(value, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, columns)
+    for instance in instances:
+        instance._state.adding, instance._state.db = False, connection.alias
+
+
+@cache
+def _insert_many_sql(model) -> tuple[str, list]:
+    quote = connection.ops.quote_name
+    fields = [f for f in model._meta.concrete_fields if not f.generated and not (f.primary_key and f.db_returning)]
+    # The array types without their modifiers (varchar[], not varchar(50)[]), as Django's own unnest.
+    arrays = ", ".join(f"%s::{f.db_type(connection).split('(')[0]}[]" for f in fields)
+    names = ", ".join(quote(f.column) for f in fields)
+    natives = [_NATIVE.get((f.target_field if f.is_relation else f).get_internal_type(), ()) for f in fields]
+    sql = f"INSERT INTO {quote(model._meta.db_table)} ({names}) SELECT * FROM unnest({arrays})"
+    return sql, list(zip(fields, [(type(None), *n) for n in natives], strict=True))
+
+
+# Per internal type, the Python types whose get_db_prep_save is the identity on PostgreSQL.
+_NATIVE = {
+    "UUIDField": (uuid.UUID,),
+    "CharField": (str,),
+    "TextField": (str,),
+    "SlugField": (str,),
+    "IntegerField": (int,),
+    "BigIntegerField": (int,),
+    "SmallIntegerField": (int,),
+    "PositiveIntegerField": (int,),
+    "PositiveBigIntegerField": (int,),
+    "PositiveSmallIntegerField": (int,),
+    "BooleanField": (bool,),
+}
 
 
 def update(model: type[models.Model], where: dict, values: dict) -> int:

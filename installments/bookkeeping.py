@@ -24,8 +24,9 @@ from django.db import transaction
 from django.db.models import Case, UUIDField, Value, When
 from django.utils import timezone
 
+from config.rows import insert_many
 from installments.events import installment_data, order_data, timeline_event
-from installments.models import Installment, InstallmentCharge, InstallmentEvent, InstallmentOrder
+from installments.models import Installment, InstallmentCharge, InstallmentOrder
 from payments.models import Charge
 from webhooks.services import event_emit, events_emit
 
@@ -256,7 +257,7 @@ def installment_record(
         installments_paid(
             paid=[(installment, charge)], orders={order.pk: order}, now=now, source=source, timeline=timeline
         )
-        InstallmentEvent.objects.bulk_create(timeline)
+        insert_many(timeline)
         return installment.status
     if charge is not None:
         _charges_link([(installment, charge)])
@@ -298,5 +299,5 @@ def installment_record(
         orders_close(
             closings=[Closing(order, close, installment.last_error, installment)], timeline=timeline, source=source
         )
-    InstallmentEvent.objects.bulk_create(timeline)
+    insert_many(timeline)
     return installment.status

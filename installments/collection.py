@@ -20,10 +20,11 @@ from django.db.models import Case, CharField, F, TextField, Value, When
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
+from config.rows import insert_many
 from installments.bookkeeping import installment_record, installments_paid
 from installments.charging import _charge, _description, _key_amount
 from installments.events import timeline_event
-from installments.models import Installment, InstallmentEvent, InstallmentOrder
+from installments.models import Installment, InstallmentOrder
 from payments.charges import WalletCharge, charges_from_wallets
 from payments.identity.models import Merchant
 from payments.models import Charge
@@ -141,7 +142,7 @@ def installments_claim(*, now: datetime, chunk: int) -> list[Installment]:
             )
         if stale:
             Installment.objects.filter(pk__in=stale).update(claimed_at=now)
-        InstallmentEvent.objects.bulk_create(timeline)
+        insert_many(timeline)
     return rows
 
 
@@ -249,7 +250,9 @@ def _collect_from_wallets_locked(rows: list[Installment], *, now: datetime) -> s
         groups.setdefault((order.merchant_id, order.currency), []).append(row)
     # Every group's ledger accounts at once, in pk order: two collectors whose chunks mix
     # merchants in different orders would otherwise deadlock group by group.
-    wallet_debits_lock(debits=[(*owner, row.order.customer_id) for owner, group in groups.items() for row in group])
+    locked = wallet_debits_lock(
+        debits=[(*owner, row.order.customer_id) for owner, group in groups.items() for row in group]
+    )
     paid: dict = {}
     for (_, currency), group in groups.items():
         merchant = orders[group[0].order_id].merchant
@@ -266,6 +269,7 @@ def _collect_from_wallets_locked(rows: list[Installment], *, now: datetime) -> s
                 )
                 for r in group
             ],
+            locked=locked,
         )
         left_behind = set()
         for row, charge in zip(group, charges, strict=True):
@@ -279,7 +283,7 @@ def _collect_from_wallets_locked(rows: list[Installment], *, now: datetime) -> s
         return set()
     timeline: list = []
     installments_paid(paid=list(paid.values()), orders=orders, now=now, source="collection", timeline=timeline)
-    InstallmentEvent.objects.bulk_create(timeline)
+    insert_many(timeline)
     return set(paid)
 
 

@@ -30,6 +30,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config import rows
 from config.errors import Conflict, InsufficientFunds, InvalidRequest
 from config.faults import fault_point
 from payments import booking
@@ -38,7 +39,7 @@ from payments.providers import ProviderDeclined, ProviderUnavailable, get_provid
 from payments.providers.base import OffSessionResult
 from payments.services import INTERNAL_DETAIL, payment_data, payment_lock, payment_transition, timeline_add
 from payments.splits import splits_validate
-from wallets.ledger import post
+from wallets.ledger import Key, Locked, post
 from wallets.models import Account, Hold
 from wallets.moves import debit_posting, events_emit_by_merchant, wallet_events
 from wallets.services import hold_capture, hold_create, hold_void
@@ -268,7 +269,9 @@ class WalletCharge:
 
 
 @transaction.atomic
-def charges_from_wallets(*, merchant, currency: str, charges: Sequence[WalletCharge]) -> list[Charge | None]:
+def charges_from_wallets(
+    *, merchant, currency: str, charges: Sequence[WalletCharge], locked: Locked | None = None
+) -> list[Charge | None]:
     """charge_create for many charges of one merchant that customers' wallets can cover,
     set-based: a few statements whatever their number (a chunk of due installments).
 
@@ -278,7 +281,8 @@ def charges_from_wallets(*, merchant, currency: str, charges: Sequence[WalletCha
     plus card, or a 402). Locks the wallets and the merchant's balance shards in pk order;
     runs in the caller's transaction if there is one. Raises Conflict if a key was used
     for a different charge; IntegrityError if a charge under one of the keys is being
-    made concurrently (the caller retries those one by one).
+    made concurrently (the caller retries those one by one). `locked`: the caller's lock
+    of the wallets and shards (wallet_debits_lock), read instead of selecting them again.
     """
     currency = currency.lower()
     made = {
@@ -294,15 +298,17 @@ def charges_from_wallets(*, merchant, currency: str, charges: Sequence[WalletCha
         ):
             raise Conflict(f"Idempotency key {request.idempotency_key!r} was already used for a different charge.")
     todo = [request for request in charges if request.idempotency_key not in made]
-    wallets = Account.objects.filter(
-        kind=Account.Kind.CUSTOMER_WALLET,
-        merchant_id=merchant.pk,
-        currency=currency,
-        customer_id__in={c.customer.pk for c in todo},
-    )
-    for request, charge in zip(
-        todo, _wallet_charges(merchant=merchant, currency=currency, requests=todo, wallets=wallets), strict=True
-    ):
+    if locked is not None:
+        wallets = [locked.get(Key(Account.Kind.CUSTOMER_WALLET, merchant.pk, currency, c.customer.pk)) for c in todo]
+    else:
+        wallets = Account.objects.filter(
+            kind=Account.Kind.CUSTOMER_WALLET,
+            merchant_id=merchant.pk,
+            currency=currency,
+            customer_id__in={c.customer.pk for c in todo},
+        )
+    done = _wallet_charges(merchant=merchant, currency=currency, requests=todo, wallets=wallets, locked=locked)
+    for request, charge in zip(todo, done, strict=True):
         if charge is not None:
             made[request.idempotency_key] = charge
     return [made.get(request.idempotency_key) for request in charges]
@@ -401,9 +407,9 @@ def _wallet_charges(
             (merchant.pk, "charge.succeeded", charge_data(charge)),
         ]
     if payments:
-        Payment.objects.bulk_create(payments)
-        Charge.objects.bulk_create(new_charges)
-        PaymentEvent.objects.bulk_create(timeline)
+        rows.insert_many(payments)
+        rows.insert_many(new_charges)
+        rows.insert_many(timeline)
         events_emit_by_merchant(events)
     return results
 

@@ -159,6 +159,29 @@ def _key_where(key: Key) -> dict:
     }
 
 
+def _keys_where(keys: Iterable[Key]) -> list[dict]:
+    """The conjunctions naming `keys`, each distinct one once: keys that differ only by
+    customer are one conjunction with the customers IN a list (a chunk's wallets), so
+    the locking statement stays small and its shape few."""
+    by_owner: dict = {}
+    for key in keys:
+        if key.customer_id is None:
+            by_owner[key] = None
+        else:
+            owner = (key.kind, key.merchant_id, key.currency, key.name)
+            by_owner.setdefault(owner, {})[key.customer_id] = None
+    wanted = []
+    for owner, customers in by_owner.items():
+        if customers is None:
+            wanted.append(_key_where(owner))
+        else:
+            kind, merchant_id, currency, name = owner
+            customer_ids = sorted(customers, key=str)
+            where = _key_where(Key(kind, merchant_id, currency, None, name))
+            wanted.append({**where, "customer_id": customer_ids if len(customer_ids) > 1 else customer_ids[0]})
+    return wanted
+
+
 def _pool_where(pool: Pool) -> dict:
     return {
         "kind": BALANCE,
@@ -207,16 +230,15 @@ def lock(refs: Iterable) -> Locked:
     locked account does not close a deadlock cycle). Re-locking in the same transaction
     is free. A Key naming no account yet is created first (see _create_missing)."""
     refs = list(refs)
-    ids, wanted = set(), []
-    keys = []
+    ids, keys, pools = set(), {}, {}
     for ref in refs:
         if isinstance(ref, Key):
-            keys.append(ref)
-            wanted.append(_key_where(ref))
+            keys[ref] = None
         elif isinstance(ref, Pool):
-            wanted.append(_pool_where(ref))
+            pools[(ref.merchant_id, ref.currency)] = ref
         elif ref is not None:
             ids.add(_ref_id(ref))
+    wanted = _keys_where(keys) + [_pool_where(pool) for pool in pools.values()]
     if ids:
         wanted.append({"id": sorted(ids, key=str)})
     if not wanted:
