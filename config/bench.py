@@ -16,6 +16,7 @@ runs a SQL script with PostgreSQL's own client, the rate the database allows for
 same transaction with no Python in the way.
 """
 
+import cProfile
 import glob
 import itertools
 import json
@@ -135,6 +136,9 @@ class Timer:
 
     def __init__(self):
         self.latencies: list[float] = []
+        # BENCH_PROFILE=<file>: a cProfile of the measured operations only (not the setup).
+        self.profile_path = os.environ.get("BENCH_PROFILE")
+        self.profiler = cProfile.Profile() if self.profile_path else None
         self.cpu_seconds = 0.0
         self.statements = 0
         self._start = 0.0
@@ -146,17 +150,23 @@ class Timer:
 
     def __enter__(self):
         connection.execute_wrappers.append(self._count)
+        if self.profiler:
+            self.profiler.enable()
         self._cpu_start = thread_time()
         self._start = perf_counter()
         return self
 
     def __exit__(self, *exc_info):
         self.latencies.append(perf_counter() - self._start)
+        if self.profiler:
+            self.profiler.disable()
         self.cpu_seconds += thread_time() - self._cpu_start
         connection.execute_wrappers.remove(self._count)
         return False
 
     def result(self) -> dict:
+        if self.profiler:
+            self.profiler.dump_stats(self.profile_path)
         figures = measure(self.latencies)
         ops = len(self.latencies)
         return {

@@ -12,6 +12,7 @@ and on SQLite. (No library does this: query-caching packages cache results, not 
     select(Account, [{"kind": "customer_wallet", "customer_id": pk}], order_by="id", limit=2)
 
     insert(IdempotencyKey(scope=..., key=...))   # defaults and auto_now as save() fills them
+    insert(PaymentEvent(payment=..., type=...))   # an auto-incremented id comes back on the instance
     update(IdempotencyKey, {"id": pk, "state": "in_flight"}, {"state": "done"})  # rows changed
 
 `select`'s `where` is a list of conjunctions, OR-ed. In each, a field (by attname) maps to a value
@@ -130,16 +131,35 @@ def _compiled(model, shape: tuple, order_by, limit, for_no_key_update: bool, ven
     return sql, [f.attname for f in fields], tuple(converters)
 
 
-def insert(instance: models.Model) -> models.Model:
+def insert(instance: models.Model, *, ignore_conflicts: bool = False) -> models.Model | None:
     """INSERT `instance` as `save()` would for a new row (defaults, auto_now_add), without
-    signals or full_clean. Raises IntegrityError as save() does."""
+    signals or full_clean; an auto-incremented primary key left None is filled from the
+    database. Raises IntegrityError as save() does, unless `ignore_conflicts`: then a row
+    that conflicts with an existing one is skipped (ON CONFLICT DO NOTHING, PostgreSQL
+    and SQLite alike) and None returned. Returns the instance."""
     model = type(instance)
-    fields = [f for f in model._meta.concrete_fields if not f.generated]
+    auto_pk = _auto_pk(model) if instance.pk is None else None
+    fields = [f for f in model._meta.concrete_fields if not f.generated and f is not auto_pk]
     values = [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in fields]
+    sql = _insert_sql(model, auto_pk is not None, ignore_conflicts, connection.vendor)
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(model, connection.vendor), values)
+        cursor.execute(sql, values)
+        inserted = cursor.rowcount != 0
+        if auto_pk is not None and inserted:
+            if connection.features.can_return_columns_from_insert:
+                instance.pk = cursor.fetchone()[0]
+            else:
+                instance.pk = cursor.lastrowid
+    if not inserted:
+        return None
     instance._state.adding, instance._state.db = False, connection.alias
     return instance
+
+
+@cache
+def _auto_pk(model):
+    pk = model._meta.pk
+    return pk if isinstance(pk, models.AutoField | models.BigAutoField | models.SmallAutoField) else None
 
 
 def update(model: type[models.Model], where: dict, values: dict) -> int:
@@ -159,11 +179,17 @@ def _prep_all(model, conjunction: dict) -> list:
 
 
 @cache
-def _insert_sql(model, vendor: str) -> str:
+def _insert_sql(model, auto_pk: bool, ignore_conflicts: bool, vendor: str) -> str:
     quote = connection.ops.quote_name
-    columns = [quote(f.column) for f in model._meta.concrete_fields if not f.generated]
+    pk = _auto_pk(model) if auto_pk else None
+    columns = [quote(f.column) for f in model._meta.concrete_fields if not f.generated and f is not pk]
     placeholders = ", ".join(["%s"] * len(columns))
-    return f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(columns)}) VALUES ({placeholders})"
+    sql = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(columns)}) VALUES ({placeholders})"
+    if ignore_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
+    if pk is not None and connection.features.can_return_columns_from_insert:
+        sql += f" RETURNING {quote(pk.column)}"
+    return sql
 
 
 @lru_cache(maxsize=256)
