@@ -28,11 +28,10 @@ Lock order everywhere: payment row, charge row, hold or transfer row, accounts b
 
 from dataclasses import dataclass, field
 
-from wallets.ledger import Key, Pool, Posting, balance_key, shard_name
+from wallets.ledger import Key, Pool, Posting, balance_key, in_transaction, post, shard_name
 from wallets.models import Account
 from wallets.services import account_get_or_create, transfer_create
 from wallets.services import accounts_lock as ledger_accounts_lock
-from wallets.transfers import transfer_post
 
 from .splits import splits_allocate
 
@@ -90,15 +89,31 @@ def accounts_lock(accounts) -> None:
     return ledger_accounts_lock(account_ids=[account for account in accounts if account is not None])
 
 
-def book_collected(*, accounts: PaymentAccounts, payment, amount: int, reference: str) -> None:
-    """The provider collected `amount` for the merchant."""
-    transfer_create(
-        legs=[(accounts.clearing, -amount), (accounts.merchant_balance, amount)],
-        currency=payment.currency,
-        merchant=payment.merchant,
-        reference=reference,
-        description="collected by the provider",
-    )
+def book_collected(*, accounts: PaymentAccounts, payment, amount: int, reference: str, locked=None) -> None:
+    """The provider collected `amount` for the merchant, and each recipient is paid its
+    share of the payment out of it: one batch, one ledger write. `locked`: what the
+    caller's accounts_lock returned (the accounts are not locked again)."""
+    postings = [
+        Posting(
+            legs=[(accounts.clearing, -amount), (accounts.merchant_balance, amount)],
+            currency=payment.currency,
+            merchant_id=payment.merchant_id,
+            reference=reference,
+            description="collected by the provider",
+        )
+    ]
+    if accounts.recipients:
+        postings.append(
+            _splits(
+                balance=accounts.merchant_balance,
+                recipients=accounts.recipients,
+                currency=payment.currency,
+                merchant_id=payment.merchant_id,
+                reference=reference,
+            )
+        )
+    with in_transaction():
+        post(postings, locked=locked)
 
 
 def book_provider_refund(*, accounts: PaymentAccounts, payment, amount: int, reference: str, back: bool) -> None:
@@ -143,20 +158,6 @@ def splits_posting(
         reference=reference,
         needs=needs,
     )
-
-
-def splits_settle(*, accounts: PaymentAccounts, payment, reference: str) -> None:
-    """Pay each recipient its share out of the merchant's balance, in one transfer."""
-    if accounts.recipients:
-        transfer_post(
-            _splits(
-                balance=accounts.merchant_balance,
-                recipients=accounts.recipients,
-                currency=payment.currency,
-                merchant_id=payment.merchant_id,
-                reference=reference,
-            )
-        )
 
 
 def split_returns(*, shares: list[int], amount: int, refunded: int) -> list[int]:

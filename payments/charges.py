@@ -530,7 +530,6 @@ def _charge_card_succeeded(*, charge, hold, accounts, provider_charge_id: str, s
     if hold is not None:
         charge.wallet_transfer = hold_capture(hold=hold, reference=reference, owner=reference).capture_transfer
     booking.book_collected(accounts=accounts, payment=payment, amount=charge.external_amount, reference=reference)
-    booking.splits_settle(accounts=accounts, payment=payment, reference=reference)
     if provider_charge_id:
         # The payment's provider id is the card part's: refunds and Stripe's events find it.
         Payment.objects.filter(pk=payment.pk).update(provider_payment_id=provider_charge_id)
