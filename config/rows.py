@@ -156,6 +156,36 @@ def insert(instance: models.Model, *, ignore_conflicts: bool = False) -> models.
     return instance
 
 
+# Past this many rows insert_many hands over to bulk_create (its batching respects the
+# backend's limit on parameters); below it the SQL is built once per row count.
+_MANY_AT_MOST = 8
+
+
+def insert_many(instances: Sequence[models.Model]) -> None:
+    """insert() for several rows of one model in one multi-row INSERT (an auto-incremented
+    id left None is filled, in order). Many rows: bulk_create. Raises IntegrityError."""
+    if not instances:
+        return
+    if len(instances) == 1:
+        insert(instances[0])
+        return
+    model = type(instances[0])
+    auto_pk = _auto_pk(model) if instances[0].pk is None else None
+    if len(instances) > _MANY_AT_MOST or (auto_pk and not connection.features.can_return_rows_from_bulk_insert):
+        model.objects.bulk_create(instances)
+        return
+    fields = [f for f in model._meta.concrete_fields if not f.generated and f is not auto_pk]
+    values = [f.get_db_prep_save(f.pre_save(i, add=True), connection) for i in instances for f in fields]
+    sql = _insert_sql(model, auto_pk is not None, False, connection.vendor, len(instances))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        if auto_pk is not None:
+            for instance, (pk,) in zip(instances, cursor.fetchall(), strict=True):
+                instance.pk = pk
+    for instance in instances:
+        instance._state.adding, instance._state.db = False, connection.alias
+
+
 @cache
 def _auto_pk(model):
     pk = model._meta.pk
@@ -179,12 +209,12 @@ def _prep_all(model, conjunction: dict) -> list:
 
 
 @cache
-def _insert_sql(model, auto_pk: bool, ignore_conflicts: bool, vendor: str) -> str:
+def _insert_sql(model, auto_pk: bool, ignore_conflicts: bool, vendor: str, count: int = 1) -> str:
     quote = connection.ops.quote_name
     pk = _auto_pk(model) if auto_pk else None
     columns = [quote(f.column) for f in model._meta.concrete_fields if not f.generated and f is not pk]
-    placeholders = ", ".join(["%s"] * len(columns))
-    sql = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(columns)}) VALUES ({placeholders})"
+    placeholders = ", ".join([f"({', '.join(['%s'] * len(columns))})"] * count)
+    sql = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(columns)}) VALUES {placeholders}"
     if ignore_conflicts:
         sql += " ON CONFLICT DO NOTHING"
     if pk is not None and connection.features.can_return_columns_from_insert:

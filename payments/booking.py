@@ -28,6 +28,7 @@ Lock order everywhere: payment row, charge row, hold or transfer row, accounts b
 
 from dataclasses import dataclass, field
 
+from config import rows
 from wallets.ledger import Key, Pool, Posting, balance_key, in_transaction, post, shard_name
 from wallets.models import Account
 from wallets.services import account_get_or_create, transfer_create
@@ -42,6 +43,8 @@ class PaymentAccounts:
     clearing: Account | None = None
     # (recipient account, its share of the payment amount), shares > 0 only
     recipients: list[tuple[Account, int]] = field(default_factory=list)
+    # The paying customer's wallet, when asked for (payment_accounts' wallet_of); None if it has none.
+    wallet: Account | None = None
 
     @property
     def pool(self) -> Pool:
@@ -56,21 +59,41 @@ class PaymentAccounts:
 
 
 def payment_accounts(
-    *, merchant, currency: str, amount: int, split_instructions: list, provider: str | None, customer_id=None
+    *,
+    merchant,
+    currency: str,
+    amount: int,
+    split_instructions: list,
+    provider: str | None,
+    customer_id=None,
+    wallet_of=None,
 ) -> PaymentAccounts:
     """The ledger accounts a payment of `customer_id`'s books to, read in one query and
-    created on first use. `provider` None: no provider part (a wallet-only charge)."""
+    created on first use. `provider` None: no provider part (a wallet-only charge).
+    `wallet_of`: a customer id whose wallet in `currency` is read in the same query
+    (PaymentAccounts.wallet; never created here)."""
     shares = [(d, share) for d, share in splits_allocate(instructions=split_instructions, amount=amount) if share > 0]
     balance = shard_name(customer_id)
     wanted = [(Account.Kind.MERCHANT_BALANCE, balance), *((Account.Kind.RECIPIENT, d) for d, _ in shares)]
     if provider:
         wanted.append((Account.Kind.PROVIDER_CLEARING, provider))
-    found = {
-        (account.kind, account.name): account
-        for account in Account.objects.filter(
-            merchant_id=merchant.pk, customer__isnull=True, currency=currency, kind__in={kind for kind, _ in wanted}
-        ).filter(name__in={name for _, name in wanted})
-    }
+    where = [
+        {
+            "merchant_id": merchant.pk,
+            "customer_id": None,
+            "currency": currency,
+            "kind": sorted({kind for kind, _ in wanted}),
+            "name": sorted({name for _, name in wanted}),
+        }
+    ]
+    if wallet_of is not None:
+        where.append({"kind": Account.Kind.CUSTOMER_WALLET, "customer_id": wallet_of, "currency": currency})
+    found, wallet = {}, None
+    for account in rows.select(Account, where):  # one fixed-shape statement, no ORM compile
+        if account.customer_id is None:
+            found[account.kind, account.name] = account
+        elif account.kind == Account.Kind.CUSTOMER_WALLET:
+            wallet = account
     # Missing ones are created in a fixed order: two first-time creators never wait on
     # each other's inserts in a cycle.
     for kind, name in sorted(set(wanted) - set(found)):
@@ -79,6 +102,7 @@ def payment_accounts(
         merchant_balance=found[Account.Kind.MERCHANT_BALANCE, balance],
         clearing=found[Account.Kind.PROVIDER_CLEARING, provider] if provider else None,
         recipients=[(found[Account.Kind.RECIPIENT, destination], share) for destination, share in shares],
+        wallet=wallet,
     )
 
 
