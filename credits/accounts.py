@@ -164,7 +164,10 @@ def _consume(account: Account, units: int, *, first: Grant | None = None) -> Non
         offset += 100
     if units:  # remaining and balance disagree: the audit's business, never silently fixed
         logger.error("credit grants cover less than the balance", extra={"account": str(account.pk), "left": units})
-    Grant.objects.bulk_update(changed, ["remaining"])
+    if len(changed) == 1:  # almost always: one fixed-shape UPDATE, not bulk_update's CASE compiled per call
+        rows.update(Grant, {"id": changed[0].pk}, {"remaining": changed[0].remaining})
+    else:
+        Grant.objects.bulk_update(changed, ["remaining"])
 
 
 def _emit(*, merchant_id, type: str, data: dict) -> None:
