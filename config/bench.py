@@ -16,6 +16,7 @@ runs a SQL script with PostgreSQL's own client, the rate the database allows for
 same transaction with no Python in the way.
 """
 
+import cProfile
 import glob
 import itertools
 import json
@@ -34,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from time import perf_counter
+from time import perf_counter, thread_time
 from urllib.parse import quote
 
 from django.conf import settings
@@ -124,22 +125,55 @@ def measure(latencies: Sequence[float]) -> dict:
 
 
 class Timer:
-    """Times one operation per `with timer:` block; `result()` measures them all."""
+    """Times one operation per `with timer:` block; `result()` measures them all.
+
+    Beside wall-clock rates it reports what a shared machine does not blur: the CPU this
+    thread spent per operation (`cpu_ms_per_op`, time.thread_time: the in-process client,
+    Django and the driver, not PostgreSQL) and the SQL statements the default connection
+    executed per operation (`statements_per_op`, savepoints included, counted by an
+    execute wrapper installed only inside the block).
+    """
 
     def __init__(self):
         self.latencies: list[float] = []
+        # BENCH_PROFILE=<file>: a cProfile of the measured operations only (not the setup).
+        self.profile_path = os.environ.get("BENCH_PROFILE")
+        self.profiler = cProfile.Profile() if self.profile_path else None
+        self.cpu_seconds = 0.0
+        self.statements = 0
         self._start = 0.0
+        self._cpu_start = 0.0
+
+    def _count(self, execute, sql, params, many, context):
+        self.statements += 1
+        return execute(sql, params, many, context)
 
     def __enter__(self):
+        connection.execute_wrappers.append(self._count)
+        if self.profiler:
+            self.profiler.enable()
+        self._cpu_start = thread_time()
         self._start = perf_counter()
         return self
 
     def __exit__(self, *exc_info):
         self.latencies.append(perf_counter() - self._start)
+        if self.profiler:
+            self.profiler.disable()
+        self.cpu_seconds += thread_time() - self._cpu_start
+        connection.execute_wrappers.remove(self._count)
         return False
 
     def result(self) -> dict:
-        return measure(self.latencies)
+        if self.profiler:
+            self.profiler.dump_stats(self.profile_path)
+        figures = measure(self.latencies)
+        ops = len(self.latencies)
+        return {
+            **figures,
+            "cpu_ms_per_op": round(self.cpu_seconds * 1000 / ops, 3),
+            "statements_per_op": round(self.statements / ops, 2),
+        }
 
 
 def emit(out: Callable[[str], None], result: dict) -> None:

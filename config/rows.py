@@ -12,8 +12,9 @@ and on SQLite. (No library does this: query-caching packages cache results, not 
     select(Account, [{"kind": "customer_wallet", "customer_id": pk}], order_by="id", limit=2)
 
     insert(IdempotencyKey(scope=..., key=...))   # defaults and auto_now as save() fills them
+    insert(PaymentEvent(payment=..., type=...))   # an auto-incremented id comes back on the instance
     update(IdempotencyKey, {"id": pk, "state": "in_flight"}, {"state": "done"})  # rows changed
-    insert_many([PaymentEvent(...), ...])        # one INSERT ... SELECT FROM unnest(...)
+    insert_many([PaymentEvent(...), ...])        # one statement (PostgreSQL: INSERT ... SELECT FROM unnest)
 
 `select`'s `where` is a list of conjunctions, OR-ed. In each, a field (by attname) maps to a value
 (=), None (IS NULL) or a list, tuple or set (IN; an empty one matches nothing). Anything
@@ -132,54 +133,88 @@ def _compiled(model, shape: tuple, order_by, limit, for_no_key_update: bool, ven
     return sql, [f.attname for f in fields], tuple(converters)
 
 
-def insert(instance: models.Model) -> models.Model:
+def insert(instance: models.Model, *, ignore_conflicts: bool = False) -> models.Model | None:
     """INSERT `instance` as `save()` would for a new row (defaults, auto_now_add), without
-    signals or full_clean. Raises IntegrityError as save() does."""
+    signals or full_clean; an auto-incremented primary key left None is filled from the
+    database. Raises IntegrityError as save() does, unless `ignore_conflicts`: then a row
+    that conflicts with an existing one is skipped (ON CONFLICT DO NOTHING, PostgreSQL
+    and SQLite alike) and None returned. Returns the instance."""
     model = type(instance)
-    fields = [f for f in model._meta.concrete_fields if not f.generated]
+    auto_pk = _auto_pk(model) if instance.pk is None else None
+    fields = [f for f in model._meta.concrete_fields if not f.generated and f is not auto_pk]
     values = [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in fields]
+    sql = _insert_sql(model, auto_pk is not None, ignore_conflicts, connection.vendor)
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(model, connection.vendor), values)
+        cursor.execute(sql, values)
+        inserted = cursor.rowcount != 0
+        if auto_pk is not None and inserted:
+            if connection.features.can_return_columns_from_insert:
+                instance.pk = cursor.fetchone()[0]
+            else:
+                instance.pk = cursor.lastrowid
+    if not inserted:
+        return None
     instance._state.adding, instance._state.db = False, connection.alias
     return instance
 
 
+# On SQLite, past this many rows insert_many hands over to bulk_create (its batching
+# respects the backend's limit on parameters); below it the SQL is built once per count.
+_MANY_AT_MOST = 8
+
+
 def insert_many(instances: Sequence[models.Model]) -> None:
-    """INSERT new rows of one model in one statement, as bulk_create does, without its
-    per-row compilation: on PostgreSQL `INSERT ... SELECT * FROM unnest(%s::type[], ...)`
-    with one array per column, its SQL built once per model (elsewhere bulk_create).
-    Defaults and auto_now as save() fills them; no signals. An auto-increment primary key
-    is left to the database and not read back: for rows nobody reads again in the same
-    transaction (timelines). Raises IntegrityError as bulk_create does."""
+    """insert() for several new rows of one model in one statement, as bulk_create does,
+    without its per-row compilation. Defaults and auto_now as save() fills them; no
+    signals; an auto-incremented id left None is filled, in order. On PostgreSQL
+    `INSERT ... SELECT * FROM unnest(%s::type[], ...)` with one array per column, its SQL
+    built once per model whatever the count; on SQLite a multi-row VALUES up to
+    _MANY_AT_MOST rows, bulk_create beyond. Raises IntegrityError as bulk_create does."""
     if not instances:
         return
+    if len(instances) == 1:
+        insert(instances[0])
+        return
     model = type(instances[0])
-    if connection.vendor != "postgresql":
+    auto_pk = _auto_pk(model) if instances[0].pk is None else None
+    if connection.vendor == "postgresql":
+        sql, fields = _unnest_sql(model, auto_pk is not None)
+        columns: list[list] = [[] for _ in fields]
+        for instance in instances:
+            for column, (field, native) in zip(columns, fields, strict=True):
+                value = field.pre_save(instance, add=True)
+                # A value the driver adapts as it is (a str, an int, a uuid) skips the field's
+                # preparation, which for these types returns it unchanged: most of the cost.
+                column.append(value if type(value) in native else field.get_db_prep_save(value, connection))
+        params = columns
+    elif len(instances) > _MANY_AT_MOST or (auto_pk and not connection.features.can_return_rows_from_bulk_insert):
         model.objects.bulk_create(instances)
         return
-    sql, fields = _insert_many_sql(model)
-    columns: list[list] = [[] for _ in fields]
-    for instance in instances:
-        for column, (field, native) in zip(columns, fields, strict=True):
-            value = field.pre_save(instance, add=True)
-            # A value the driver adapts as it is (a str, an int, a uuid) skips the field's
-            # preparation, which for these types returns it unchanged: most of the cost.
-            column.append(value if type(value) in native else field.get_db_prep_save(value, connection))
+    else:
+        fields = [f for f in model._meta.concrete_fields if not f.generated and f is not auto_pk]
+        params = [f.get_db_prep_save(f.pre_save(i, add=True), connection) for i in instances for f in fields]
+        sql = _insert_sql(model, auto_pk is not None, False, connection.vendor, len(instances))
     with connection.cursor() as cursor:
-        cursor.execute(sql, columns)
+        cursor.execute(sql, params)
+        if auto_pk is not None:
+            for instance, (pk,) in zip(instances, cursor.fetchall(), strict=True):
+                instance.pk = pk
     for instance in instances:
         instance._state.adding, instance._state.db = False, connection.alias
 
 
 @cache
-def _insert_many_sql(model) -> tuple[str, list]:
+def _unnest_sql(model, auto_pk: bool) -> tuple[str, list]:
     quote = connection.ops.quote_name
-    fields = [f for f in model._meta.concrete_fields if not f.generated and not (f.primary_key and f.db_returning)]
+    pk = _auto_pk(model) if auto_pk else None
+    fields = [f for f in model._meta.concrete_fields if not f.generated and f is not pk]
     # The array types without their modifiers (varchar[], not varchar(50)[]), as Django's own unnest.
     arrays = ", ".join(f"%s::{f.db_type(connection).split('(')[0]}[]" for f in fields)
     names = ", ".join(quote(f.column) for f in fields)
     natives = [_NATIVE.get((f.target_field if f.is_relation else f).get_internal_type(), ()) for f in fields]
     sql = f"INSERT INTO {quote(model._meta.db_table)} ({names}) SELECT * FROM unnest({arrays})"
+    if pk is not None:
+        sql += f" RETURNING {quote(pk.column)}"
     return sql, list(zip(fields, [(type(None), *n) for n in natives], strict=True))
 
 
@@ -199,6 +234,11 @@ _NATIVE = {
 }
 
 
+def _auto_pk(model):
+    pk = model._meta.pk
+    return pk if isinstance(pk, models.AutoField | models.BigAutoField | models.SmallAutoField) else None
+
+
 def update(model: type[models.Model], where: dict, values: dict) -> int:
     """UPDATE the rows of `model` matching the conjunction `where` (equalities) with
     `values` (fields by attname; not auto_now: pass the time). Returns how many rows."""
@@ -216,11 +256,17 @@ def _prep_all(model, conjunction: dict) -> list:
 
 
 @cache
-def _insert_sql(model, vendor: str) -> str:
+def _insert_sql(model, auto_pk: bool, ignore_conflicts: bool, vendor: str, count: int = 1) -> str:
     quote = connection.ops.quote_name
-    columns = [quote(f.column) for f in model._meta.concrete_fields if not f.generated]
-    placeholders = ", ".join(["%s"] * len(columns))
-    return f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(columns)}) VALUES ({placeholders})"
+    pk = _auto_pk(model) if auto_pk else None
+    columns = [quote(f.column) for f in model._meta.concrete_fields if not f.generated and f is not pk]
+    placeholders = ", ".join([f"({', '.join(['%s'] * len(columns))})"] * count)
+    sql = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(columns)}) VALUES {placeholders}"
+    if ignore_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
+    if pk is not None and connection.features.can_return_columns_from_insert:
+        sql += f" RETURNING {quote(pk.column)}"
+    return sql
 
 
 @lru_cache(maxsize=256)

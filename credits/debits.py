@@ -5,6 +5,7 @@ consumed account, oldest grants first, never below zero (InsufficientCredits).
 from django.db import transaction
 from django.utils import timezone
 
+from config import rows
 from config.errors import InsufficientCredits, InsufficientFunds
 from payments.identity.models import Customer, Merchant
 from wallets.models import CREDITS_UNIT, Transfer
@@ -42,14 +43,16 @@ def credits_debit(*, customer: Customer, units: int, reason: str = "", ref: str 
         except InsufficientFunds as exc:  # the ledger's own check, should ours ever be bypassed
             raise InsufficientCredits(exc.message, param="units")
         _consume(locked, units)
-        debit = Debit.objects.create(
-            merchant_id=customer.merchant_id,
-            customer=customer,
-            account=locked,
-            units=units,
-            reason=reason,
-            ref=ref,
-            transfer=transfer,
+        debit = rows.insert(
+            Debit(
+                merchant_id=customer.merchant_id,
+                customer=customer,
+                account=locked,
+                units=units,
+                reason=reason,
+                ref=ref,
+                transfer=transfer,
+            )
         )
         _emit(
             merchant_id=customer.merchant_id,

@@ -28,11 +28,11 @@ Lock order everywhere: payment row, charge row, hold or transfer row, accounts b
 
 from dataclasses import dataclass, field
 
-from wallets.ledger import Key, Pool, Posting, balance_key, shard_name
+from config import rows
+from wallets.ledger import Key, Pool, Posting, balance_key, in_transaction, post, shard_name
 from wallets.models import Account
 from wallets.services import account_get_or_create, transfer_create
 from wallets.services import accounts_lock as ledger_accounts_lock
-from wallets.transfers import transfer_post
 
 from .splits import splits_allocate
 
@@ -43,6 +43,8 @@ class PaymentAccounts:
     clearing: Account | None = None
     # (recipient account, its share of the payment amount), shares > 0 only
     recipients: list[tuple[Account, int]] = field(default_factory=list)
+    # The paying customer's wallet, when asked for (payment_accounts' wallet_of); None if it has none.
+    wallet: Account | None = None
 
     @property
     def pool(self) -> Pool:
@@ -57,21 +59,41 @@ class PaymentAccounts:
 
 
 def payment_accounts(
-    *, merchant, currency: str, amount: int, split_instructions: list, provider: str | None, customer_id=None
+    *,
+    merchant,
+    currency: str,
+    amount: int,
+    split_instructions: list,
+    provider: str | None,
+    customer_id=None,
+    wallet_of=None,
 ) -> PaymentAccounts:
     """The ledger accounts a payment of `customer_id`'s books to, read in one query and
-    created on first use. `provider` None: no provider part (a wallet-only charge)."""
+    created on first use. `provider` None: no provider part (a wallet-only charge).
+    `wallet_of`: a customer id whose wallet in `currency` is read in the same query
+    (PaymentAccounts.wallet; never created here)."""
     shares = [(d, share) for d, share in splits_allocate(instructions=split_instructions, amount=amount) if share > 0]
     balance = shard_name(customer_id)
     wanted = [(Account.Kind.MERCHANT_BALANCE, balance), *((Account.Kind.RECIPIENT, d) for d, _ in shares)]
     if provider:
         wanted.append((Account.Kind.PROVIDER_CLEARING, provider))
-    found = {
-        (account.kind, account.name): account
-        for account in Account.objects.filter(
-            merchant_id=merchant.pk, customer__isnull=True, currency=currency, kind__in={kind for kind, _ in wanted}
-        ).filter(name__in={name for _, name in wanted})
-    }
+    where = [
+        {
+            "merchant_id": merchant.pk,
+            "customer_id": None,
+            "currency": currency,
+            "kind": sorted({kind for kind, _ in wanted}),
+            "name": sorted({name for _, name in wanted}),
+        }
+    ]
+    if wallet_of is not None:
+        where.append({"kind": Account.Kind.CUSTOMER_WALLET, "customer_id": wallet_of, "currency": currency})
+    found, wallet = {}, None
+    for account in rows.select(Account, where):  # one fixed-shape statement, no ORM compile
+        if account.customer_id is None:
+            found[account.kind, account.name] = account
+        elif account.kind == Account.Kind.CUSTOMER_WALLET:
+            wallet = account
     # Missing ones are created in a fixed order: two first-time creators never wait on
     # each other's inserts in a cycle.
     for kind, name in sorted(set(wanted) - set(found)):
@@ -80,6 +102,7 @@ def payment_accounts(
         merchant_balance=found[Account.Kind.MERCHANT_BALANCE, balance],
         clearing=found[Account.Kind.PROVIDER_CLEARING, provider] if provider else None,
         recipients=[(found[Account.Kind.RECIPIENT, destination], share) for destination, share in shares],
+        wallet=wallet,
     )
 
 
@@ -90,15 +113,31 @@ def accounts_lock(accounts) -> None:
     return ledger_accounts_lock(account_ids=[account for account in accounts if account is not None])
 
 
-def book_collected(*, accounts: PaymentAccounts, payment, amount: int, reference: str) -> None:
-    """The provider collected `amount` for the merchant."""
-    transfer_create(
-        legs=[(accounts.clearing, -amount), (accounts.merchant_balance, amount)],
-        currency=payment.currency,
-        merchant=payment.merchant,
-        reference=reference,
-        description="collected by the provider",
-    )
+def book_collected(*, accounts: PaymentAccounts, payment, amount: int, reference: str, locked=None) -> None:
+    """The provider collected `amount` for the merchant, and each recipient is paid its
+    share of the payment out of it: one batch, one ledger write. `locked`: what the
+    caller's accounts_lock returned (the accounts are not locked again)."""
+    postings = [
+        Posting(
+            legs=[(accounts.clearing, -amount), (accounts.merchant_balance, amount)],
+            currency=payment.currency,
+            merchant_id=payment.merchant_id,
+            reference=reference,
+            description="collected by the provider",
+        )
+    ]
+    if accounts.recipients:
+        postings.append(
+            _splits(
+                balance=accounts.merchant_balance,
+                recipients=accounts.recipients,
+                currency=payment.currency,
+                merchant_id=payment.merchant_id,
+                reference=reference,
+            )
+        )
+    with in_transaction():
+        post(postings, locked=locked)
 
 
 def book_provider_refund(*, accounts: PaymentAccounts, payment, amount: int, reference: str, back: bool) -> None:
@@ -143,20 +182,6 @@ def splits_posting(
         reference=reference,
         needs=needs,
     )
-
-
-def splits_settle(*, accounts: PaymentAccounts, payment, reference: str) -> None:
-    """Pay each recipient its share out of the merchant's balance, in one transfer."""
-    if accounts.recipients:
-        transfer_post(
-            _splits(
-                balance=accounts.merchant_balance,
-                recipients=accounts.recipients,
-                currency=payment.currency,
-                merchant_id=payment.merchant_id,
-                reference=reference,
-            )
-        )
 
 
 def split_returns(*, shares: list[int], amount: int, refunded: int) -> list[int]:

@@ -67,10 +67,6 @@ def charge_data(charge: Charge) -> dict:
     }
 
 
-def _wallet(customer, currency: str) -> Account | None:
-    return Account.objects.filter(kind=Account.Kind.CUSTOMER_WALLET, customer=customer, currency=currency).first()
-
-
 def _existing(*, merchant, idempotency_key: str, customer, amount: int, currency: str) -> Charge | None:
     charge = Charge.objects.filter(merchant=merchant, idempotency_key=idempotency_key).first()
     if charge is not None and (charge.customer_id, charge.amount, charge.currency) != (customer.pk, amount, currency):
@@ -113,7 +109,6 @@ def charge_create(
         if existing is not None:
             return existing if defer_card else charge_resume(existing)
     # Created before the transactions that lock them (booking.py says why).
-    wallet = _wallet(customer, currency)
     provider, provider_error = None, None
     if customer.payment_method:
         try:
@@ -127,7 +122,9 @@ def charge_create(
         split_instructions=splits,
         provider=provider,
         customer_id=customer.pk,
+        wallet_of=customer.pk,  # the wallet in the same statement as the merchant's accounts
     )
+    wallet = accounts.wallet
     try:
         charge = _charge_begin(
             merchant=merchant,
@@ -407,6 +404,7 @@ def _wallet_charges(
             (merchant.pk, "charge.succeeded", charge_data(charge)),
         ]
     if payments:
+        # One statement per model whatever the batch, the API's charge of one included (config.rows).
         rows.insert_many(payments)
         rows.insert_many(new_charges)
         rows.insert_many(timeline)
@@ -536,7 +534,6 @@ def _charge_card_succeeded(*, charge, hold, accounts, provider_charge_id: str, s
     if hold is not None:
         charge.wallet_transfer = hold_capture(hold=hold, reference=reference, owner=reference).capture_transfer
     booking.book_collected(accounts=accounts, payment=payment, amount=charge.external_amount, reference=reference)
-    booking.splits_settle(accounts=accounts, payment=payment, reference=reference)
     if provider_charge_id:
         # The payment's provider id is the card part's: refunds and Stripe's events find it.
         Payment.objects.filter(pk=payment.pk).update(provider_payment_id=provider_charge_id)

@@ -14,6 +14,7 @@ from payments import booking
 from payments.models import TRANSITIONS, Payment, Refund
 from payments.refunds import REFUND_STATES, _refund_send_later, _refunded_change
 from payments.transitions import Source, payment_data, payment_lock, payment_transition, timeline_add
+from wallets.ledger import in_transaction
 from wallets.models import Transfer
 from webhooks.services import event_emit
 
@@ -21,7 +22,15 @@ logger = logging.getLogger("paydesk.payments")
 
 
 def payment_settle_from_provider(
-    *, payment_id, outcome: str, amount: int | None, currency: str | None, source: str, data: dict, reason: str = ""
+    *,
+    payment_id,
+    outcome: str,
+    amount: int | None,
+    currency: str | None,
+    source: str,
+    data: dict,
+    reason: str = "",
+    payment: Payment | None = None,
 ) -> tuple[str, bool]:
     """A provider (webhook or reconciliation) says the payment `outcome`d
     (succeeded/failed/canceled/expired). Returns (what happened, flagged).
@@ -41,9 +50,14 @@ def payment_settle_from_provider(
         status and is flagged for staff.
     On success the collected amount is booked (provider clearing → merchant balance) and
     the split instructions settled, in the same transaction. Locks the payment, then the
-    accounts in pk order.
+    accounts in pk order. `payment`: the caller's read of it with its merchant (an
+    inbound event's handler has just made it), saving a second one. In the caller's
+    transaction if there is one, without a savepoint: nothing is written before a
+    domain error is raised.
     """
-    payment = Payment.objects.select_related("merchant").get(pk=payment_id)
+    if payment is None:
+        payment = Payment.objects.select_related("merchant").get(pk=payment_id)
+    merchant = payment.merchant
     accounts = None
     # Read before the lock (booking.py says why). Statuses only move on, never back to
     # these: one that needs the accounts under the lock needed them here already.
@@ -56,8 +70,9 @@ def payment_settle_from_provider(
             provider=payment.provider,
             customer_id=payment.customer_id,
         )
-    with transaction.atomic():
+    with in_transaction():
         payment = payment_lock(payment_id)
+        payment.merchant = merchant  # the same row: no lazy read of it for the ledger and the outbox
         if (amount is not None and amount != payment.amount) or (
             currency is not None and currency.lower() != payment.currency
         ):
@@ -93,7 +108,7 @@ def payment_settle_from_provider(
             return f"ignored_after_{payment.status}", False
         if outcome == "succeeded":
             _book_collected(payment=payment, accounts=accounts)
-        payment_transition(payment_id=payment.pk, to=outcome, source=source, data=data, reason=reason)
+        payment_transition(payment_id=payment.pk, locked=payment, to=outcome, source=source, data=data, reason=reason)
         return outcome, False
 
 
@@ -138,10 +153,11 @@ CLOSED_STATES = ("failed", "canceled", "expired")
 def _book_collected(*, payment: Payment, accounts: booking.PaymentAccounts) -> None:
     """Book what the provider collected for the payment and settle its splits (under the
     payment's lock): every transfer carries the reference `payment:<id>`."""
-    booking.accounts_lock(accounts.all())
+    locked = booking.accounts_lock(accounts.all())
     reference = f"payment:{payment.pk}"
-    booking.book_collected(accounts=accounts, payment=payment, amount=payment.amount, reference=reference)
-    booking.splits_settle(accounts=accounts, payment=payment, reference=reference)
+    booking.book_collected(
+        accounts=accounts, payment=payment, amount=payment.amount, reference=reference, locked=locked
+    )
 
 
 def _collected_booked(payment: Payment) -> bool:

@@ -12,6 +12,7 @@ import logging
 
 from django.db import IntegrityError, transaction
 
+from config import rows
 from config.errors import Conflict, IllegalTransition, ProviderError
 from config.faults import fault_point
 from payments.identity.services import subscription_consume_token
@@ -126,7 +127,7 @@ def payment_create(
     try:
         with transaction.atomic():
             subscription_consume_token(merchant=merchant)
-            payment = Payment.objects.create(
+            payment = Payment(
                 merchant=merchant,
                 customer=customer,
                 order_id=order_id,
@@ -139,6 +140,7 @@ def payment_create(
                 split_instructions=split_instructions or [],
                 idempotency_key=idempotency_key,
             )
+            rows.insert(payment)  # save()'s INSERT, its SQL built once (config/rows.py)
             timeline_add(
                 payment=payment,
                 type="payment.created",
@@ -178,12 +180,13 @@ def _payment_at_provider(payment: Payment) -> Payment:
         # payment failed with the reason rather than pending forever.
         created = get_provider(provider_name).create_payment(payment=payment, idempotency_key=f"pay-{payment.pk}")
         fault_point("provider_called")
+        answer = {
+            "provider_payment_id": created.provider_payment_id,
+            "payment_url": created.payment_url,
+            "client_secret": created.client_secret,
+        }
         with transaction.atomic():
-            Payment.objects.filter(pk=payment.pk).update(
-                provider_payment_id=created.provider_payment_id,
-                payment_url=created.payment_url,
-                client_secret=created.client_secret,
-            )
+            rows.update(Payment, {"id": payment.pk}, answer)
             timeline_add(
                 payment=payment,
                 type="provider.payment_created",
@@ -218,7 +221,10 @@ def _payment_at_provider(payment: Payment) -> Payment:
             data={"stage": "provider_create", "reason": reason, INTERNAL_DETAIL: detail},
         )
         raise ProviderError(f"The payment provider failed: {reason}")
-    payment.refresh_from_db()
+    # The row as it now is, without reading it back: the UPDATE changed these fields only
+    # (an update() leaves updated_at as the INSERT set it).
+    for attname, value in answer.items():
+        setattr(payment, attname, value)
     return payment
 
 

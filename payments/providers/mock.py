@@ -10,6 +10,8 @@ import uuid
 from django.conf import settings
 from django.urls import reverse
 
+from config import rows
+
 from .base import CreatedPayment, OffSessionResult, PaymentProvider, RefundResult, register
 
 DECLINING_METHOD = "mock_card_declined"
@@ -26,11 +28,13 @@ class MockProvider(PaymentProvider):
     def create_payment(self, *, payment, idempotency_key: str) -> CreatedPayment:
         from payments.models import MockCheckout
 
-        checkout, _ = MockCheckout.objects.get_or_create(
-            payment=payment, defaults={"provider_payment_id": f"mock_{payment.pk.hex}"}
-        )
+        # The checkout's id follows from the payment's, so asking again (a retry after a
+        # crash) finds the row already there and the same answer: one INSERT that skips
+        # an existing row, instead of get_or_create's read, savepoint and insert.
+        provider_payment_id = f"mock_{payment.pk.hex}"
+        rows.insert(MockCheckout(payment=payment, provider_payment_id=provider_payment_id), ignore_conflicts=True)
         url = settings.PUBLIC_BASE_URL.rstrip("/") + reverse("mock-checkout", args=[payment.pk])
-        return CreatedPayment(provider_payment_id=checkout.provider_payment_id, payment_url=url)
+        return CreatedPayment(provider_payment_id=provider_payment_id, payment_url=url)
 
     def retrieve_status(self, *, payment) -> str:
         from payments.models import MockCheckout

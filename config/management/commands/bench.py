@@ -19,6 +19,8 @@ SUMMARY = (
     ("service_vs_raw", "service/raw SQL {}"),
     ("vs_target", "vs target {}"),
     ("p50_vs_1k_entries", "p50 vs 1k entries {}"),
+    ("cpu_ms_per_op", "{} ms CPU/op"),
+    ("statements_per_op", "{} statements/op"),
     ("server_cpu_ms_per_req", "server {} ms CPU/req"),
     ("db_cpu_ms_per_req", "db {}"),
     ("db_cpu_ms_per_op", "db {} ms CPU/op"),
