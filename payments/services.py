@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from config import rows
 from config.errors import Conflict, IllegalTransition, ProviderError
 from config.faults import fault_point
+from config.integrity import violates
 from payments.identity.services import subscription_consume_token
 from payments.models import Charge, Payment
 from payments.outcomes import (
@@ -149,9 +150,9 @@ def payment_create(
                 data={"amount": amount, "currency": currency, "provider": provider_name},
             )
     except IntegrityError as exc:
-        if "payment_one_pending_per_order" in str(exc):
+        if violates(exc, Payment, "payment_one_pending_per_order"):
             raise Conflict(f"Order {order_id!r} already has a pending payment.", param="order_id")
-        if idempotency_key and "payment_idempotency_key_unique_per_merchant" in str(exc):
+        if idempotency_key and violates(exc, Payment, "payment_idempotency_key_unique_per_merchant"):
             existing = Payment.objects.get(merchant=merchant, idempotency_key=idempotency_key)
             return _payment_resume(existing, order_id=order_id, amount=amount, currency=currency)
         raise
