@@ -146,11 +146,16 @@ def insert(instance: models.Model, *, ignore_conflicts: bool = False) -> models.
     sql = _insert_sql(model, auto_pk is not None, ignore_conflicts, connection.vendor)
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
-        inserted = cursor.rowcount != 0
-        if auto_pk is not None and inserted:
-            if connection.features.can_return_columns_from_insert:
-                instance.pk = cursor.fetchone()[0]
-            else:
+        if auto_pk is not None and connection.features.can_return_columns_from_insert:
+            # The RETURNING row says whether one was written: sqlite3 counts rowcount only
+            # once such a statement has run to its end, so it still reads 0 here.
+            row = cursor.fetchone()
+            inserted = row is not None
+            if inserted:
+                instance.pk = row[0]
+        else:
+            inserted = cursor.rowcount != 0
+            if auto_pk is not None and inserted:
                 instance.pk = cursor.lastrowid
     if not inserted:
         return None

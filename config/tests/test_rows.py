@@ -82,3 +82,24 @@ def test_insert_fills_defaults_as_save_does_and_update_counts_what_it_changed(db
     assert rows.update(IdempotencyKey, mine, done) == 0  # no longer in flight
     stored.refresh_from_db()
     assert (stored.state, stored.response_status) == (IdempotencyKey.State.DONE, 201)
+
+
+def _events(payment, count):
+    from payments.models import PaymentEvent
+
+    return [PaymentEvent(payment=payment, type=f"test.{i}", source="api", data={"i": i}) for i in range(count)]
+
+
+@pytest.mark.parametrize("count", [1, 3, 20])
+def test_insert_and_insert_many_fill_auto_ids_in_order(merchant, count):
+    from payments.models import Payment, PaymentEvent
+
+    payment = Payment.objects.create(merchant=merchant, order_id="o-rows", amount=100, currency="usd", provider="mock")
+    events = _events(payment, count)
+    if count == 1:
+        assert rows.insert(events[0]) is events[0]
+    else:
+        rows.insert_many(events)
+    assert all(e.pk is not None and not e._state.adding for e in events)
+    stored = {e.pk: (e.type, e.data) for e in PaymentEvent.objects.filter(payment=payment)}
+    assert stored == {e.pk: (e.type, e.data) for e in events}
