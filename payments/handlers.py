@@ -142,8 +142,7 @@ def stripe_intent_failed(event):
     reason = error.get("message") or error.get("code") or "payment failed"
     charge, currency, provider_id = _stripe_charge(obj), obj.get("currency"), obj.get("id", "")
     payment = _stripe_payment(obj)
-    if charge is None and payment is not None and getattr(payment, "charge_pk", True) is not None:
-        # A payment read by _payment_by_provider_id says whether a charge owns it (charge_pk).
+    if charge is None and payment is not None:
         charge = Charge.objects.filter(payment=payment).first()
     if charge is not None or payment is None:
         return _settle(event, payment, "failed", None, currency, reason=reason, charge=charge, provider_id=provider_id)
