@@ -141,8 +141,9 @@ def insert(instance: models.Model, *, ignore_conflicts: bool = False) -> models.
     and SQLite alike) and None returned. Returns the instance."""
     model = type(instance)
     auto_pk = _auto_pk(model) if instance.pk is None else None
-    fields = [f for f in model._meta.concrete_fields if not f.generated and f is not auto_pk]
-    values = [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in fields]
+    values = [
+        f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in _written(model, auto_pk is not None)
+    ]
     sql = _insert_sql(model, auto_pk is not None, ignore_conflicts, connection.vendor)
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
@@ -182,6 +183,9 @@ def insert_many(instances: Sequence[models.Model]) -> None:
         return
     model = type(instances[0])
     auto_pk = _auto_pk(model) if instances[0].pk is None else None
+    if _auto_pk(model) and any((i.pk is None) != (auto_pk is not None) for i in instances):
+        # One statement writes one column list: the id column for all rows or for none.
+        raise ValueError("insert_many: either every instance has its auto-incremented id or none has.")
     if connection.vendor == "postgresql":
         sql, fields = _unnest_sql(model, auto_pk is not None)
         columns: list[list] = [[] for _ in fields]
@@ -196,7 +200,7 @@ def insert_many(instances: Sequence[models.Model]) -> None:
         model.objects.bulk_create(instances)
         return
     else:
-        fields = [f for f in model._meta.concrete_fields if not f.generated and f is not auto_pk]
+        fields = _written(model, auto_pk is not None)
         params = [f.get_db_prep_save(f.pre_save(i, add=True), connection) for i in instances for f in fields]
         sql = _insert_sql(model, auto_pk is not None, False, connection.vendor, len(instances))
     with connection.cursor() as cursor:
@@ -212,7 +216,7 @@ def insert_many(instances: Sequence[models.Model]) -> None:
 def _unnest_sql(model, auto_pk: bool) -> tuple[str, list]:
     quote = connection.ops.quote_name
     pk = _auto_pk(model) if auto_pk else None
-    fields = [f for f in model._meta.concrete_fields if not f.generated and f is not pk]
+    fields = _written(model, auto_pk)
     # The array types without their modifiers (varchar[], not varchar(50)[]), as Django's own unnest.
     arrays = ", ".join(f"%s::{f.db_type(connection).split('(')[0]}[]" for f in fields)
     names = ", ".join(quote(f.column) for f in fields)
@@ -237,6 +241,14 @@ _NATIVE = {
     "PositiveSmallIntegerField": (int,),
     "BooleanField": (bool,),
 }
+
+
+@cache
+def _written(model, auto_pk: bool) -> list:
+    """The fields an INSERT of `model` writes: every concrete one but generated columns
+    and, when the database assigns it (`auto_pk`), the auto-incremented id."""
+    pk = _auto_pk(model) if auto_pk else None
+    return [f for f in model._meta.concrete_fields if not f.generated and f is not pk]
 
 
 def _auto_pk(model):
@@ -264,7 +276,7 @@ def _prep_all(model, conjunction: dict) -> list:
 def _insert_sql(model, auto_pk: bool, ignore_conflicts: bool, vendor: str, count: int = 1) -> str:
     quote = connection.ops.quote_name
     pk = _auto_pk(model) if auto_pk else None
-    columns = [quote(f.column) for f in model._meta.concrete_fields if not f.generated and f is not pk]
+    columns = [quote(f.column) for f in _written(model, auto_pk)]
     placeholders = ", ".join([f"({', '.join(['%s'] * len(columns))})"] * count)
     sql = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(columns)}) VALUES {placeholders}"
     if ignore_conflicts:

@@ -103,3 +103,16 @@ def test_insert_and_insert_many_fill_auto_ids_in_order(merchant, count):
     assert all(e.pk is not None and not e._state.adding for e in events)
     stored = {e.pk: (e.type, e.data) for e in PaymentEvent.objects.filter(payment=payment)}
     assert stored == {e.pk: (e.type, e.data) for e in events}
+
+
+def test_insert_many_refuses_a_batch_where_only_some_rows_carry_their_auto_id(merchant):
+    """One statement writes one column list: a row's own id would be dropped, or another
+    row's missing one written as NULL."""
+    from payments.models import Payment, PaymentEvent
+
+    payment = Payment.objects.create(merchant=merchant, order_id="o-mixed", amount=100, currency="usd", provider="mock")
+    events = _events(payment, 3)
+    events[1].pk = 10_000_000
+    with pytest.raises(ValueError, match="auto-incremented id"):
+        rows.insert_many(events)
+    assert not PaymentEvent.objects.filter(payment=payment).exists()
