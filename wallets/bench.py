@@ -223,9 +223,10 @@ def ledger_transfer(*, n: int, out) -> list[dict]:
 
     def via_service(op):
         source, dest = op
-        # Fresh objects per call, as a caller would have: no shared state across threads.
+        # The accounts by id, as the raw SQL gets them (transfer_create takes ids as well
+        # as Account objects): nothing shared across threads, no model built by the caller.
         transfer_create(
-            legs=[(Account(pk=source, currency=CURRENCY), -1), (Account(pk=dest, currency=CURRENCY), 1)],
+            legs=[(source, -1), (dest, 1)],
             currency=CURRENCY,
             merchant=merchant,
             reference="bench-service",

@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -202,7 +203,12 @@ class Locked:
 
     def __init__(self, accounts: Iterable[Account]):
         self.by_id = {a.pk: a for a in accounts}
-        self.by_key = {_key_of(a): a for a in self.by_id.values()}
+
+    @cached_property
+    def by_key(self) -> dict:
+        # Built on first use: most postings name their accounts by id, and building a
+        # Key per account is measurable on a plain transfer (about 40 µs of its 1 ms).
+        return {_key_of(a): a for a in self.by_id.values()}
 
     def get(self, ref) -> Account | None:
         if isinstance(ref, Key):
@@ -535,18 +541,9 @@ def _write(plans, locked: Locked) -> dict:
             continue
         transfer = _transfer_row(posting, legs, now)
         transfers.append(transfer)
-        running = {}
-        for account_id, amount in legs:
-            running[account_id] = after[account_id][0]
-            entries.append(
-                Entry(
-                    transfer_id=transfer.pk,
-                    account_id=account_id,
-                    amount=amount,
-                    balance_after=after[account_id][0],
-                    created_at=now,
-                )
-            )
+        # Rows in ENTRY_COLUMNS' order, not Entry objects: nothing reads them back, and
+        # building a model instance costs more than the rest of its share of the write.
+        entries += [(transfer.pk, account_id, amount, after[account_id][0], now) for account_id, amount in legs]
     keys = [(t.merchant_id, t.idempotency_key) for t in transfers if t.idempotency_key is not None]
     if len(set(keys)) < len(keys):
         raise Conflict("One idempotency key was given to two transfers of one batch.")
@@ -565,7 +562,8 @@ def _write_orm(transfers, entries, balances, keys) -> list:
         if used:
             return used
     Transfer.objects.bulk_create(transfers)
-    Entry.objects.bulk_create(entries)
+    names = [name for name, _ in ENTRY_COLUMNS]
+    Entry.objects.bulk_create([Entry(**dict(zip(names, row, strict=True))) for row in entries])
     for account_id, (balance, held) in balances.items():
         Account.objects.filter(pk=account_id).update(balance=balance, held=held)
     return []
@@ -595,9 +593,9 @@ TRANSFER_COLUMNS = (
     ("created_by", "integer"),
     ("created_at", "timestamptz"),
 )
-ENTRY_COLUMNS = (
-    ("transfer", "uuid"),
-    ("account", "uuid"),
+ENTRY_COLUMNS = (  # by attname: an entry row is written as these values
+    ("transfer_id", "uuid"),
+    ("account_id", "uuid"),
     ("amount", "bigint"),
     ("balance_after", "bigint"),
     ("created_at", "timestamptz"),
@@ -654,8 +652,7 @@ def _write_postgres(transfers, entries, balances, keys) -> list:
         )
         params += values_params
         names = [name for name, _ in ENTRY_COLUMNS]
-        rows = [(e.transfer_id, e.account_id, e.amount, e.balance_after, e.created_at) for e in entries]
-        values, values_params = _values(rows, [t for _, t in ENTRY_COLUMNS])
+        values, values_params = _values(entries, [t for _, t in ENTRY_COLUMNS])
         ctes.append(
             f"ins_e AS (INSERT INTO {Entry._meta.db_table} ({_columns(Entry, names)}) "
             f"SELECT * FROM (VALUES {values}) v{guard})"
