@@ -4,6 +4,7 @@ from django.http import QueryDict
 from rest_framework import serializers
 
 from config.api.fields import MetadataField, MinorUnitsField
+from config.api.fields_once import fields_once
 from config.api.parsers import json_loads
 from config.errors import InvalidRequest
 
@@ -26,6 +27,7 @@ def parse(serializer_class: type[serializers.Serializer], data, **context) -> di
 
     A form post (the browsable API's HTML form) is read as the JSON body it stands for
     (`form_as_json`), so an endpoint takes the same thing either way."""
+    serializer_class = fields_once(serializer_class)
     if isinstance(data, QueryDict):
         data = form_as_json(serializer_class(context=context), data)
     if not isinstance(data, dict):
