@@ -29,7 +29,7 @@ Lock order everywhere: payment row, charge row, hold or transfer row, accounts b
 from dataclasses import dataclass, field
 
 from config import rows
-from wallets.ledger import Key, Pool, Posting, balance_key, in_transaction, post, shard_name
+from wallets.ledger import Key, Pool, Posting, balance_key, in_transaction, keys_where, post, shard_name, wallet_key
 from wallets.models import Account
 from wallets.services import account_get_or_create, transfer_create
 from wallets.services import accounts_lock as ledger_accounts_lock
@@ -87,7 +87,7 @@ def payment_accounts(
         }
     ]
     if wallet_of is not None:
-        where.append({"kind": Account.Kind.CUSTOMER_WALLET, "customer_id": wallet_of, "currency": currency})
+        where += keys_where([wallet_key(merchant_id=merchant.pk, currency=currency, customer_id=wallet_of)])
     found, wallet = {}, None
     for account in rows.select(Account, where):  # one fixed-shape statement, no ORM compile
         if account.customer_id is None:

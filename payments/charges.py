@@ -39,8 +39,8 @@ from payments.providers import ProviderDeclined, ProviderUnavailable, get_provid
 from payments.providers.base import OffSessionResult
 from payments.services import INTERNAL_DETAIL, payment_data, payment_lock, payment_transition, timeline_add
 from payments.splits import splits_validate
-from wallets.ledger import Key, Locked, post
-from wallets.models import Account, Hold
+from wallets.ledger import Locked, accounts_by_key, post, wallet_key
+from wallets.models import Hold
 from wallets.moves import debit_posting, events_emit_by_merchant, wallet_events
 from wallets.services import hold_capture, hold_create, hold_void
 from webhooks.services import event_emit
@@ -295,15 +295,9 @@ def charges_from_wallets(
         ):
             raise Conflict(f"Idempotency key {request.idempotency_key!r} was already used for a different charge.")
     todo = [request for request in charges if request.idempotency_key not in made]
-    if locked is not None:
-        wallets = [locked.get(Key(Account.Kind.CUSTOMER_WALLET, merchant.pk, currency, c.customer.pk)) for c in todo]
-    else:
-        wallets = Account.objects.filter(
-            kind=Account.Kind.CUSTOMER_WALLET,
-            merchant_id=merchant.pk,
-            currency=currency,
-            customer_id__in={c.customer.pk for c in todo},
-        )
+    keys = [wallet_key(merchant_id=merchant.pk, currency=currency, customer_id=c.customer.pk) for c in todo]
+    found = locked.by_key if locked is not None else accounts_by_key(keys)
+    wallets = [found.get(key) for key in keys]
     done = _wallet_charges(merchant=merchant, currency=currency, requests=todo, wallets=wallets, locked=locked)
     for request, charge in zip(todo, done, strict=True):
         if charge is not None:

@@ -100,6 +100,11 @@ def balance_key(*, merchant_id, currency: str, owner_id=None) -> Key:
     return Key(kind=BALANCE, merchant_id=merchant_id, currency=currency, name=shard_name(owner_id))
 
 
+def wallet_key(*, merchant_id, currency: str, customer_id) -> Key:
+    """A customer's wallet in `currency`: its merchant's customer_wallet account for it."""
+    return Key(kind=Account.Kind.CUSTOMER_WALLET, merchant_id=merchant_id, currency=currency, customer_id=customer_id)
+
+
 @dataclass
 class Posting:
     """One transfer (legs summing to zero) and/or changes of `held` (holds reserve with a
@@ -160,7 +165,7 @@ def _key_where(key: Key) -> dict:
     }
 
 
-def _keys_where(keys: Iterable[Key]) -> list[dict]:
+def keys_where(keys: Iterable[Key]) -> list[dict]:
     """The conjunctions naming `keys`, each distinct one once: keys that differ only by
     customer are one conjunction with the customers IN a list (a chunk's wallets), so
     the locking statement stays small and its shape few."""
@@ -181,6 +186,12 @@ def _keys_where(keys: Iterable[Key]) -> list[dict]:
             where = _key_where(Key(kind, merchant_id, currency, None, name))
             wanted.append({**where, "customer_id": customer_ids if len(customer_ids) > 1 else customer_ids[0]})
     return wanted
+
+
+def accounts_by_key(keys: Iterable[Key]) -> dict:
+    """The accounts that `keys` name and that exist, by Key, read in one statement
+    without locking them (lock() is the locking read)."""
+    return {_key_of(a): a for a in rows.select(Account, keys_where(keys))}
 
 
 def _pool_where(pool: Pool) -> dict:
@@ -244,7 +255,7 @@ def lock(refs: Iterable) -> Locked:
             pools[(ref.merchant_id, ref.currency)] = ref
         elif ref is not None:
             ids.add(_ref_id(ref))
-    wanted = _keys_where(keys) + [_pool_where(pool) for pool in pools.values()]
+    wanted = keys_where(keys) + [_pool_where(pool) for pool in pools.values()]
     if ids:
         wanted.append({"id": sorted(ids, key=str)})
     if not wanted:

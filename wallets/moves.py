@@ -20,7 +20,7 @@ from config.currencies import MAX_AMOUNT
 from config.errors import InvalidRequest
 from payments.identity.models import Merchant
 
-from .ledger import Key, Locked, Posted, Posting, balance_key, in_transaction, lock, post
+from .ledger import Key, Locked, Posted, Posting, balance_key, in_transaction, lock, post, wallet_key
 from .models import Account, Transfer
 
 
@@ -202,7 +202,7 @@ def wallet_debits_lock(*, debits) -> Locked:
     order. Call it inside that transaction."""
     refs = []
     for merchant_id, currency, customer_id in debits:
-        refs.append(Key(Account.Kind.CUSTOMER_WALLET, merchant_id, currency, customer_id))
+        refs.append(wallet_key(merchant_id=merchant_id, currency=currency, customer_id=customer_id))
         refs.append(balance_key(merchant_id=merchant_id, currency=currency, owner_id=customer_id))
     return lock(refs)
 
