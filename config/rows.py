@@ -17,8 +17,10 @@ and on SQLite. (No library does this: query-caching packages cache results, not 
     insert_many([PaymentEvent(...), ...])        # one statement (PostgreSQL: INSERT ... SELECT FROM unnest)
 
 `select`'s `where` is a list of conjunctions, OR-ed. In each, a field (by attname) maps to a value
-(=), None (IS NULL) or a list, tuple or set (IN; an empty one matches nothing). Anything
-more is a QuerySet's job.
+(=), None (IS NULL) or a list, tuple or set (IN; an empty one matches nothing); a field
+with a comparison suffix (`remaining__gt`, `expires_at__lte`: gt, gte, lt, lte) maps to a
+value it is compared with, NULL never matching, as the ORM's lookups. `order_by` is one
+field or several. Anything more is a QuerySet's job.
 """
 
 import uuid
@@ -29,18 +31,21 @@ from django.db import connection, models
 from django.db.transaction import TransactionManagementError
 
 _SEQUENCE = (list, tuple, set, frozenset)
+_COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
 def select(
     model: type[models.Model],
     where: Sequence[dict],
     *,
-    order_by: str | None = None,
+    order_by: str | tuple[str, ...] | None = None,
     limit: int | None = None,
+    offset: int = 0,
     for_no_key_update: bool = False,
 ) -> list[models.Model]:
     """Instances of `model` matching any of `where`'s conjunctions, ordered by the field
-    `order_by` (attname, "-" for descending) and at most `limit`. `for_no_key_update`:
+    or fields `order_by` (attnames, "-" for descending), at most `limit` of them after
+    skipping `offset`. `for_no_key_update`:
     lock the rows as `select_for_update(no_key=True)` does (inside a transaction only;
     a no-op where the backend has no row locks, as on SQLite)."""
     if for_no_key_update and connection.get_autocommit():
@@ -49,7 +54,13 @@ def select(
     for conjunction in where:
         terms = []
         for attname, value in conjunction.items():
-            if value is None:
+            attname, _, lookup = attname.partition("__")
+            if lookup:
+                if lookup not in _COMPARISONS or value is None or isinstance(value, _SEQUENCE):
+                    raise ValueError(f"rows.select: no lookup {lookup!r} for {value!r} (a QuerySet's job)")
+                terms.append((attname, _COMPARISONS[lookup]))
+                params += _prep(model, attname, [value])
+            elif value is None:
                 terms.append((attname, None))
             elif isinstance(value, _SEQUENCE):
                 values = list(value)
@@ -59,8 +70,10 @@ def select(
                 terms.append((attname, "="))
                 params += _prep(model, attname, [value])
         shape.append(tuple(terms))
+    if isinstance(order_by, str):
+        order_by = (order_by,)
     sql, columns, converters = _compiled(
-        model, tuple(shape), order_by, limit, for_no_key_update, connection.vendor, connection.alias
+        model, tuple(shape), order_by, limit, offset, for_no_key_update, connection.vendor, connection.alias
     )
     if sql is None:
         return []
@@ -91,7 +104,7 @@ def _fields(model) -> dict:
 
 
 @lru_cache(maxsize=1024)
-def _compiled(model, shape: tuple, order_by, limit, for_no_key_update: bool, vendor: str, alias: str):
+def _compiled(model, shape: tuple, order_by, limit, offset: int, for_no_key_update: bool, vendor: str, alias: str):
     """(SQL, attnames, converters) for one shape of `select`, or SQL None when it can
     match nothing (every conjunction has an empty IN)."""
     quote = connection.ops.quote_name
@@ -109,6 +122,8 @@ def _compiled(model, shape: tuple, order_by, limit, for_no_key_update: bool, ven
             elif kind == 0:
                 parts = None
                 break
+            elif isinstance(kind, str):
+                parts.append(f"{column} {kind} %s")
             else:
                 parts.append(f"{column} IN ({', '.join(['%s'] * kind)})")
         if parts is not None:
@@ -117,11 +132,17 @@ def _compiled(model, shape: tuple, order_by, limit, for_no_key_update: bool, ven
         return None, None, None
     sql = f"SELECT {', '.join(quote(f.column) for f in fields)} FROM {quote(table)} WHERE {' OR '.join(disjuncts)}"
     if order_by:
-        descending = order_by.startswith("-")
-        column = quote(_fields(model)[order_by.lstrip("-")].column)
-        sql += f" ORDER BY {column} {'DESC' if descending else 'ASC'}"
+        keys = (
+            f"{quote(_fields(model)[name.lstrip('-')].column)} {'DESC' if name.startswith('-') else 'ASC'}"
+            for name in order_by
+        )
+        sql += f" ORDER BY {', '.join(keys)}"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
+    elif offset:
+        sql += " LIMIT -1" if vendor == "sqlite" else " LIMIT ALL"
+    if offset:
+        sql += f" OFFSET {int(offset)}"
     if for_no_key_update and connection.features.has_select_for_update:
         sql += " FOR NO KEY UPDATE" if connection.features.has_select_for_no_key_update else " FOR UPDATE"
     converters = []

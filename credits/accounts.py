@@ -124,8 +124,13 @@ def _check_units(units, param: str = "units") -> None:
         raise InvalidRequest(f"Must be a positive whole number of credits (at most {MAX_UNITS}).", param=param)
 
 
-def _live_grants(account: Account):
-    """Grants with units left, in consumption order: oldest grant first (by grant time).
+GRANTS_PAGE = 100
+
+
+def _live_grants(account: Account, *, offset: int = 0) -> list[Grant]:
+    """A page (GRANTS_PAGE from `offset`) of the grants with units left, in consumption
+    order: oldest grant first (by grant time). A fixed-shape statement (config.rows):
+    every debit reads it, and the ORM would compile it on each.
 
     Oldest-first is the rule of the credits issue (#6), on purpose: credits are spent in
     the order they were bought, as a customer reads them on a statement, and a refund
@@ -133,7 +138,13 @@ def _live_grants(account: Account):
     this order is what the customer has not yet used of it. The price: a newer grant
     that expires sooner than an older one may lapse partly unused.
     """
-    return Grant.objects.filter(account=account, remaining__gt=0).order_by("created_at", "id")
+    return rows.select(
+        Grant,
+        [{"account_id": account.pk, "remaining__gt": 0}],
+        order_by=("created_at", "id"),
+        limit=GRANTS_PAGE,
+        offset=offset,
+    )
 
 
 def _consume(account: Account, units: int, *, first: Grant | None = None) -> None:
@@ -148,20 +159,23 @@ def _consume(account: Account, units: int, *, first: Grant | None = None) -> Non
             changed.append(first)
     # Pages of plain reads, not a server-side cursor (its DECLARE, FETCH and CLOSE are
     # three round trips for what is almost always one grant). Nothing is written until
-    # bulk_update, so the pages do not shift under the offsets.
-    live, offset = _live_grants(account).exclude(pk=first.pk if first else None), 0
+    # bulk_update, so the pages do not shift under the offsets (`first`, already taken
+    # from, is skipped where it falls in them).
+    offset = 0
     while units:
-        page = list(live[offset : offset + 100])
+        page = _live_grants(account, offset=offset)
         for grant in page:
+            if first is not None and grant.pk == first.pk:
+                continue
             take = min(grant.remaining, units)
             grant.remaining -= take
             units -= take
             changed.append(grant)
             if not units:
                 break
-        if len(page) < 100:
+        if len(page) < GRANTS_PAGE:
             break
-        offset += 100
+        offset += GRANTS_PAGE
     if units:  # remaining and balance disagree: the audit's business, never silently fixed
         logger.error("credit grants cover less than the balance", extra={"account": str(account.pk), "left": units})
     if len(changed) == 1:  # almost always: one fixed-shape UPDATE, not bulk_update's CASE compiled per call

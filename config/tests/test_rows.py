@@ -50,6 +50,33 @@ def test_conjunctions_are_ored_ordered_and_limited(merchant, wallets):
     assert len(rows.select(Account, where, order_by="id", limit=2)) == 2
 
 
+def test_comparisons_several_orderings_and_offsets_match_the_orm(merchant, wallets):
+    from datetime import timedelta
+
+    from django.db.models import F
+
+    Account.objects.filter(pk=wallets[0].pk).update(balance=5)
+    Account.objects.filter(pk=wallets[1].pk).update(balance=5, created_at=F("created_at") - timedelta(days=1))
+    Account.objects.filter(pk=wallets[2].pk).update(balance=0)
+    mine = Account.objects.filter(merchant=merchant, kind="customer_wallet")
+    cut = Account.objects.get(pk=wallets[0].pk).created_at
+    for lookup in ("gt", "gte", "lt", "lte"):
+        for field, value in (("balance", 0), ("balance", 5), ("balance", 9), ("created_at", cut)):
+            where = [{"merchant_id": merchant.pk, "kind": "customer_wallet", f"{field}__{lookup}": value}]
+            orm = mine.filter(**{f"{field}__{lookup}": value})
+            assert sorted(_ids(rows.select(Account, where)), key=str) == sorted(_ids(orm), key=str), (field, lookup)
+    where = [{"merchant_id": merchant.pk, "kind": "customer_wallet"}]
+    for order in (("-balance", "created_at"), ("balance", "-id"), ("-balance", "-created_at", "id")):
+        expected = _ids(mine.order_by(*order))
+        assert _ids(rows.select(Account, where, order_by=order)) == expected
+        assert _ids(rows.select(Account, where, order_by=order, limit=1, offset=1)) == expected[1:2]
+        assert _ids(rows.select(Account, where, order_by=order, offset=2)) == expected[2:]
+    with pytest.raises(ValueError):
+        rows.select(Account, [{"balance__ne": 0}])
+    with pytest.raises(ValueError):
+        rows.select(Account, [{"balance__gt": None}])
+
+
 def test_an_empty_in_matches_nothing(wallets):
     assert rows.select(Account, [{"id": []}]) == []
     assert _ids(rows.select(Account, [{"id": []}, {"id": wallets[0].pk}])) == [wallets[0].pk]

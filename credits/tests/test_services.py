@@ -159,6 +159,18 @@ def test_revoke_of_a_grant_takes_that_grant_first(customer):
     assert Grant.objects.get(pk=first.pk).remaining == 10
 
 
+def test_consumption_reads_grants_page_after_page_and_a_revoked_grant_first(customer, monkeypatch):
+    from credits import accounts
+
+    monkeypatch.setattr(accounts, "GRANTS_PAGE", 2)  # five grants: three pages
+    grants = [grant(customer, 3) for _ in range(5)]
+    credits_debit(customer=customer, units=8)  # oldest first, across three pages
+    assert [Grant.objects.get(pk=g.pk).remaining for g in grants] == [0, 0, 1, 3, 3]
+    credits_revoke(customer=customer, units=5, reason="wrong pack", grant=grants[3])  # its 3, then 1 and 1
+    assert [Grant.objects.get(pk=g.pk).remaining for g in grants] == [0, 0, 0, 0, 2]
+    assert credit_account_get(customer=customer).balance == 2
+
+
 def test_revoke_needs_a_reason(customer):
     grant(customer, 10)
     with pytest.raises(InvalidRequest):
