@@ -42,12 +42,20 @@ def select(
     limit: int | None = None,
     offset: int = 0,
     for_no_key_update: bool = False,
+    related: tuple[str, ...] = (),
+    first_of: tuple[tuple[str, type[models.Model], str], ...] = (),
 ) -> list[models.Model]:
     """Instances of `model` matching any of `where`'s conjunctions, ordered by the field
     or fields `order_by` (attnames, "-" for descending), at most `limit` of them after
     skipping `offset`. `for_no_key_update`:
     lock the rows as `select_for_update(no_key=True)` does (inside a transaction only;
-    a no-op where the backend has no row locks, as on SQLite)."""
+    a no-op where the backend has no row locks, as on SQLite).
+
+    In the same statement, as select_related and annotate(Subquery) would: `related`
+    names non-null forward foreign keys whose rows are joined and set on each instance
+    (no lazy read of them later); each `first_of` entry `(name, Other, fk)` sets the
+    attribute `name` to the id of one row of `Other` whose `fk` is this row's id, None
+    when there is none."""
     if for_no_key_update and connection.get_autocommit():
         raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
     shape, params = [], []
@@ -73,14 +81,42 @@ def select(
     if isinstance(order_by, str):
         order_by = (order_by,)
     sql, columns, converters = _compiled(
-        model, tuple(shape), order_by, limit, offset, for_no_key_update, connection.vendor, connection.alias
+        model,
+        tuple(shape),
+        order_by,
+        limit,
+        offset,
+        for_no_key_update,
+        connection.vendor,
+        connection.alias,
+        tuple(related),
+        tuple(first_of),
     )
     if sql is None:
         return []
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    return [model.from_db(connection.alias, columns, _converted(row, converters)) for row in rows]
+    if not related and not first_of:
+        return [model.from_db(connection.alias, columns, _converted(row, converters)) for row in rows]
+    return [_joined(model, columns, _converted(row, converters), related, first_of) for row in rows]
+
+
+def _joined(model, columns: list, row: list, related: tuple, first_of: tuple) -> models.Model:
+    """One row of a select with `related` and `first_of`: the instance, its joined rows
+    cached on their foreign keys, and its `first_of` attributes."""
+    start = len(columns)
+    instance = model.from_db(connection.alias, columns, row[:start])
+    for name in related:
+        field = model._meta.get_field(name)
+        other = field.related_model
+        width = len(other._meta.concrete_fields)
+        names = [f.attname for f in other._meta.concrete_fields]
+        field.set_cached_value(instance, other.from_db(connection.alias, names, row[start : start + width]))
+        start += width
+    for (name, _other, _fk), value in zip(first_of, row[start:], strict=True):
+        setattr(instance, name, value)
+    return instance
 
 
 def _prep(model, attname: str, values: Iterable) -> list:
@@ -104,17 +140,31 @@ def _fields(model) -> dict:
 
 
 @lru_cache(maxsize=1024)
-def _compiled(model, shape: tuple, order_by, limit, offset: int, for_no_key_update: bool, vendor: str, alias: str):
+def _compiled(
+    model,
+    shape: tuple,
+    order_by,
+    limit,
+    offset: int,
+    for_no_key_update: bool,
+    vendor: str,
+    alias: str,
+    related: tuple = (),
+    first_of: tuple = (),
+):
     """(SQL, attnames, converters) for one shape of `select`, or SQL None when it can
-    match nothing (every conjunction has an empty IN)."""
+    match nothing (every conjunction has an empty IN). The attnames are `model`'s; the
+    converters cover the joined and `first_of` columns that follow them."""
     quote = connection.ops.quote_name
     fields = list(model._meta.concrete_fields)
     table = model._meta.db_table
+    # With a join every column is named with its table: both may have an "id".
+    prefix = f"{quote(table)}." if related or first_of else ""
     disjuncts = []
     for terms in shape:
         parts = []
         for attname, kind in terms:
-            column = quote(_fields(model)[attname].column)
+            column = prefix + quote(_fields(model)[attname].column)
             if kind is None:
                 parts.append(f"{column} IS NULL")
             elif kind == "=":
@@ -130,10 +180,31 @@ def _compiled(model, shape: tuple, order_by, limit, offset: int, for_no_key_upda
             disjuncts.append("(" + " AND ".join(parts or ["1 = 1"]) + ")")
     if not disjuncts:
         return None, None, None
-    sql = f"SELECT {', '.join(quote(f.column) for f in fields)} FROM {quote(table)} WHERE {' OR '.join(disjuncts)}"
+    selected = [(table, f) for f in fields]
+    joins = ""
+    for name in related:
+        field = model._meta.get_field(name)
+        if not (field.many_to_one or field.one_to_one) or not field.concrete or field.null:
+            raise ValueError(f"rows.select: {name!r} is not a non-null forward foreign key of {model.__name__}.")
+        other = field.related_model._meta
+        joins += (
+            f" INNER JOIN {quote(other.db_table)} ON {quote(other.db_table)}.{quote(field.target_field.column)}"
+            f" = {prefix}{quote(field.column)}"
+        )
+        selected += [(other.db_table, f) for f in other.concrete_fields]
+    columns = [f"{prefix}{quote(f.column)}" if t == table else f"{quote(t)}.{quote(f.column)}" for t, f in selected]
+    for _name, other_model, fk in first_of:
+        other = other_model._meta
+        fk_column = _fields(other_model)[fk].column
+        columns.append(
+            f"(SELECT {quote(other.pk.column)} FROM {quote(other.db_table)}"
+            f" WHERE {quote(other.db_table)}.{quote(fk_column)} = {prefix}{quote(model._meta.pk.column)} LIMIT 1)"
+        )
+        selected.append((other.db_table, other.pk))
+    sql = f"SELECT {', '.join(columns)} FROM {quote(table)}{joins} WHERE {' OR '.join(disjuncts)}"
     if order_by:
         keys = (
-            f"{quote(_fields(model)[name.lstrip('-')].column)} {'DESC' if name.startswith('-') else 'ASC'}"
+            f"{prefix}{quote(_fields(model)[name.lstrip('-')].column)} {'DESC' if name.startswith('-') else 'ASC'}"
             for name in order_by
         )
         sql += f" ORDER BY {', '.join(keys)}"
@@ -144,10 +215,12 @@ def _compiled(model, shape: tuple, order_by, limit, offset: int, for_no_key_upda
     if offset:
         sql += f" OFFSET {int(offset)}"
     if for_no_key_update and connection.features.has_select_for_update:
-        sql += " FOR NO KEY UPDATE" if connection.features.has_select_for_no_key_update else " FOR UPDATE"
+        lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_no_key_update else " FOR UPDATE"
+        # Only this model's rows are locked, as select_for_update(of=("self",)) would.
+        sql += lock + (f" OF {quote(table)}" if related and connection.features.has_select_for_update_of else "")
     converters = []
-    for index, f in enumerate(fields):
-        column = f.get_col(table)
+    for index, (column_table, f) in enumerate(selected):
+        column = f.get_col(column_table)
         functions = connection.ops.get_db_converters(column) + f.get_db_converters(connection)
         if functions:
             converters.append((index, tuple(functions), column))

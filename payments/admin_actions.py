@@ -14,6 +14,7 @@ from config.admin_actions import (
 )
 from config.currencies import MAX_AMOUNT
 from payments.models import PaymentEvent, Refund
+from payments.ownership import payment_charge_backed
 from payments.services import payment_cancel, payment_refund, payments_reconcile
 
 STAFF = PaymentEvent.Source.STAFF
@@ -21,10 +22,6 @@ STAFF = PaymentEvent.Source.STAFF
 
 def _status(payment) -> str:
     return payment.status.replace("_", " ").capitalize()
-
-
-def _charge_backed(payment) -> bool:
-    return payment.charges.exists()
 
 
 class RefundForm(OperatorActionForm):
@@ -134,7 +131,7 @@ class CancelPayment(OperatorAction):
     def skip_reason(self, payment):
         if payment.status != "pending":
             return f"only a pending payment can be canceled (this one is {payment.status})."
-        if _charge_backed(payment):
+        if payment_charge_backed(payment):
             return "it belongs to a charge and settles with it."
         return None
 
@@ -166,7 +163,7 @@ class ReconcilePayment(OperatorAction):
     def skip_reason(self, payment):
         if payment.status != "pending":
             return f"only a pending payment is reconciled (this one is {payment.status})."
-        if _charge_backed(payment):
+        if payment_charge_backed(payment):
             return "it belongs to a charge, which settles it."
         return None
 

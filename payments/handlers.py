@@ -7,10 +7,9 @@ those rules. A Stripe payment_failed is one failed attempt, not the payment's en
 Events about something that is not a Paydesk payment return Ignored with the reason.
 """
 
-from django.db.models import OuterRef, Subquery
-
 from payments.charges import charge_settle_from_provider
 from payments.models import Charge, Payment, PaymentEvent
+from payments.ownership import payment_charge, payments_by_provider_id
 from payments.services import payment_attempt_failed, payment_record_provider_refund, payment_settle_from_provider
 from webhooks.registry import Ignored, register_handler
 from webhooks.services import inbound_event_flag
@@ -38,9 +37,8 @@ def _settle(
 ):
     """Settle the payment, or, when the event is about a charge's card part (the payment
     belongs to a charge), the charge: a charge owns its payment."""
-    if charge is None and payment is not None and getattr(payment, "charge_pk", True) is not None:
-        # A payment read by _payment_by_provider_id says whether a charge owns it (charge_pk).
-        charge = Charge.objects.filter(payment=payment).first()
+    if charge is None and payment is not None:
+        charge = payment_charge(payment)
     if payment is None and charge is None:
         return Ignored("No Paydesk payment matches this event.")
     data = {"event": event.event_id, "event_type": event.type, "provider": event.provider}
@@ -86,15 +84,8 @@ def provider_notification(event):
 
 
 def _payment_by_provider_id(provider: str, provider_payment_id: str) -> Payment | None:
-    """The payment with its merchant, and `charge_pk`, the id of a charge that owns it
-    (None when none does), in one statement: settling needs all three."""
-    owner = Charge.objects.filter(payment_id=OuterRef("pk")).values("pk")[:1]
-    return (
-        Payment.objects.select_related("merchant")
-        .annotate(charge_pk=Subquery(owner))
-        .filter(provider=provider, provider_payment_id=provider_payment_id)
-        .first()
-    )
+    found = payments_by_provider_id(provider=provider, provider_payment_id=provider_payment_id)
+    return found[0] if found else None
 
 
 def _stripe_charge(obj: dict) -> Charge | None:
@@ -143,7 +134,7 @@ def stripe_intent_failed(event):
     charge, currency, provider_id = _stripe_charge(obj), obj.get("currency"), obj.get("id", "")
     payment = _stripe_payment(obj)
     if charge is None and payment is not None:
-        charge = Charge.objects.filter(payment=payment).first()
+        charge = payment_charge(payment)
     if charge is not None or payment is None:
         return _settle(event, payment, "failed", None, currency, reason=reason, charge=charge, provider_id=provider_id)
     payment_attempt_failed(

@@ -17,7 +17,7 @@ from config.errors import Conflict, IllegalTransition, ProviderError
 from config.faults import fault_point
 from config.integrity import violates
 from payments.identity.services import subscription_consume_token
-from payments.models import Charge, Payment
+from payments.models import Payment
 from payments.outcomes import (
     ATTEMPT_EVENTS,
     CLOSED_STATES,
@@ -26,6 +26,7 @@ from payments.outcomes import (
     payment_flag_provider_data,
     payment_settle_from_provider,
 )
+from payments.ownership import payment_charge_backed
 from payments.providers import (
     ProviderFailure,
     ProviderUnavailable,
@@ -229,10 +230,6 @@ def _payment_at_provider(payment: Payment) -> Payment:
     return payment
 
 
-def _charge_backed(payment: Payment) -> bool:
-    return Charge.objects.filter(payment_id=payment.pk).exists()
-
-
 def payment_cancel(*, payment: Payment, source: str = Source.API, idempotency_key: str | None = None) -> Payment:
     """Cancel a pending payment. Anything else, or a charge's payment (it settles with its
     charge), raises IllegalTransition (409).
@@ -241,7 +238,7 @@ def payment_cancel(*, payment: Payment, source: str = Source.API, idempotency_ke
     retry of the request that canceled the payment asks the provider again (a crash may
     have come before it did) and answers as the first did, where any other cancel of a
     canceled payment is a 409."""
-    if _charge_backed(payment):
+    if payment_charge_backed(payment):
         raise IllegalTransition("This payment belongs to a charge and settles with it; it cannot be canceled.")
     if idempotency_key and payment.status == "canceled":
         if payment.timeline.filter(type="payment.canceled", data__idempotency_key=idempotency_key).exists():

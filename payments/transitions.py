@@ -8,6 +8,9 @@ reconciliation, charges); it imports none of them.
 
 import logging
 
+from django.db import DatabaseError
+from django.utils import timezone
+
 from config import rows
 from config.errors import IllegalTransition
 from config.faults import fault_point
@@ -53,8 +56,12 @@ def payment_data(payment: Payment) -> dict:
 
 def payment_lock(payment_id) -> Payment:
     # NO KEY UPDATE: excludes other writers of the row but not the KEY SHARE lock that
-    # inserting a row referencing it (a timeline event, a charge) takes elsewhere.
-    return Payment.objects.select_for_update(no_key=True).get(pk=payment_id)
+    # inserting a row referencing it (a timeline event, a charge) takes elsewhere. Its SQL
+    # built once (config/rows.py): every settlement locks its payment.
+    found = rows.select(Payment, [{"id": payment_id}], for_no_key_update=True)
+    if not found:
+        raise Payment.DoesNotExist("Payment matching query does not exist.")
+    return found[0]
 
 
 def timeline_add(
@@ -104,7 +111,11 @@ def _transition(payment: Payment, *, to: str, source: str, data: dict | None, re
         payment.failure_reason = reason
     elif to == "succeeded":
         payment.failure_reason = ""  # a failure the provider reported before it collected after all
-    payment.save(update_fields=["status", "failure_reason", "updated_at"])
+    # save(update_fields=...)'s UPDATE with its SQL built once (config/rows.py).
+    payment.updated_at = timezone.now()
+    changed = {"status": payment.status, "failure_reason": payment.failure_reason, "updated_at": payment.updated_at}
+    if not rows.update(Payment, {"id": payment.pk}, changed):
+        raise DatabaseError("Save with update_fields did not affect any rows.")
     timeline_add(payment=payment, type=f"payment.{to}", source=source, data=data, from_status=previous, to_status=to)
     if to in OUTBOUND:
         event_emit(merchant=payment.merchant, type=OUTBOUND[to], data=payment_data(payment))

@@ -13,10 +13,11 @@ from urllib.parse import urlsplit
 import kombu.exceptions
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from config import rows
 from config.errors import Conflict, InvalidRequest, NotFound
 from config.ids import parse_uuid
 
@@ -40,14 +41,17 @@ def inbound_event_record(
     """
     try:
         with transaction.atomic():
-            event = InboundEvent.objects.create(
-                provider=provider,
-                event_id=event_id,
-                type=type,
-                payload=payload,
-                raw_body=raw_body,
-                headers=headers,
-                signature_verified=verified,
+            # create()'s INSERT with its SQL built once (config/rows.py).
+            event = rows.insert(
+                InboundEvent(
+                    provider=provider,
+                    event_id=event_id,
+                    type=type,
+                    payload=payload,
+                    raw_body=raw_body,
+                    headers=headers,
+                    signature_verified=verified,
+                )
             )
         return event, True
     except IntegrityError:
@@ -127,7 +131,9 @@ def inbound_event_process(*, event_id, force: bool = False, now: datetime | None
                     event.status, event.last_error = InboundEvent.Status.PROCESSED, ""
         event.processed_at = now
         fields = ["status", "last_error", "attempts", "processed_at", "flagged", "flag_reason", "next_attempt_at"]
-        event.save(update_fields=fields)
+        # save(update_fields=fields)'s UPDATE with its SQL built once (config/rows.py).
+        if not rows.update(InboundEvent, {"id": event.pk}, {f: getattr(event, f) for f in fields}):
+            raise DatabaseError("Save with update_fields did not affect any rows.")
         if event.status in (InboundEvent.Status.PROCESSED, InboundEvent.Status.IGNORED):
             stripe_mirror_enqueue(event)  # after commit; only with a key and a verified Stripe event
     if error:

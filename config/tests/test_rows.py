@@ -143,3 +143,44 @@ def test_insert_many_refuses_a_batch_where_only_some_rows_carry_their_auto_id(me
     with pytest.raises(ValueError, match="auto-incremented id"):
         rows.insert_many(events)
     assert not PaymentEvent.objects.filter(payment=payment).exists()
+
+
+def test_related_and_first_of_answer_as_select_related_and_a_subquery_do(merchant, customer):
+    """The joined merchant is the row select_related gives (no lazy read of it later), and
+    first_of is the id of a referencing row, None when there is none; with a lock, only
+    the model's own rows are locked."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from payments.models import Charge, Payment
+
+    def payment(order_id):
+        return Payment.objects.create(merchant=merchant, order_id=order_id, amount=100, currency="usd", provider="mock")
+
+    owned, free = payment("o-owned"), payment("o-free")
+    charge = Charge.objects.create(
+        merchant=merchant, customer=customer, payment=owned, amount=100, currency="usd", external_amount=100
+    )
+    found = rows.select(
+        Payment,
+        [{"id": [owned.pk, free.pk]}],
+        order_by="order_id",
+        related=("merchant",),
+        first_of=(("owner", Charge, "payment_id"),),
+    )
+    assert [(p.pk, p.owner) for p in found] == [(free.pk, None), (owned.pk, charge.pk)]
+    orm = Payment.objects.get(pk=owned.pk)
+    assert {f.attname: getattr(found[1], f.attname) for f in Payment._meta.concrete_fields} == {
+        f.attname: getattr(orm, f.attname) for f in Payment._meta.concrete_fields
+    }
+    with CaptureQueriesContext(connection) as queries:
+        merchants = [p.merchant for p in found]
+    assert len(queries) == 0
+    assert {f.attname: getattr(merchants[0], f.attname) for f in type(merchant)._meta.concrete_fields} == {
+        f.attname: getattr(merchant, f.attname) for f in type(merchant)._meta.concrete_fields
+    }
+    with transaction.atomic():
+        locked = rows.select(Payment, [{"id": free.pk}], related=("merchant",), for_no_key_update=True)
+        assert [p.pk for p in locked] == [free.pk] and locked[0].merchant.pk == merchant.pk
+    with pytest.raises(ValueError, match="non-null forward foreign key"):
+        rows.select(Payment, [{"id": free.pk}], related=("customer",))
