@@ -42,6 +42,7 @@ def select(
     limit: int | None = None,
     offset: int = 0,
     for_no_key_update: bool = False,
+    skip_locked: bool = False,
     related: tuple[str, ...] = (),
     first_of: tuple[tuple[str, type[models.Model], str], ...] = (),
 ) -> list[models.Model]:
@@ -49,7 +50,8 @@ def select(
     or fields `order_by` (attnames, "-" for descending), at most `limit` of them after
     skipping `offset`. `for_no_key_update`:
     lock the rows as `select_for_update(no_key=True)` does (inside a transaction only;
-    a no-op where the backend has no row locks, as on SQLite).
+    a no-op where the backend has no row locks, as on SQLite); with `skip_locked`, rows
+    another transaction holds locked are left out, as `select_for_update(skip_locked=True)`.
 
     In the same statement, as select_related and annotate(Subquery) would: `related`
     names non-null forward foreign keys whose rows are joined and set on each instance
@@ -87,6 +89,7 @@ def select(
         limit,
         offset,
         for_no_key_update,
+        skip_locked,
         connection.vendor,
         connection.alias,
         tuple(related),
@@ -147,6 +150,7 @@ def _compiled(
     limit,
     offset: int,
     for_no_key_update: bool,
+    skip_locked: bool,
     vendor: str,
     alias: str,
     related: tuple = (),
@@ -218,6 +222,8 @@ def _compiled(
         lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_no_key_update else " FOR UPDATE"
         # Only this model's rows are locked, as select_for_update(of=("self",)) would.
         sql += lock + (f" OF {quote(table)}" if related and connection.features.has_select_for_update_of else "")
+        if skip_locked and connection.features.has_select_for_update_skip_locked:
+            sql += " SKIP LOCKED"
     converters = []
     for index, (column_table, f) in enumerate(selected):
         column = f.get_col(column_table)

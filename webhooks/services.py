@@ -95,7 +95,10 @@ def inbound_event_process(*, event_id, force: bool = False, now: datetime | None
     now = now or timezone.now()
     error = retry_in = None
     with transaction.atomic():
-        event = InboundEvent.objects.select_for_update(skip_locked=True).filter(pk=event_id).first()
+        # Another worker processing it holds the row: skip it rather than wait. Its SQL
+        # built once (config/rows.py): every event is processed through here.
+        found = rows.select(InboundEvent, [{"id": event_id}], for_no_key_update=True, skip_locked=True)
+        event = found[0] if found else None
         if event is None:
             return "locked-or-missing"
         if not force:

@@ -184,3 +184,38 @@ def test_related_and_first_of_answer_as_select_related_and_a_subquery_do(merchan
         assert [p.pk for p in locked] == [free.pk] and locked[0].merchant.pk == merchant.pk
     with pytest.raises(ValueError, match="non-null forward foreign key"):
         rows.select(Payment, [{"id": free.pk}], related=("customer",))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_skip_locked_leaves_out_a_row_another_transaction_holds(wallets):
+    """As select_for_update(skip_locked=True): a second transaction does not wait for the
+    held row, it does not see it; a row nobody holds it locks as usual."""
+    import threading
+
+    from django.db import connections
+
+    held, free = wallets[0].pk, wallets[1].pk
+    locked, release, seen = threading.Event(), threading.Event(), {}
+
+    def holder():
+        try:
+            with transaction.atomic():
+                rows.select(Account, [{"id": held}], for_no_key_update=True)
+                locked.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        with transaction.atomic():
+            seen["held"] = rows.select(Account, [{"id": held}], for_no_key_update=True, skip_locked=True)
+            seen["free"] = rows.select(Account, [{"id": free}], for_no_key_update=True, skip_locked=True)
+    finally:
+        release.set()
+        thread.join(10)
+    assert seen["held"] == []
+    assert _ids(seen["free"]) == [free]
