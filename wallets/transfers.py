@@ -30,7 +30,7 @@ def transfer_create(
     """Move value between accounts: `legs` are (account, signed amount), summing to 0,
     all in `currency`. A simple transfer is [(source, -amount), (destination, amount)];
     a split is one negative leg and several positive ones. An account may also be named
-    by wallets.ledger.Key, and a debit of a merchant's balance by wallets.ledger.Pool.
+    by its id or by wallets.ledger.Key, and a debit of a merchant's balance by wallets.ledger.Pool.
 
     Locks every account involved in pk order (wallets.ledger), so concurrent transfers
     never lose an update nor deadlock. The passed Account objects get their new balances.
