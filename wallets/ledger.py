@@ -627,14 +627,19 @@ def _write_postgres(transfers, entries, balances, keys) -> list:
     if keys:
         pairs, pair_params = _values(keys, ("uuid", "text"))
         # Equality on both columns (and the partial indexes' own predicates), so each
-        # key is an index probe of transfer_idempotency_key_unique_per_merchant / _system.
+        # key is an index probe of transfer_idempotency_key_unique_per_merchant / _system,
+        # one per key: LATERAL ... OFFSET 0 keeps the planner from joining the other way
+        # round (it estimates a partial index of recent rows as tiny, then reads all of
+        # it for every batch, the merchant's every keyed transfer).
         table = Transfer._meta.db_table
         ctes.append(
             f"k(m, key) AS (VALUES {pairs}), "
-            f"dup AS (SELECT t.id FROM {table} t JOIN k ON t.merchant_id = k.m AND t.idempotency_key = k.key "
-            "WHERE t.merchant_id IS NOT NULL AND t.idempotency_key IS NOT NULL "
-            f"UNION ALL SELECT t.id FROM {table} t JOIN k ON t.idempotency_key = k.key "
-            "WHERE k.m IS NULL AND t.merchant_id IS NULL AND t.idempotency_key IS NOT NULL)"
+            f"dup AS (SELECT t.id FROM k CROSS JOIN LATERAL (SELECT t.id FROM {table} t "
+            "WHERE t.merchant_id = k.m AND t.idempotency_key = k.key "
+            "AND t.merchant_id IS NOT NULL AND t.idempotency_key IS NOT NULL OFFSET 0) t "
+            f"UNION ALL SELECT t.id FROM k CROSS JOIN LATERAL (SELECT t.id FROM {table} t "
+            "WHERE k.m IS NULL AND t.merchant_id IS NULL AND t.idempotency_key = k.key "
+            "AND t.idempotency_key IS NOT NULL OFFSET 0) t)"
         )
         params += pair_params
         guard = " WHERE NOT EXISTS (SELECT 1 FROM dup)"

@@ -88,3 +88,37 @@ def test_a_pool_debit_draws_on_every_shard_the_preferred_first(merchant, shards)
     with pytest.raises(InsufficientFunds), transaction.atomic():
         post([Posting(legs=[(Pool(merchant.pk, "usd"), -6), (funding, 6)], currency="usd")])
     assert ledger_audit()["ok"]
+
+
+@pytest.mark.postgres
+def test_an_idempotency_key_is_one_index_probe_when_statistics_lag_behind(merchant):
+    """The write's replay check looks each key up in its unique index. Statistics taken
+    while the table was small (autovacuum lags behind growth) must not lead the planner
+    to read every keyed transfer there is for each write instead."""
+    wallet = WalletFactory(customer=CustomerFactory(merchant=merchant), balance=10_000)
+    with transaction.atomic():
+        post([_debit(wallet, 1, key="first")])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE wallets_transfer")
+    with transaction.atomic():
+        post([_debit(wallet, 1, key=f"later-{i}") for i in range(300)])
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        post([_debit(wallet, 1, key="new")])
+    [write] = [q["sql"] for q in queries.captured_queries if "INSERT INTO" in q["sql"]]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + write)
+        [plan] = cursor.fetchone()[0]
+        transaction.set_rollback(True)
+    # Rows each scan of wallets_transfer read: what it returned and what it filtered out.
+    read = {
+        (n["Node Type"], n.get("Index Name")): (n["Actual Rows"] + n.get("Rows Removed by Filter", 0)) * n["Actual Loops"]
+        for n in _nodes(plan["Plan"])
+        if n.get("Relation Name") == "wallets_transfer"
+    }
+    assert read and max(read.values()) <= 1, read
+
+
+def _nodes(node):
+    yield node
+    for child in node.get("Plans", ()):
+        yield from _nodes(child)
