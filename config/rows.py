@@ -14,7 +14,7 @@ and on SQLite. (No library does this: query-caching packages cache results, not 
     insert(IdempotencyKey(scope=..., key=...))   # defaults and auto_now as save() fills them
     insert(PaymentEvent(payment=..., type=...))   # an auto-incremented id comes back on the instance
     update(IdempotencyKey, {"id": pk, "state": "in_flight"}, {"state": "done"})  # rows changed
-    insert_many([PaymentEvent(...), ...])        # one statement (PostgreSQL: INSERT ... SELECT FROM unnest)
+    insert_many([PaymentEvent(...), ...])        # one statement, its rows one JSON parameter on PostgreSQL
 
 `select`'s `where` is a list of conjunctions, OR-ed. In each, a field (by attname) maps to a value
 (=), None (IS NULL) or a list, tuple or set (IN; an empty one matches nothing); a field
@@ -23,6 +23,9 @@ value it is compared with, NULL never matching, as the ORM's lookups. `order_by`
 field or several. Anything more is a QuerySet's job.
 """
 
+import datetime
+import decimal
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from functools import cache, lru_cache
@@ -273,7 +276,7 @@ def insert_many(instances: Sequence[models.Model]) -> None:
     """insert() for several new rows of one model in one statement, as bulk_create does,
     without its per-row compilation. Defaults and auto_now as save() fills them; no
     signals; an auto-incremented id left None is filled, in order. On PostgreSQL
-    `INSERT ... SELECT * FROM unnest(%s::type[], ...)` with one array per column, its SQL
+    `INSERT ... SELECT ... FROM` json_source, the rows in one JSON parameter, its SQL
     built once per model whatever the count; on SQLite a multi-row VALUES up to
     _MANY_AT_MOST rows, bulk_create beyond. Raises IntegrityError as bulk_create does."""
     if not instances:
@@ -287,15 +290,8 @@ def insert_many(instances: Sequence[models.Model]) -> None:
         # One statement writes one column list: the id column for all rows or for none.
         raise ValueError("insert_many: either every instance has its auto-incremented id or none has.")
     if connection.vendor == "postgresql":
-        sql, fields = _unnest_sql(model, auto_pk is not None)
-        columns: list[list] = [[] for _ in fields]
-        for instance in instances:
-            for column, (field, native) in zip(columns, fields, strict=True):
-                value = field.pre_save(instance, add=True)
-                # A value the driver adapts as it is (a str, an int, a uuid) skips the field's
-                # preparation, which for these types returns it unchanged: most of the cost.
-                column.append(value if type(value) in native else field.get_db_prep_save(value, connection))
-        params = columns
+        sql, fields = _json_insert_sql(model, auto_pk is not None)
+        params = [json_rows([[to_json(f.pre_save(i, add=True)) for f, to_json in fields] for i in instances])]
     elif len(instances) > _MANY_AT_MOST or (auto_pk and not connection.features.can_return_rows_from_bulk_insert):
         model.objects.bulk_create(instances)
         return
@@ -313,18 +309,66 @@ def insert_many(instances: Sequence[models.Model]) -> None:
 
 
 @cache
-def _unnest_sql(model, auto_pk: bool) -> tuple[str, list]:
+def _json_insert_sql(model, auto_pk: bool) -> tuple[str, list]:
+    """`INSERT ... SELECT ... FROM` json_source: one parameter, the same SQL whatever the
+    number of rows. With each written field, how its value becomes JSON (_to_json)."""
     quote = connection.ops.quote_name
     pk = _auto_pk(model) if auto_pk else None
     fields = _written(model, auto_pk)
-    # The array types without their modifiers (varchar[], not varchar(50)[]), as Django's own unnest.
-    arrays = ", ".join(f"%s::{f.db_type(connection).split('(')[0]}[]" for f in fields)
     names = ", ".join(quote(f.column) for f in fields)
-    natives = [_NATIVE.get((f.target_field if f.is_relation else f).get_internal_type(), ()) for f in fields]
-    sql = f"INSERT INTO {quote(model._meta.db_table)} ({names}) SELECT * FROM unnest({arrays})"
+    sql = f"INSERT INTO {quote(model._meta.db_table)} ({names}) {json_source([f.db_type(connection) for f in fields])}"
     if pk is not None:
         sql += f" RETURNING {quote(pk.column)}"
-    return sql, list(zip(fields, [(type(None), *n) for n in natives], strict=True))
+    return sql, [(f, _to_json(f)) for f in fields]
+
+
+def json_source(types: Sequence[str]) -> str:
+    """PostgreSQL: a row source of the SQL `types` (one per column, modifiers dropped:
+    varchar, not varchar(50)) reading the rows from one parameter, json_rows(rows). Its
+    text is the same whatever the number of rows, so the driver converts it once and the
+    server may keep its plan; a multi-row VALUES list is new SQL for every count, with a
+    placeholder per value for the driver to parse and adapt in Python, and arrays for
+    unnest are adapted element by element. A jsonb column's value comes as its JSON
+    text (a string inside the parameter), so it is stored exactly as the field encodes it."""
+    columns = ", ".join(f"(r->>{i})::{t.split('(')[0]}" for i, t in enumerate(types))
+    return f"SELECT {columns} FROM jsonb_array_elements(%s::jsonb) r"
+
+
+def json_rows(rows: Iterable[Sequence]) -> str:
+    """The parameter of json_source: rows of values as PostgreSQL reads them back from
+    text (uuids, times and decimals as their ISO or decimal text)."""
+    return json.dumps(rows if isinstance(rows, list) else list(rows), default=_json_scalar, separators=(",", ":"))
+
+
+def _json_scalar(value):
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | decimal.Decimal):
+        return str(value)
+    raise TypeError(f"insert_many: cannot write {type(value).__name__} {value!r} as JSON")
+
+
+def _to_json(field):
+    """How insert_many turns `field`'s value into what json_rows writes: a JSONField's
+    value as the text its encoder gives (as the field saves it), one of the types whose
+    get_db_prep_save is the identity on PostgreSQL as it is, anything else prepared by
+    the field first."""
+    if isinstance(field, models.JSONField):
+        encoder = field.encoder
+
+        def encoded(value):
+            return None if value is None else json.dumps(value, cls=encoder)
+
+        return encoded
+    native = (type(None), *_NATIVE.get((field.target_field if field.is_relation else field).get_internal_type(), ()))
+    aware = isinstance(field, models.DateTimeField)  # an aware datetime is its own preparation too
+
+    def prepared(value):
+        if type(value) in native or (aware and type(value) is datetime.datetime and value.tzinfo is not None):
+            return value
+        return field.get_db_prep_save(value, connection)
+
+    return prepared
 
 
 # Per internal type, the Python types whose get_db_prep_save is the identity on PostgreSQL.

@@ -132,6 +132,47 @@ def test_insert_and_insert_many_fill_auto_ids_in_order(merchant, count):
     assert stored == {e.pk: (e.type, e.data) for e in events}
 
 
+def test_insert_many_stores_every_value_as_bulk_create_does(merchant, customer):
+    """Times to the microsecond, uuids, big integers, text and JSON with what needs
+    escaping (quotes, backslashes, newlines, non-ASCII), a JSON string, JSON null inside
+    a document and nulls: the same rows whichever way they are written."""
+    import datetime
+
+    from payments.models import Payment
+
+    at = datetime.datetime(2027, 3, 4, 5, 6, 7, 891011, tzinfo=datetime.UTC)
+    tricky = 'a "quoted" \\ back\\slash, a\nnewline, \u00e9, \U0001f4b3 and \u2028'
+    variants = [
+        {"metadata": {"note": tricky, "none": None, "nested": [1, {"ok": True}, 2.5]}, "description": tricky},
+        {"metadata": "just a string", "customer": None, "reconcile_claimed_at": at},
+        {"metadata": {}, "split_instructions": [{"account": str(uuid.uuid4()), "amount": 2**62}]},
+    ]
+
+    def made(prefix):
+        return [
+            Payment(
+                merchant=merchant,
+                order_id=f"{prefix}-{i}",
+                amount=2**62 + i,
+                currency="usd",
+                provider="mock",
+                **{"customer": customer, **variant},
+            )
+            for i, variant in enumerate(variants)
+        ]
+
+    rows.insert_many(made("many"))
+    Payment.objects.bulk_create(made("bulk"))
+    own = ("id", "order_id", "created_at", "updated_at")
+    fields = [f.attname for f in Payment._meta.concrete_fields if f.attname not in own]
+
+    def stored(prefix):
+        return list(Payment.objects.filter(order_id__startswith=f"{prefix}-").order_by("order_id").values(*fields))
+
+    assert stored("many") == stored("bulk")
+    assert stored("many")[1]["reconcile_claimed_at"] == at
+
+
 def test_insert_many_refuses_a_batch_where_only_some_rows_carry_their_auto_id(merchant):
     """One statement writes one column list: a row's own id would be dropped, or another
     row's missing one written as NULL."""
