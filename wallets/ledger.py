@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from config import rows
 from config.errors import Conflict, InsufficientFunds, InvalidRequest
+from config.rows import json_rows, json_source
 
 from .models import Account, Entry, Transfer
 
@@ -614,8 +615,9 @@ ENTRY_COLUMNS = (  # by attname: an entry row is written as these values
 
 
 def _values(rows: list[tuple], types) -> tuple[str, list]:
-    one = "(" + ", ".join(f"%s::{t}" for t in types) + ")"
-    return ", ".join([one] * len(rows)), [value for row in rows for value in row]
+    """A row source of `rows` and its one parameter: the statement's text is the same
+    whatever the batch's size, and a batch of any size fits (no parameter per value)."""
+    return json_source(types), [json_rows(rows)]
 
 
 def _write_postgres(transfers, entries, balances, keys) -> list:
@@ -633,7 +635,7 @@ def _write_postgres(transfers, entries, balances, keys) -> list:
         # it for every batch, the merchant's every keyed transfer).
         table = Transfer._meta.db_table
         ctes.append(
-            f"k(m, key) AS (VALUES {pairs}), "
+            f"k(m, key) AS ({pairs}), "
             f"dup AS (SELECT t.id FROM k CROSS JOIN LATERAL (SELECT t.id FROM {table} t "
             "WHERE t.merchant_id = k.m AND t.idempotency_key = k.key "
             "AND t.merchant_id IS NOT NULL AND t.idempotency_key IS NOT NULL OFFSET 0) t "
@@ -664,21 +666,21 @@ def _write_postgres(transfers, entries, balances, keys) -> list:
         values, values_params = _values(rows, [t for _, t in TRANSFER_COLUMNS])
         ctes.append(
             f"ins_t AS (INSERT INTO {Transfer._meta.db_table} ({_columns(Transfer, names)}) "
-            f"SELECT * FROM (VALUES {values}) v{guard})"
+            f"SELECT * FROM ({values}) v{guard})"
         )
         params += values_params
         names = [name for name, _ in ENTRY_COLUMNS]
         values, values_params = _values(entries, [t for _, t in ENTRY_COLUMNS])
         ctes.append(
             f"ins_e AS (INSERT INTO {Entry._meta.db_table} ({_columns(Entry, names)}) "
-            f"SELECT * FROM (VALUES {values}) v{guard})"
+            f"SELECT * FROM ({values}) v{guard})"
         )
         params += values_params
     rows = [(pk, balance, held) for pk, (balance, held) in balances.items()]
     values, values_params = _values(rows, ("uuid", "bigint", "bigint"))
     table = Account._meta.db_table
     ctes.append(
-        f"upd AS (UPDATE {table} a SET balance = v.balance, held = v.held FROM (VALUES {values}) "
+        f"upd AS (UPDATE {table} a SET balance = v.balance, held = v.held FROM ({values}) "
         f"v(id, balance, held) WHERE a.id = v.id{guard.replace(' WHERE', ' AND')})"
     )
     params += values_params
