@@ -20,6 +20,7 @@ from django.utils import timezone
 from config import rows
 from config.errors import Conflict, InvalidRequest, NotFound
 from config.ids import parse_uuid
+from config.rows import json_rows, json_source
 
 from . import http, ssrf
 from .mirror import stripe_mirror_enqueue
@@ -472,11 +473,11 @@ def _events_insert_postgres(*, merchant_id, rows, urls, now) -> tuple[list[str],
     deliveries' ids and the operator endpoint rows (for the WEBHOOK_URLS check)."""
     event_table, delivery_table = OutboundEvent._meta.db_table, Delivery._meta.db_table
     endpoint_table = WebhookEndpoint._meta.db_table
-    values = ", ".join(["(%s::uuid, %s::uuid, %s, %s::jsonb, %s::timestamptz)"] * len(rows))
-    params = [v for row in rows for v in (row.id, row.merchant_id, row.type, json.dumps(row.data), row.created_at)]
+    values = json_source(("uuid", "uuid", "text", "jsonb", "timestamptz"))
+    params = [json_rows((row.id, row.merchant_id, row.type, json.dumps(row.data), row.created_at) for row in rows)]
     sql = f"""
         WITH ev AS (
-            INSERT INTO {event_table} (id, merchant_id, type, data, created_at) VALUES {values}
+            INSERT INTO {event_table} (id, merchant_id, type, data, created_at) {values}
             RETURNING id, type
         ), ep AS (
             SELECT id, merchant_id, url, enabled, disabled_reason, events FROM {endpoint_table}
