@@ -345,7 +345,7 @@ def _json_scalar(value):
         return value.isoformat()
     if isinstance(value, uuid.UUID | decimal.Decimal):
         return str(value)
-    raise TypeError(f"insert_many: cannot write {type(value).__name__} {value!r} as JSON")
+    raise TypeError(f"json_rows: cannot write {type(value).__name__} {value!r} as JSON")
 
 
 def _to_json(field):
