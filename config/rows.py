@@ -334,6 +334,24 @@ def json_source(types: Sequence[str]) -> str:
     return f"SELECT {columns} FROM jsonb_array_elements(%s::jsonb) r"
 
 
+# Parameters: psycopg converts a statement with at most this many once and reuses it.
+_VALUES_AT_MOST = 50
+
+
+def row_source(rows: Sequence[Sequence], types: Sequence[str]) -> tuple[str, list]:
+    """PostgreSQL: a query yielding `rows` (typed `types`), for `INSERT ... {source}`, a
+    FROM's `({source}) v` or a CTE's body, and its parameters. A few rows (the API's one
+    debit, its events) are a VALUES list: the planner knows its row count, where it
+    estimates a JSON source at 100 rows, enough to make it join by reading every row of
+    a mid-size table, and the driver caches a statement of so few parameters. More rows
+    are one JSON parameter (json_source): any number fits (PostgreSQL takes at most
+    65,535 parameters) and the statement's text stays the same."""
+    if len(rows) * len(types) <= _VALUES_AT_MOST:
+        one = "(" + ", ".join(f"%s::{t}" for t in types) + ")"
+        return "VALUES " + ", ".join([one] * len(rows)), [value for row in rows for value in row]
+    return json_source(types), [json_rows(rows)]
+
+
 def json_rows(rows: Iterable[Sequence]) -> str:
     """The parameter of json_source: rows of values as PostgreSQL reads them back from
     text (uuids, times and decimals as their ISO or decimal text)."""

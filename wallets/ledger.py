@@ -41,7 +41,7 @@ from django.utils import timezone
 
 from config import rows
 from config.errors import Conflict, InsufficientFunds, InvalidRequest
-from config.rows import json_rows, json_source
+from config.rows import row_source
 
 from .models import Account, Entry, Transfer
 
@@ -614,22 +614,6 @@ ENTRY_COLUMNS = (  # by attname: an entry row is written as these values
 )
 
 
-# Parameters: psycopg converts a statement with at most this many once and reuses it.
-_VALUES_AT_MOST = 50
-
-
-def _values(rows: list[tuple], types) -> tuple[str, list]:
-    """A row source of `rows` and its parameters. A small batch (the API's one debit) is
-    a VALUES list: the planner knows its row count, where it estimates a JSON source at
-    100 rows, enough to make it update the balances by reading every account of a
-    mid-size table. A larger one is one JSON parameter (json_source): a batch of any size
-    fits in it (PostgreSQL takes at most 65,535 parameters) and its text stays the same."""
-    if len(rows) * len(types) <= _VALUES_AT_MOST:
-        one = "(" + ", ".join(f"%s::{t}" for t in types) + ")"
-        return "VALUES " + ", ".join([one] * len(rows)), [value for row in rows for value in row]
-    return json_source(types), [json_rows(rows)]
-
-
 def _write_postgres(transfers, entries, balances, keys) -> list:
     """The write as one statement: data-modifying CTEs insert the transfers and entries
     and update the balances, all guarded by `dup` (any of the batch's keys already used:
@@ -637,7 +621,7 @@ def _write_postgres(transfers, entries, balances, keys) -> list:
     ctes, params = [], []
     guard = ""
     if keys:
-        pairs, pair_params = _values(keys, ("uuid", "text"))
+        pairs, pair_params = row_source(keys, ("uuid", "text"))
         # Equality on both columns (and the partial indexes' own predicates), so each
         # key is an index probe of transfer_idempotency_key_unique_per_merchant / _system,
         # one per key: LATERAL ... OFFSET 0 keeps the planner from joining the other way
@@ -673,21 +657,21 @@ def _write_postgres(transfers, entries, balances, keys) -> list:
             )
             for t in transfers
         ]
-        values, values_params = _values(rows, [t for _, t in TRANSFER_COLUMNS])
+        values, values_params = row_source(rows, [t for _, t in TRANSFER_COLUMNS])
         ctes.append(
             f"ins_t AS (INSERT INTO {Transfer._meta.db_table} ({_columns(Transfer, names)}) "
             f"SELECT * FROM ({values}) v{guard})"
         )
         params += values_params
         names = [name for name, _ in ENTRY_COLUMNS]
-        values, values_params = _values(entries, [t for _, t in ENTRY_COLUMNS])
+        values, values_params = row_source(entries, [t for _, t in ENTRY_COLUMNS])
         ctes.append(
             f"ins_e AS (INSERT INTO {Entry._meta.db_table} ({_columns(Entry, names)}) "
             f"SELECT * FROM ({values}) v{guard})"
         )
         params += values_params
     rows = [(pk, balance, held) for pk, (balance, held) in balances.items()]
-    values, values_params = _values(rows, ("uuid", "bigint", "bigint"))
+    values, values_params = row_source(rows, ("uuid", "bigint", "bigint"))
     table = Account._meta.db_table
     ctes.append(
         f"upd AS (UPDATE {table} a SET balance = v.balance, held = v.held FROM ({values}) "

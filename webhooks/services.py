@@ -20,7 +20,7 @@ from django.utils import timezone
 from config import rows
 from config.errors import Conflict, InvalidRequest, NotFound
 from config.ids import parse_uuid
-from config.rows import json_rows, json_source
+from config.rows import row_source
 
 from . import http, ssrf
 from .mirror import stripe_mirror_enqueue
@@ -473,8 +473,10 @@ def _events_insert_postgres(*, merchant_id, rows, urls, now) -> tuple[list[str],
     deliveries' ids and the operator endpoint rows (for the WEBHOOK_URLS check)."""
     event_table, delivery_table = OutboundEvent._meta.db_table, Delivery._meta.db_table
     endpoint_table = WebhookEndpoint._meta.db_table
-    values = json_source(("uuid", "uuid", "text", "jsonb", "timestamptz"))
-    params = [json_rows((row.id, row.merchant_id, row.type, json.dumps(row.data), row.created_at) for row in rows)]
+    values, params = row_source(
+        [(row.id, row.merchant_id, row.type, json.dumps(row.data), row.created_at) for row in rows],
+        ("uuid", "uuid", "text", "jsonb", "timestamptz"),
+    )
     sql = f"""
         WITH ev AS (
             INSERT INTO {event_table} (id, merchant_id, type, data, created_at) {values}
