@@ -16,6 +16,7 @@ Money is formatted by config.money_display.money, the one helper for people-faci
 from collections.abc import Callable
 
 from django.contrib import admin
+from django.contrib.admin.utils import quote
 from django.db.models import Count, Sum
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
@@ -276,7 +277,7 @@ def admin_url(model_or_obj, view: str = "changelist", *args) -> str | None:
     meta = model_or_obj._meta
     name = f"admin:{meta.app_label}_{meta.model_name}_{view}"
     try:
-        return reverse(name, args=args or ((model_or_obj.pk,) if view == "change" else ()))
+        return reverse(name, args=args or ((quote(model_or_obj.pk),) if view == "change" else ()))
     except NoReverseMatch:
         return None
 

@@ -6,6 +6,7 @@ change goes through an operator action (wallets/admin_actions.py) that calls a s
 show the ledger and change nothing."""
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
@@ -184,7 +185,7 @@ class TransferAdmin(CsvExportMixin, MoneyTotalsMixin, ReadOnlyAdmin):
         url = None
         if kind in REFERENCE_PAGES and pk:
             try:
-                url = reverse(f"admin:{REFERENCE_PAGES[kind]}_change", args=[pk])
+                url = reverse(f"admin:{REFERENCE_PAGES[kind]}_change", args=[quote(pk)])
             except NoReverseMatch:
                 url = None
         return format_html('<a href="{}">{}</a>', url, obj.reference) if url else (obj.reference or "-")
