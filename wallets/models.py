@@ -177,7 +177,9 @@ class Entry(models.Model):
     """One leg of a transfer on one account: a signed amount and the balance after it."""
 
     id = models.BigAutoField(primary_key=True)
-    transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, related_name="entries")
+    # Indexed by entry_one_leg_per_account (transfer, account), which also serves a
+    # lookup by transfer alone.
+    transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, related_name="entries", db_index=False)
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
     amount = models.BigIntegerField(help_text="Signed: positive in, negative out.")
     balance_after = models.BigIntegerField()
@@ -189,7 +191,12 @@ class Entry(models.Model):
         ordering = ["-id"]
         verbose_name_plural = "entries"
         indexes = [models.Index(fields=["account", "-id"], name="entry_account_newest")]
-        constraints = [models.CheckConstraint(condition=~Q(amount=0), name="entry_amount_not_zero")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="entry_amount_not_zero"),
+            # One leg per account in a transfer (the ledger core merges what it draws
+            # from one account), so a transfer's leg on an account is one index probe.
+            models.UniqueConstraint(fields=["transfer", "account"], name="entry_one_leg_per_account"),
+        ]
 
     def __str__(self):
         return f"{'+' if self.amount > 0 else ''}{money(self.amount, self.account.currency)} on {self.account}"

@@ -4,7 +4,7 @@ no ledger table can be truncated on its own."""
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
-from payments.tests.factories import MerchantFactory
+from payments.tests.factories import CustomerFactory, MerchantFactory
 from wallets.models import Account, AppendOnlyError, Entry, Transfer
 from wallets.services import merchant_balance_account, transfer_create, transfer_reverse
 from wallets.tests.factories import WalletFactory
@@ -118,11 +118,17 @@ def test_an_unbalanced_transfer_is_refused_when_the_checks_run(customer):
 
 @pytest.mark.postgres
 def test_an_entry_added_later_to_a_balanced_transfer_is_refused(transfer, customer):
-    wallet = Account.objects.get(customer=customer)
+    other = WalletFactory(customer=CustomerFactory(merchant=customer.merchant))  # a leg it has not
     _sql("SET CONSTRAINTS ALL IMMEDIATE")
     with pytest.raises(IntegrityError, match="does not balance"), transaction.atomic():
-        Entry.objects.create(transfer=transfer, account=wallet, amount=5, balance_after=705)
+        Entry.objects.create(transfer=transfer, account=other, amount=5, balance_after=5)
         _sql("SET CONSTRAINTS ALL IMMEDIATE")
+
+
+def test_a_second_leg_on_one_account_in_one_transfer_is_refused(transfer, customer):
+    wallet = Account.objects.get(customer=customer)
+    with pytest.raises(IntegrityError, match="entry_one_leg_per_account|UNIQUE"), transaction.atomic():
+        Entry.objects.create(transfer=transfer, account=wallet, amount=5, balance_after=705)
 
 
 @pytest.mark.postgres
