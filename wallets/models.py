@@ -180,7 +180,8 @@ class Entry(models.Model):
     # Indexed by entry_one_leg_per_account (transfer, account), which also serves a
     # lookup by transfer alone.
     transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, related_name="entries", db_index=False)
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
+    # Indexed by entry_account_newest (account, -id), which serves a lookup by account too.
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries", db_index=False)
     amount = models.BigIntegerField(help_text="Signed: positive in, negative out.")
     balance_after = models.BigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
