@@ -10,13 +10,14 @@ re-claimed as it is: its charge is looked up by the key, never made twice.
 """
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, CharField, F, TextField, Value, When
+from django.db.models import Case, CharField, F, Q, TextField, Value, When
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
@@ -28,6 +29,7 @@ from installments.models import Installment, InstallmentOrder
 from payments.charges import WalletCharge, charges_from_wallets
 from payments.identity.models import Merchant
 from payments.models import Charge
+from wallets.ledger import shard_name, shard_names
 from wallets.services import wallet_debits_lock
 
 logger = logging.getLogger("paydesk.installments")
@@ -65,7 +67,7 @@ def _merchants_attach(rows: list[Installment]) -> None:
         row.order.merchant = merchants[row.order.merchant_id]
 
 
-def installments_claim(*, now: datetime, chunk: int) -> list[Installment]:
+def installments_claim(*, now: datetime, chunk: int, at: datetime | None = None) -> list[Installment]:
     """Claim up to `chunk` installments for this collector: first those left `processing`
     (by any path) past the lease, then due ones of active orders in due order. SELECT ...
     FOR UPDATE SKIP LOCKED, so concurrent collectors take disjoint rows and never wait
@@ -74,12 +76,14 @@ def installments_claim(*, now: datetime, chunk: int) -> list[Installment]:
     charge key stored; a lapsed one is re-claimed as it is, charge key included, so its
     charge is looked up, not made again (whatever its order's status: the one-by-one
     path then books it, or closes it like its order). Every claim writes a timeline
-    event (one INSERT per chunk)."""
+    event (one INSERT per chunk). `at` (default `now`) is the claim's time, for the
+    lease; a released claim (no claim time) is taken like a lapsed one, first."""
+    at = at or now
     with transaction.atomic():
         rows = list(
             _claimable()
-            .filter(status=Status.PROCESSING, claimed_at__lt=now - CLAIM_LEASE)
-            .order_by("claimed_at")[:chunk]
+            .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=at - CLAIM_LEASE), status=Status.PROCESSING)
+            .order_by(F("claimed_at").asc(nulls_first=True))[:chunk]
         )
         if len(rows) < chunk:
             rows += list(
@@ -131,17 +135,17 @@ def installments_claim(*, now: datetime, chunk: int) -> list[Installment]:
                         data={"attempt": row.attempts, "charge_key": row.charge_key},
                     )
                 )
-            row.status, row.claimed_at = Status.PROCESSING, now
+            row.status, row.claimed_at = Status.PROCESSING, at
         if fresh:
             Installment.objects.filter(pk__in=fresh).update(
                 status=Status.PROCESSING,
                 attempts=F("attempts") + 1,
-                claimed_at=now,
+                claimed_at=at,
                 claim_source=Claim.COLLECTION,
                 charge_key=_collection_key_sql([row for row in rows if not row.reclaimed]),
             )
         if stale:
-            Installment.objects.filter(pk__in=stale).update(claimed_at=now)
+            Installment.objects.filter(pk__in=stale).update(claimed_at=at)
         insert_many(timeline)
     return rows
 
@@ -194,28 +198,49 @@ def installment_collect(*, installment: Installment, now: datetime, source: str 
 
 
 def _collect_from_wallets(rows: list[Installment], *, now: datetime) -> tuple[list[Installment], int]:
-    """The set-based fast path of collection: in one transaction, charge every freshly
-    claimed installment of an active order that its customer's wallet covers
-    (charges_from_wallets), and book them paid, their orders completed when nothing is
-    left open. Returns the rows left for installment_collect (re-claimed attempts, early
-    and down payments, what a wallet cannot cover, orders no longer active) and how many
-    were paid here. Locks the orders, then their installments, then the ledger accounts.
-    On any error nothing of it happens and every row goes the one-by-one way."""
+    """The set-based fast path of collection: charge every freshly claimed installment of
+    an active order that its customer's wallet covers (charges_from_wallets), and book
+    them paid, their orders completed when nothing is left open. Returns the rows left
+    for installment_collect (re-claimed attempts, early and down payments, what a wallet
+    cannot cover, orders no longer active) and how many were paid here.
+
+    One transaction per merchant-balance shard (wallets.ledger.shard_name of the
+    customer): each locks its orders, then their installments, then its accounts, and
+    commits, so two collectors of one merchant work on different shards side by side
+    instead of taking turns on a chunk that reaches every shard. A customer's rows (so
+    an order's) share a shard. Each collector starts at the shard its process id points
+    to. On any error that shard's rows go the one-by-one way; the others are unaffected."""
     fast = [r for r in rows if not r.reclaimed and r.claim_source == Claim.COLLECTION]
     # An order with a row that must go one by one goes one by one entirely, in order.
     one_by_one_orders = {r.order_id for r in rows if r.reclaimed or r.claim_source != Claim.COLLECTION}
     fast = [r for r in fast if r.order_id not in one_by_one_orders]
     if not fast or not settings.INSTALLMENT_COLLECT_SET_BASED:
         return rows, 0
-    try:
-        with transaction.atomic():
-            paid = _collect_from_wallets_locked(fast, now=now)
-    except _OutOfOrder:
-        return rows, 0
-    except Exception:
-        logger.exception("set-based collection failed; collecting the chunk one by one")
-        return rows, 0
+    paid: set = set()
+    for group in _by_balance_shard(fast):
+        try:
+            with transaction.atomic():
+                paid |= _collect_from_wallets_locked(group, now=now)
+        except _OutOfOrder:
+            continue
+        except Exception:
+            logger.exception("set-based collection failed; collecting these rows one by one")
     return [r for r in rows if r.pk not in paid], len(paid)
+
+
+def _first_shard() -> int:
+    """Where this collector starts its round of the balance shards: concurrent collectors
+    are different processes, so most start on different shards."""
+    return os.getpid()
+
+
+def _by_balance_shard(rows: list[Installment]) -> list[list[Installment]]:
+    groups: dict[str, list[Installment]] = {}
+    for row in rows:
+        groups.setdefault(shard_name(row.order.customer_id), []).append(row)
+    names = shard_names()
+    start = _first_shard() % len(names)
+    return [groups[name] for name in names[start:] + names[:start] if name in groups]
 
 
 class _OutOfOrder(Exception):
@@ -295,29 +320,60 @@ def installments_collect(
     budget_seconds: float | None = None,
 ) -> Iterator[dict]:
     """Collect due installments, chunk by chunk, until none is due, `limit` were
-    collected or `budget_seconds` have passed (checked between chunks). Memory stays
-    flat whatever the backlog; stop at any point and the next run resumes. Yields
-    per-chunk counts by resulting status. Safe to run in several processes at once."""
+    collected or `budget_seconds` have passed. Memory stays flat whatever the backlog;
+    stop at any point and the next run resumes. Yields per-chunk counts by resulting
+    status. Safe to run in several processes at once.
+
+    No claim outlives its lease: a chunk's one-by-one part (a provider call each) stops
+    at the deadline, or once half the lease has passed since the claim, and releases the
+    rows it has not reached (installments_release); past the deadline the run ends,
+    otherwise its next claim takes them first. Claims are stamped with `now` plus the
+    run's elapsed time, so a long run's later claims are fresh too."""
     now = now or timezone.now()
     chunk = chunk or settings.INSTALLMENT_COLLECT_CHUNK
-    deadline = _clock() + budget_seconds if budget_seconds else None
+    started = _clock()
+    deadline = started + budget_seconds if budget_seconds else None
     done = 0
     while limit is None or done < limit:
-        if deadline is not None and _clock() >= deadline:
+        claimed = _clock()
+        if deadline is not None and claimed >= deadline:
             return
-        rows = installments_claim(now=now, chunk=min(chunk, limit - done) if limit else chunk)
+        rows = installments_claim(
+            now=now,
+            at=now + timedelta(seconds=claimed - started),
+            chunk=min(chunk, limit - done) if limit else chunk,
+        )
         if not rows:
             return
         counts: dict[str, int] = {}
         one_by_one, paid = _collect_from_wallets(rows, now=now)
         if paid:
             counts[Status.PAID] = paid
-        for installment in one_by_one:
+        stop = min(claimed + CLAIM_LEASE.total_seconds() / 2, deadline or float("inf"))
+        for n, installment in enumerate(one_by_one):
+            if _clock() >= stop:
+                installments_release(one_by_one[n:])
+                done += len(rows) - len(one_by_one) + n
+                break
             try:
                 status = installment_collect(installment=installment, now=now)
             except Exception:  # one bad installment must not stop the run; its claim lapses and it is retried
                 logger.exception("installment collection failed", extra={"installment": str(installment.pk)})
                 status = "error"
             counts[status] = counts.get(status, 0) + 1
-        done += len(rows)
+        else:
+            done += len(rows)
         yield counts
+
+
+def installments_release(rows: list[Installment]) -> None:
+    """Give up this collector's claim of rows it has not charged: their claim time is
+    cleared, so the next claim takes them first, as it takes a lapsed claim (the same
+    attempt and charge key: nothing was charged for them, and if anything was, the key
+    finds it). Only rows still processing under this claim's key are touched."""
+    if not rows:
+        return
+    keys = Q()
+    for row in rows:
+        keys |= Q(pk=row.pk, charge_key=row.charge_key)
+    Installment.objects.filter(keys, status=Status.PROCESSING).update(claimed_at=None)

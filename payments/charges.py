@@ -39,7 +39,7 @@ from payments.providers import ProviderDeclined, ProviderUnavailable, get_provid
 from payments.providers.base import OffSessionResult
 from payments.services import INTERNAL_DETAIL, payment_data, payment_lock, payment_transition, timeline_add
 from payments.splits import splits_validate
-from wallets.ledger import Locked, accounts_by_key, post, wallet_key
+from wallets.ledger import Locked, accounts_by_key, in_transaction, post, wallet_key
 from wallets.models import Hold
 from wallets.moves import debit_posting, events_emit_by_merchant, wallet_events
 from wallets.services import hold_capture, hold_create, hold_void
@@ -265,7 +265,7 @@ class WalletCharge:
     metadata: dict = field(default_factory=dict)
 
 
-@transaction.atomic
+@in_transaction()
 def charges_from_wallets(
     *, merchant, currency: str, charges: Sequence[WalletCharge], locked: Locked | None = None
 ) -> list[Charge | None]:
@@ -276,10 +276,12 @@ def charges_from_wallets(
     new charge that succeeded because the customer's wallet covered the whole amount, or
     None: no wallet, or not enough in it: make that one with charge_create (wallet part
     plus card, or a 402). Locks the wallets and the merchant's balance shards in pk order;
-    runs in the caller's transaction if there is one. Raises Conflict if a key was used
-    for a different charge; IntegrityError if a charge under one of the keys is being
-    made concurrently (the caller retries those one by one). `locked`: the caller's lock
-    of the wallets and shards (wallet_debits_lock), read instead of selecting them again.
+    runs in the caller's transaction if there is one, without a savepoint (after an
+    error the caller can only roll back: collection rolls back that shard's rows).
+    Raises Conflict if a key was used for a different charge; IntegrityError if a charge
+    under one of the keys is being made concurrently (the caller retries those one by
+    one). `locked`: the caller's lock of the wallets and shards (wallet_debits_lock),
+    read instead of selecting them again.
     """
     currency = currency.lower()
     made = {

@@ -356,6 +356,61 @@ def test_collect_with_a_budget_stops_between_chunks(merchant, customer, wallet, 
         ]
 
 
+def one_by_one_run(monkeypatch, order_now, **kw) -> list:
+    """A collection run where every look at the clock is 100 s after the previous one,
+    and every installment goes one by one (charge_create: one provider call each)."""
+    clock = iter(range(0, 10_000, 100))
+    with monkeypatch.context() as m:
+        m.setattr(collection, "_clock", lambda: next(clock))
+        return list(installments_collect(now=order_now, chunk=10, **kw))
+
+
+def assert_each_charged_once(order, total):
+    assert Charge.objects.count() == total
+    for installment in order.installments.all():
+        assert installment.status == "paid" and installment.attempts == 1
+        assert installment.charge_attempts.get().charge.idempotency_key == installment.charge_key
+
+
+def test_one_by_one_stops_at_the_deadline_and_releases_what_it_did_not_reach(
+    merchant, customer, wallet, settings, monkeypatch
+):
+    """A run out of time mid-chunk gives up the claims of the installments it has not
+    charged, so the next run takes them at once (not after the lease), as the same
+    attempt with the same charge key: each is charged once."""
+    settings.INSTALLMENT_COLLECT_SET_BASED = False
+    order = make(merchant, customer, count=4, amount=400, start=date(2027, 1, 1))
+    now = day(date(2027, 12, 1))
+    assert one_by_one_run(monkeypatch, now, budget_seconds=250) == [{"paid": 1}]
+    released = order.installments.filter(status="processing")
+    assert released.count() == 3 and not released.exclude(claimed_at=None).exists()
+    assert run(now) == [{"paid": 3}]  # the same `now`: no lease has lapsed, the claims were released
+    assert_each_charged_once(order, 4)
+    assert_timeline_complete(order)
+
+
+def test_no_claim_outlives_half_its_lease_however_long_the_run(merchant, customer, wallet, settings, monkeypatch):
+    """With no budget (the collect_installments command), a chunk whose provider calls
+    take longer than half the claim's lease releases the rest and claims it again,
+    stamped with the time it is claimed, so no other collector sees a lapsed claim of a
+    collector still at work."""
+    settings.INSTALLMENT_COLLECT_SET_BASED = False
+    order = make(merchant, customer, count=4, amount=400, start=date(2027, 1, 1))
+    now = day(date(2027, 12, 1))
+    reclaims = []
+    real_claim = collection.installments_claim
+
+    def claim(**kwargs):
+        reclaims.append(kwargs["at"] - now)
+        return real_claim(**kwargs)
+
+    monkeypatch.setattr(collection, "installments_claim", claim)
+    assert one_by_one_run(monkeypatch, now) == [{"paid": 2}, {"paid": 2}]  # lease/2 = 300 s of 100 s looks
+    assert reclaims == [timedelta(seconds=100), timedelta(seconds=500), timedelta(seconds=800)]
+    assert_each_charged_once(order, 4)
+    assert_timeline_complete(order)
+
+
 # --- 7. every status change is on the timeline ------------------------------------------------
 
 
