@@ -246,7 +246,7 @@ def _by_balance_shard(rows: list[Installment]) -> list[list[Installment]]:
 class _OutOfOrder(Exception):
     """An order's earlier installment was left to the one-by-one path while a later one
     was paid here: its failure might close the order, which must then not have been
-    charged for the later one. Rolled back; the chunk goes one by one, in order."""
+    charged for the later one. Rolled back; that shard's rows go one by one, in order."""
 
 
 def _collect_from_wallets_locked(rows: list[Installment], *, now: datetime) -> set:
