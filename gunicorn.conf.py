@@ -2,19 +2,45 @@
 default, and the Dockerfile and docker-compose.yml name it too, with no other options.
 Command-line options would still apply on top of it (the tests use that).
 
-Server shape: 2 workers x 4 threads (gthread), for a 2-core machine. Environment:
+Server shape: 4 workers x 2 threads (gthread), for a 2-core machine. Environment:
 WEB_CONCURRENCY (workers), GUNICORN_THREADS (1: sync workers), GUNICORN_BIND (else
 0.0.0.0:$PORT, else 0.0.0.0:8000), GUNICORN_TIMEOUT (60 s), GUNICORN_KEEPALIVE (5 s;
 behind a load balancer, set it above the balancer's idle timeout), GUNICORN_ACCESS_LOG
 ("-": stdout, the default; empty: none).
 
-Chosen by measurement, on this project's 2-core development machine: PostgreSQL 15 and
-Redis on the same box, DEBUG off, the access log on, REDIS_URL set (the throttle counts
-in Redis), 8 client threads of a small keep-alive HTTP client against one merchant with
-8 funded wallets (one each), 10-15 s per run after a warm-up, configurations interleaved,
-3 to 12 runs each; the debit as the ledger ran it then (18 statements, see
-wallets/tests/test_statement_budget.py). The box was shared with other engineers' test runs the whole time (load
-average 6 on 2 cores), so absolute figures are low and noisy; medians (min-max):
+Measured again on 2026-12-07, on a quiet 2-core machine of this project's kind, with the
+ledger's hot path as it is now (a keyed debit in 6 statements) and `manage.py bench`'s
+HTTP harness (8 keep-alive clients, a fresh database each run, configurations
+interleaved; figures per run, `vs` the ratio to pgbench's transaction in the same run):
+
+    workers x threads          2 x 4 (before)          4 x 2 (now)             8 x 1 sync (once)
+    debit, hot, keyed          274, 263, 312/s         317, 335, 329/s         285/s
+                               0.14, 0.13, 0.16 vs     0.16, 0.17, 0.17 vs     0.15 vs
+    debit, hot, no key         287, 353, 339/s         375, 442, 426/s         362/s
+                               0.15, 0.17, 0.17 vs     0.19, 0.22, 0.22 vs     0.18 vs
+    debit, spread, keyed       375, 429, 435/s         401, 429, 453/s         368/s
+    debit, spread, no key      489, 552, 551/s         564, 577, 559/s         504/s
+    wallet read                1,488, 1,591/s          1,566, 1,450/s
+    wallet charge, keyed       244, 241/s              239, 255/s
+    wallet charge, no key      304, 318/s              334, 350/s
+
+- The hot wallet's debits queue on its row, and the thread holding the row's lock waits
+  for its process's GIL after each of its round trips. Two threads per process rather
+  than four halve the threads it can wait behind: hot debits gain about 16% keyed and
+  27% without a key, and the cores are busier (75-79% against 57-70%).
+- Everything else is the same or better, and the machine keeps 8 threads (so 8
+  PostgreSQL connections) in all, for requests that wait seconds on a provider.
+- 8 sync workers avoid the GIL altogether, but close every connection after its
+  response (sync workers keep none alive), which costs more than it saves.
+
+The first measurement, which chose 2 x 4 before, on this project's 2-core development
+machine: PostgreSQL 15 and Redis on the same box, DEBUG off, the access log on,
+REDIS_URL set (the throttle counts in Redis), 8 client threads of a small keep-alive
+HTTP client against one merchant with 8 funded wallets (one each), 10-15 s per run after
+a warm-up, configurations interleaved, 3 to 12 runs each; the debit as the ledger ran
+it then (18 statements, see wallets/tests/test_statement_budget.py). The box was shared with other engineers' test
+runs the whole time (load average 6 on 2 cores), so absolute figures are low and noisy;
+medians (min-max):
 
     workers x threads   GET /wallets/{id}                  POST /wallets/{id}/debit, fresh key
                         req/s          p50  p99  CPU/req   req/s        p50   p99  CPU/req
@@ -29,7 +55,8 @@ average 6 on 2 cores), so absolute figures are low and noisy; medians (min-max):
     4 x 2 gthread       112 (104-153)   53  224   5.2      22 (20-37)   324   828   17.6
     (latencies in ms; CPU/req: ms of CPU the gunicorn workers spent per request)
 
-What the figures say:
+What those figures said (4 x 2's low reads there did not show again on the quiet machine
+above, where it reads as fast as 2 x 4):
 - Reads: every gthread shape with 2 or 3 workers serves 1.5-2x the requests of any sync
   one, at half the latency. Sync workers close the connection after each response, so
   every request pays a new connection; gthread keeps it alive, and its threads overlap
@@ -47,8 +74,8 @@ What the figures say:
   threads rather than one of 4. The price is the debit p99 (721 ms against 605 ms with
   2 threads, on this overloaded box).
 Each thread keeps one PostgreSQL connection (CONN_MAX_AGE): workers x threads per
-instance, 8 here. Measure again on a machine of another size: WEB_CONCURRENCY = its
-cores, GUNICORN_THREADS = 4 is the starting point.
+instance, 8 here. Measure again on a machine of another size: WEB_CONCURRENCY = twice its
+cores, GUNICORN_THREADS = 2 is the starting point.
 
 Request limits, set on purpose. gunicorn refuses a request over them before Django sees
 it: a request line over `limit_request_line` is a 414, a header over
@@ -76,8 +103,8 @@ import os
 import gunicorn.util
 
 bind = [os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT') or 8000}"]
-workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
-threads = int(os.environ.get("GUNICORN_THREADS") or 4)
+workers = int(os.environ.get("WEB_CONCURRENCY") or 4)
+threads = int(os.environ.get("GUNICORN_THREADS") or 2)
 worker_class = "gthread" if threads > 1 else "sync"
 # Above the longest request; IDEMPOTENCY_IN_FLIGHT_LEASE (120 s) must stay above this.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 60)

@@ -149,7 +149,7 @@ def test_the_measured_server_shape_and_its_overrides():
     """What the image runs with no options (gunicorn.conf.py's docstring says why), and
     the environment changing it for another machine."""
     default = _resolved()
-    assert (default["workers"], default["threads"], default["worker_class"]) == ("2", "4", "gthread")
+    assert (default["workers"], default["threads"], default["worker_class"]) == ("4", "2", "gthread")
     assert (default["bind"], default["timeout"], default["limit_request_line"]) == ("['0.0.0.0:8000']", "60", "4094")
     other = _resolved(WEB_CONCURRENCY="5", GUNICORN_THREADS="1", GUNICORN_BIND="127.0.0.1:9000")
     assert (other["workers"], other["threads"], other["worker_class"]) == ("5", "1", "sync")

@@ -86,7 +86,8 @@ def test_a_collector_pays_one_shard_while_another_shard_is_locked(merchant, monk
         with connection.cursor() as cursor:  # the collector is blocked on a lock, not busy
             for _ in range(200):
                 cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
                 )
                 if cursor.fetchone()[0]:
                     break
