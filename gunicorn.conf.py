@@ -30,8 +30,12 @@ interleaved; figures per run, `vs` the ratio to pgbench's transaction in the sam
   27% without a key, and the cores are busier (75-79% against 57-70%).
 - Everything else is the same or better, and the machine keeps 8 threads (so 8
   PostgreSQL connections) in all, for requests that wait seconds on a provider.
-- 8 sync workers avoid the GIL altogether, but close every connection after its
-  response (sync workers keep none alive), which costs more than it saves.
+- A fourth pair, later, with the machine slower (pgbench 1,780/s): hot keyed 243 against
+  284/s, no key 289 against 309/s.
+- 8 sync workers avoid sharing a GIL, but close every connection after its response
+  (sync workers keep none alive), which costs more than it saves. 8 gthread workers of
+  one thread (kept alive, no GIL shared) ran as 4 x 2 did, interleaved three times (hot
+  keyed 0.155-0.166 of pgbench against 0.157-0.168), with twice the processes' memory.
 
 The first measurement, which chose 2 x 4 before, on this project's 2-core development
 machine: PostgreSQL 15 and Redis on the same box, DEBUG off, the access log on,
