@@ -293,8 +293,9 @@ class TestCollection:
     def test_a_collector_dying_inside_a_set_based_chunk_leaves_nothing_half_done(
         self, merchant, customer, wallet, monkeypatch
     ):
-        """Set-based, a chunk's charges and bookkeeping are one transaction: a process
-        that dies in it leaves no charge and no money moved; the rerun collects once."""
+        """Set-based, a balance shard's charges and bookkeeping are one transaction (one
+        shard here): a process that dies in it leaves no charge and no money moved; the
+        rerun collects once."""
         from installments import bookkeeping
 
         class ProcessDied(BaseException):  # not an Exception: nothing catches it, as with a real death
