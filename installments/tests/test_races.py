@@ -20,19 +20,26 @@ from wallets.services import wallet_create, wallet_credit
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shards")]
 
 
+def customer_with_order(merchant, *, per_customer=6, **customer):
+    """A customer with a wallet that covers its order of `per_customer` daily installments
+    of 100, the first due on 2027-01-01."""
+    customer = CustomerFactory(merchant=merchant, **customer)
+    wallet_credit(wallet=wallet_create(customer=customer, currency="usd"), amount=10_000)
+    installment_order_create(
+        merchant=merchant,
+        customer=customer,
+        amount=100 * per_customer,
+        currency="usd",
+        installment_count=per_customer,
+        interval="day",
+        start_date=date(2027, 1, 1),
+    )
+    return customer
+
+
 def seed(merchant, *, customers=10, per_customer=6):
     for _ in range(customers):
-        customer = CustomerFactory(merchant=merchant)
-        wallet_credit(wallet=wallet_create(customer=customer, currency="usd"), amount=10_000)
-        installment_order_create(
-            merchant=merchant,
-            customer=customer,
-            amount=100 * per_customer,
-            currency="usd",
-            installment_count=per_customer,
-            interval="day",
-            start_date=date(2027, 1, 1),
-        )
+        customer_with_order(merchant, per_customer=per_customer)
 
 
 @pytest.fixture

@@ -12,12 +12,11 @@ from django.test.utils import CaptureQueriesContext
 
 from installments import collection
 from installments.models import Installment
-from installments.services import installment_order_create, installments_claim
+from installments.services import installments_claim
 from installments.tests.test_installments import day
-from payments.tests.factories import CustomerFactory
+from installments.tests.test_races import customer_with_order
 from wallets import ledger
 from wallets.selectors import ledger_audit
-from wallets.services import wallet_create, wallet_credit
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 NOW = day(date(2027, 3, 1))
@@ -28,23 +27,12 @@ def eight_shards(settings):
     settings.MERCHANT_BALANCE_SHARDS = 8
 
 
-def customer_on(merchant, shard: int, *, installments=2):
+def customer_on(merchant, shard: int):
     """A customer whose money lands on balance shard `shard`, with a wallet that covers
-    an order of `installments` installments all due by NOW."""
+    its order of 2 installments, both due by NOW."""
     while (customer_id := uuid.uuid4()).int % 8 != shard:
         pass
-    customer = CustomerFactory(merchant=merchant, id=customer_id)
-    wallet_credit(wallet=wallet_create(customer=customer, currency="usd"), amount=10_000)
-    installment_order_create(
-        merchant=merchant,
-        customer=customer,
-        amount=100 * installments,
-        currency="usd",
-        installment_count=installments,
-        interval="day",
-        start_date=date(2027, 1, 1),
-    )
-    return customer
+    return customer_with_order(merchant, per_customer=2, id=customer_id)
 
 
 def statuses(customer) -> set:
