@@ -370,10 +370,34 @@ def installments_release(rows: list[Installment]) -> None:
     """Give up this collector's claim of rows it has not charged: their claim time is
     cleared, so the next claim takes them first, as it takes a lapsed claim (the same
     attempt and charge key: nothing was charged for them, and if anything was, the key
-    finds it). Only rows still processing under this claim's key are touched."""
+    finds it). Only rows still processing under this claim's key are touched, each with
+    an `installment.released` row on its order's timeline."""
     if not rows:
         return
     keys = Q()
     for row in rows:
         keys |= Q(pk=row.pk, charge_key=row.charge_key)
-    Installment.objects.filter(keys, status=Status.PROCESSING).update(claimed_at=None)
+    with transaction.atomic():
+        mine = set(
+            Installment.objects.select_for_update(no_key=True)
+            .filter(keys, status=Status.PROCESSING)
+            .values_list("pk", flat=True)
+        )
+        if not mine:
+            return
+        Installment.objects.filter(pk__in=mine).update(claimed_at=None)
+        insert_many(
+            [
+                timeline_event(
+                    row.order,
+                    "installment.released",
+                    installment=row,
+                    from_status=Status.PROCESSING,
+                    to_status=Status.PROCESSING,
+                    source="collection",
+                    data={"charge_key": row.charge_key, "claimed_at": row.claimed_at.isoformat()},
+                )
+                for row in rows
+                if row.pk in mine
+            ]
+        )

@@ -384,6 +384,8 @@ def test_one_by_one_stops_at_the_deadline_and_releases_what_it_did_not_reach(
     assert one_by_one_run(monkeypatch, now, budget_seconds=250) == [{"paid": 1}]
     released = order.installments.filter(status="processing")
     assert released.count() == 3 and not released.exclude(claimed_at=None).exists()
+    events = InstallmentEvent.objects.filter(type="installment.released")
+    assert set(events.values_list("installment_id", flat=True)) == set(released.values_list("pk", flat=True))
     assert run(now) == [{"paid": 3}]  # the same `now`: no lease has lapsed, the claims were released
     assert_each_charged_once(order, 4)
     assert_timeline_complete(order)
