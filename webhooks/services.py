@@ -38,25 +38,26 @@ def inbound_event_record(
 ) -> tuple[InboundEvent, bool]:
     """Store a received event unless it is already stored. Returns (event, created).
 
-    The unique (provider, event_id) constraint decides between concurrent deliveries.
+    The unique (provider, event_id) constraint decides between concurrent deliveries:
+    one statement, INSERT ... ON CONFLICT DO NOTHING, its SQL built once (config/rows.py).
+    Outside a transaction (every request runs so) it commits on its own in that one
+    round trip; the repeat of an event reads the stored one.
     """
-    try:
-        with transaction.atomic():
-            # create()'s INSERT with its SQL built once (config/rows.py).
-            event = rows.insert(
-                InboundEvent(
-                    provider=provider,
-                    event_id=event_id,
-                    type=type,
-                    payload=payload,
-                    raw_body=raw_body,
-                    headers=headers,
-                    signature_verified=verified,
-                )
-            )
+    event = rows.insert(
+        InboundEvent(
+            provider=provider,
+            event_id=event_id,
+            type=type,
+            payload=payload,
+            raw_body=raw_body,
+            headers=headers,
+            signature_verified=verified,
+        ),
+        ignore_conflicts=True,
+    )
+    if event is not None:
         return event, True
-    except IntegrityError:
-        return InboundEvent.objects.get(provider=provider, event_id=event_id), False
+    return InboundEvent.objects.get(provider=provider, event_id=event_id), False
 
 
 class HandlerFailed(Exception):
@@ -86,63 +87,98 @@ def inbound_event_process(*, event_id, force: bool = False, now: datetime | None
 
     Locks the event row (SKIP LOCKED: a concurrent processor of the same event leaves it
     alone), runs the handler in the same transaction, and marks the event processed or
-    ignored. A handler exception rolls back the handler's writes, leaves the event
-    `failed` with the error and the time of its next try (WEBHOOK_INBOUND_RETRY_SCHEDULE)
-    and raises HandlerFailed. A failed event is only run again once that time has come
-    (so a task retry and the sweep never run it twice in a row), and not at all once the
-    schedule is used up. `force` (staff re-run) runs any event now; handlers are idempotent.
-    Returns the resulting status ("not-due" when left alone).
+    ignored. A handler exception rolls back the whole transaction, handler's writes
+    included; then, in a second one, the event is `failed` with the error and the time
+    of its next try (WEBHOOK_INBOUND_RETRY_SCHEDULE) and HandlerFailed is raised. (No
+    savepoint around the handler: the path every event takes costs two statements less,
+    and only a failure pays for its own transaction.) A failed event is only run again
+    once that time has come (so a task retry and the sweep never run it twice in a row),
+    and not at all once the schedule is used up. `force` (staff re-run) runs any event
+    now; handlers are idempotent. Returns the resulting status ("not-due" when left alone).
     """
     now = now or timezone.now()
-    error = retry_in = None
-    with transaction.atomic():
-        # Another worker processing it holds the row: skip it rather than wait. Its SQL
-        # built once (config/rows.py): every event is processed through here.
-        found = rows.select(InboundEvent, [{"id": event_id}], for_no_key_update=True, skip_locked=True)
-        event = found[0] if found else None
-        if event is None:
-            return "locked-or-missing"
-        if not force:
+    try:
+        with transaction.atomic():
+            # Another worker processing it holds the row: skip it rather than wait. Its SQL
+            # built once (config/rows.py): every event is processed through here.
+            found = rows.select(InboundEvent, [{"id": event_id}], for_no_key_update=True, skip_locked=True)
+            event = found[0] if found else None
+            if event is None:
+                return "locked-or-missing"
+            if not force:
+                if event.status in (InboundEvent.Status.PROCESSED, InboundEvent.Status.IGNORED):
+                    return event.status
+                if event.status == InboundEvent.Status.FAILED and (
+                    event.next_attempt_at is None or event.next_attempt_at > now + _DUE_GRACE
+                ):
+                    return "not-due"
+            attempts = event.attempts
+            _handle(event)
+            _inbound_event_save(event, attempts=attempts + 1, now=now)
             if event.status in (InboundEvent.Status.PROCESSED, InboundEvent.Status.IGNORED):
-                return event.status
-            if event.status == InboundEvent.Status.FAILED and (
-                event.next_attempt_at is None or event.next_attempt_at > now + _DUE_GRACE
-            ):
-                return "not-due"
-        event.attempts += 1
-        event.next_attempt_at = None
-        handlers = handlers_for(event.provider, event.type)
-        if not handlers:
-            event.status = InboundEvent.Status.IGNORED
-            event.last_error = f"No handler for {event.provider}:{event.type}."
-        else:
-            try:
-                with transaction.atomic():
-                    results = [handler(event) for handler in handlers]
-            except Exception as exc:  # any handler failure is recorded, never lost
-                logger.exception("inbound event handler failed", extra={"event": str(event.pk)})
-                error = f"{type(exc).__name__}: {exc}"
-                event.status, event.last_error = InboundEvent.Status.FAILED, error[:2000]
-                retry_in = inbound_retry_delay(event.attempts)
-                if retry_in is not None:
-                    event.next_attempt_at = now + timedelta(seconds=retry_in)
-            else:
-                ignored = [r for r in results if isinstance(r, Ignored)]
-                if len(ignored) == len(results):
-                    event.status = InboundEvent.Status.IGNORED
-                    event.last_error = "; ".join(r.reason for r in ignored)
-                else:
-                    event.status, event.last_error = InboundEvent.Status.PROCESSED, ""
-        event.processed_at = now
-        fields = ["status", "last_error", "attempts", "processed_at", "flagged", "flag_reason", "next_attempt_at"]
-        # save(update_fields=fields)'s UPDATE with its SQL built once (config/rows.py).
-        if not rows.update(InboundEvent, {"id": event.pk}, {f: getattr(event, f) for f in fields}):
-            raise DatabaseError("Save with update_fields did not affect any rows.")
-        if event.status in (InboundEvent.Status.PROCESSED, InboundEvent.Status.IGNORED):
-            stripe_mirror_enqueue(event)  # after commit; only with a key and a verified Stripe event
-    if error:
-        raise HandlerFailed(error, retry_in=retry_in)
+                stripe_mirror_enqueue(event)  # after commit; only with a key and a verified Stripe event
+    except _HandlerRaised as raised:
+        return _inbound_event_failed(event_id, attempts=attempts, error=raised.error, now=now)
     return event.status
+
+
+class _HandlerRaised(Exception):
+    """A handler raised: leave the processing transaction (rolling it back) with the error."""
+
+    def __init__(self, error: str):
+        super().__init__(error)
+        self.error = error
+
+
+def _handle(event: InboundEvent) -> None:
+    """Run the event's handlers; set its status (processed or ignored) and last_error.
+    Raises _HandlerRaised with the error, logged, when one raises."""
+    handlers = handlers_for(event.provider, event.type)
+    if not handlers:
+        event.status = InboundEvent.Status.IGNORED
+        event.last_error = f"No handler for {event.provider}:{event.type}."
+        return
+    try:
+        results = [handler(event) for handler in handlers]
+    except Exception as exc:  # any handler failure is recorded, never lost
+        logger.exception("inbound event handler failed", extra={"event": str(event.pk)})
+        raise _HandlerRaised(f"{type(exc).__name__}: {exc}") from exc
+    ignored = [r for r in results if isinstance(r, Ignored)]
+    if len(ignored) == len(results):
+        event.status = InboundEvent.Status.IGNORED
+        event.last_error = "; ".join(r.reason for r in ignored)
+    else:
+        event.status, event.last_error = InboundEvent.Status.PROCESSED, ""
+
+
+def _inbound_event_failed(event_id, *, attempts: int, error: str, now: datetime) -> str:
+    """Record the failed attempt number `attempts + 1` of an event whose handler raised
+    (its transaction rolled back), then raise HandlerFailed. The event is locked again;
+    if another processor ran it in between (its attempts moved on), what that one
+    recorded stands and its status is returned."""
+    with transaction.atomic():
+        found = rows.select(InboundEvent, [{"id": event_id}], for_no_key_update=True)
+        event = found[0] if found else None
+        if event is None or event.attempts != attempts:
+            return event.status if event is not None else "locked-or-missing"
+        retry_in = inbound_retry_delay(attempts + 1)
+        event.status, event.last_error = InboundEvent.Status.FAILED, error[:2000]
+        event.next_attempt_at = now + timedelta(seconds=retry_in) if retry_in is not None else None
+        _inbound_event_save(event, attempts=attempts + 1, now=now)
+    raise HandlerFailed(error, retry_in=retry_in)
+
+
+_PROCESSED_FIELDS = ("status", "last_error", "attempts", "processed_at", "flagged", "flag_reason", "next_attempt_at")
+
+
+def _inbound_event_save(event: InboundEvent, *, attempts: int, now: datetime) -> None:
+    """Write what processing it did to the event (attempt number `attempts`, at `now`)."""
+    if event.status != InboundEvent.Status.FAILED:
+        event.next_attempt_at = None
+    event.attempts, event.processed_at = attempts, now
+    # save(update_fields=...)'s UPDATE with its SQL built once (config/rows.py).
+    if not rows.update(InboundEvent, {"id": event.pk}, {f: getattr(event, f) for f in _PROCESSED_FIELDS}):
+        raise DatabaseError("Save with update_fields did not affect any rows.")
 
 
 def inbound_event_flag(*, event, reason: str) -> None:

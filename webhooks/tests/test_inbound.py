@@ -14,9 +14,12 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from config.tests.operator_actions_support import operator_url
+from payments.identity.models import Merchant
+from payments.identity.services import merchant_create
 from webhooks.models import InboundEvent
 from webhooks.registry import Ignored, register_handler
-from webhooks.services import inbound_event_process
+from webhooks import services
+from webhooks.services import HandlerFailed, inbound_event_process
 from webhooks.tasks import inbound_event_process_task, webhooks_sweep_task
 
 from .support import signed_post, stripe_event
@@ -24,7 +27,7 @@ from .support import signed_post, stripe_event
 pytestmark = pytest.mark.django_db
 
 STRIPE_URL = "/api/v1/webhooks/stripe"
-calls: dict[str, list] = {"ok": [], "flaky": [], "broken": []}
+calls: dict[str, list] = {"ok": [], "flaky": [], "broken": [], "writes": []}
 state = {"flaky_failures_left": 0, "broken": True}
 
 
@@ -51,6 +54,13 @@ def _broken(event):
     calls["broken"].append(event.event_id)
     if state["broken"]:
         raise ValueError("bug in handler")
+
+
+@register_handler("stripe", "paydesk_test.writes_then_fails")
+def _writes_then_fails(event):
+    calls["writes"].append(merchant_create(name=f"written by {event.event_id}").pk)
+    if state["broken"]:
+        raise ValueError("failed after writing")
 
 
 @pytest.fixture(autouse=True)
@@ -348,6 +358,42 @@ class TestProcessing:
         assert response.status_code == 302
         stored.refresh_from_db()
         assert stored.status == "processed" and stored.last_error == "" and stored.attempts == attempts + 1
+
+    def test_a_failing_handler_keeps_nothing_it_wrote_and_the_failure_is_recorded(self, api, stripe_secret):
+        state["broken"] = True
+        post(api, event(type_="paydesk_test.writes_then_fails"), stripe_secret)  # stored; its task not run
+        stored = InboundEvent.objects.get()
+        with pytest.raises(HandlerFailed, match="failed after writing"):
+            inbound_event_process(event_id=stored.pk)
+        assert len(calls["writes"]) == 1 and not Merchant.objects.filter(pk=calls["writes"][0]).exists()
+        stored.refresh_from_db()
+        assert (stored.status, stored.attempts) == ("failed", 1)
+        assert stored.last_error == "ValueError: failed after writing" and stored.next_attempt_at is not None
+
+        state["broken"] = False
+        assert inbound_event_process(event_id=stored.pk, now=stored.next_attempt_at) == "processed"
+        assert Merchant.objects.filter(pk=calls["writes"][1]).exists()
+        stored.refresh_from_db()
+        assert (stored.status, stored.attempts, stored.last_error, stored.next_attempt_at) == ("processed", 2, "", None)
+
+    def test_a_failure_does_not_overwrite_what_another_processor_recorded_meanwhile(self, api, stripe_secret):
+        """Between the failed run's rollback and its failure record the event is unlocked:
+        a processor that ran it then (the sweep, a retry) keeps its outcome."""
+        state["broken"] = True
+        post(api, event(type_="paydesk_test.writes_then_fails"), stripe_secret)
+        stored = InboundEvent.objects.get()
+        record_failure = services._inbound_event_failed
+
+        def another_processor_first(*args, **kwargs):
+            state["broken"] = False
+            assert inbound_event_process(event_id=stored.pk) == "processed"
+            return record_failure(*args, **kwargs)
+
+        with mock.patch.object(services, "_inbound_event_failed", another_processor_first):
+            assert inbound_event_process(event_id=stored.pk) == "processed"  # no HandlerFailed: it was run
+        stored.refresh_from_db()
+        assert (stored.status, stored.attempts, stored.last_error) == ("processed", 1, "")
+        assert [Merchant.objects.filter(pk=pk).exists() for pk in calls["writes"]] == [False, True]
 
     def test_events_arriving_in_any_order_are_each_processed(
         self, api, stripe_secret, django_capture_on_commit_callbacks
