@@ -12,6 +12,7 @@ import jwt
 from django.conf import settings
 from rest_framework import authentication, exceptions
 
+from config import rows
 from config.api.throttling import AuthFailureThrottle
 from config.errors import InvalidRequest, NotFound
 from config.ids import parse_uuid
@@ -139,9 +140,15 @@ class CustomerJWTAuthentication(_ThrottledAuthentication):
         except jwt.InvalidTokenError:
             self.fail(request, "Invalid token.")
         try:
-            customer = Customer.objects.select_related("merchant").get(pk=parse_uuid(claims["sub"]))
-        except (Customer.DoesNotExist, NotFound):
+            # select_related("merchant").get()'s query as a fixed-shape statement
+            # (config/rows.py): every end-user request reads it, and the ORM would
+            # compile it on each (about a third of the authentication's CPU).
+            found = rows.select(Customer, [{"id": parse_uuid(claims["sub"])}], related=("merchant",))
+        except NotFound:
+            found = []
+        if not found:
             self.fail(request, "The token's subject is not a known customer.")
+        customer = found[0]
         if not customer.merchant.is_active:  # as for the merchant's own API keys
             self.fail(request, "This merchant is suspended.")
         return Caller(merchant=None, customer=customer), claims
