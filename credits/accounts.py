@@ -147,8 +147,18 @@ def _live_grants(account: Account, *, offset: int = 0) -> list[Grant]:
     )
 
 
-def _consume(account: Account, units: int, *, first: Grant | None = None) -> None:
-    """Take `units` off the grants' remaining (first `first`, then oldest-first). Caller holds the lock."""
+def _live_grants_all(account: Account) -> list[Grant] | None:
+    """Every grant of the account with units left, in consumption order, when they fit on
+    one page (one statement: a debit's expiry and consumption both use it); None when
+    there are a page or more of them (each then reads its own)."""
+    page = _live_grants(account)
+    return page if len(page) < GRANTS_PAGE else None
+
+
+def _consume(account: Account, units: int, *, first: Grant | None = None, live: list[Grant] | None = None) -> None:
+    """Take `units` off the grants' remaining (first `first`, then oldest-first). Caller holds the lock.
+    `live`: the first page of live grants, as the caller read it under this lock (grants
+    it has expired since are at 0 left and skipped), instead of reading it again."""
     changed = []
     if first is not None:
         first = Grant.objects.get(pk=first.pk)
@@ -163,9 +173,9 @@ def _consume(account: Account, units: int, *, first: Grant | None = None) -> Non
     # from, is skipped where it falls in them).
     offset = 0
     while units:
-        page = _live_grants(account, offset=offset)
+        page = live if live is not None and offset == 0 else _live_grants(account, offset=offset)
         for grant in page:
-            if first is not None and grant.pk == first.pk:
+            if (first is not None and grant.pk == first.pk) or not grant.remaining:
                 continue
             take = min(grant.remaining, units)
             grant.remaining -= take

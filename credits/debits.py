@@ -11,7 +11,7 @@ from payments.identity.models import Customer, Merchant
 from wallets.models import CREDITS_UNIT, Transfer
 from wallets.services import transfer_create
 
-from .accounts import CONSUMED, _accounts, _check_units, _consume, _emit, _lock
+from .accounts import CONSUMED, _accounts, _check_units, _consume, _emit, _live_grants_all, _lock
 from .expiry import _expire_due
 from .models import Debit
 
@@ -28,7 +28,8 @@ def credits_debit(*, customer: Customer, units: int, reason: str = "", ref: str 
     account, accounts = _accounts(customer)
     with transaction.atomic():
         locked = _lock(account)
-        _expire_due(locked, now=timezone.now(), accounts=accounts)
+        live = _live_grants_all(locked)  # one read for the expiry and the debit, almost always
+        _expire_due(locked, now=timezone.now(), accounts=accounts, live=live)
         if locked.balance < units:
             raise InsufficientCredits(f"{locked.balance} credits left, {units} needed.", param="units")
         try:
@@ -42,7 +43,7 @@ def credits_debit(*, customer: Customer, units: int, reason: str = "", ref: str 
             )
         except InsufficientFunds as exc:  # the ledger's own check, should ours ever be bypassed
             raise InsufficientCredits(exc.message, param="units")
-        _consume(locked, units)
+        _consume(locked, units, live=live)
         debit = rows.insert(
             Debit(
                 merchant_id=customer.merchant_id,

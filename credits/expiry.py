@@ -17,12 +17,24 @@ from .accounts import EXPIRED, _lock, credit_counter_accounts
 from .models import Grant
 
 
-def _expire_due(locked: Account, *, now: datetime, accounts: dict[str, Account]) -> int:
-    """Post every due expiry of this (locked) account to the ledger. Returns the units expired."""
-    # A fixed-shape statement (config.rows): every debit asks, and almost always finds none.
-    due = rows.select(
-        Grant, [{"account_id": locked.pk, "remaining__gt": 0, "expires_at__lte": now}], order_by="expires_at"
-    )
+def _expire_due(
+    locked: Account, *, now: datetime, accounts: dict[str, Account], live: list[Grant] | None = None
+) -> int:
+    """Post every due expiry of this (locked) account to the ledger. Returns the units expired.
+
+    `live`: every grant of the account with units left, read under this lock (a debit's
+    one read of them, accounts._live_grants, when it held less than a page): the due
+    ones are found among them, without a statement, and set to 0 left in place."""
+    if live is None:
+        # A fixed-shape statement (config.rows): every caller asks, and almost always finds none.
+        due = rows.select(
+            Grant, [{"account_id": locked.pk, "remaining__gt": 0, "expires_at__lte": now}], order_by="expires_at"
+        )
+    else:
+        due = sorted(
+            (g for g in live if g.remaining > 0 and g.expires_at is not None and g.expires_at <= now),
+            key=lambda g: g.expires_at,
+        )
     if not due:
         return 0
     total = sum(g.remaining for g in due)

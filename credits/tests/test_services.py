@@ -171,6 +171,24 @@ def test_consumption_reads_grants_page_after_page_and_a_revoked_grant_first(cust
     assert credit_account_get(customer=customer).balance == 2
 
 
+def test_a_debit_posts_due_expiries_whether_the_live_grants_fit_on_a_page_or_not(customer, monkeypatch):
+    """A debit reads the live grants once when they fit on a page and finds the due ones
+    among them; with a page or more it asks for the due ones and pages through the rest."""
+    from credits import accounts
+
+    for page in (100, 2):  # three live grants: one page, then two
+        monkeypatch.setattr(accounts, "GRANTS_PAGE", page)
+        first, second, third = (grant(customer, 3, expires_at=timezone.now() + timedelta(days=1)) for _ in range(3))
+        _expire_now(second)
+        _, balance = credits_debit(customer=customer, units=4)
+        assert balance == 2
+        assert [Grant.objects.get(pk=g.pk).remaining for g in (first, second, third)] == [0, 0, 2]
+        assert Grant.objects.get(pk=second.pk).expired_units == 3
+        credits_debit(customer=customer, units=2)
+    assert credits_counters(merchant=customer.merchant) == {"issued": 18, "consumed": 12, "expired": 6}
+    assert credit_account_get(customer=customer).balance == 0
+
+
 def test_revoke_needs_a_reason(customer):
     grant(customer, 10)
     with pytest.raises(InvalidRequest):
