@@ -25,6 +25,8 @@ an uncommitted account insert awaited by a writer holding a lock could deadlock)
 import logging
 import uuid
 
+from django.db import connection
+
 from config import rows
 from config.errors import InvalidRequest
 from payments.identity.models import Customer, Merchant
@@ -75,13 +77,52 @@ def credit_counter_accounts(*, merchant_id, customer_id) -> dict[str, Account]:
 
 
 def credit_account_get_or_create(*, customer: Customer) -> Account:
-    """The customer's credit account (and its counter-accounts), created on first use."""
-    return _accounts(customer)[0]
+    """The customer's credit account (and its counter-accounts), created on first use, as it is now."""
+    return _accounts_read(customer)[0]
+
+
+# Which accounts a customer's credits use, by customer id, as this process first read
+# them: the field values of (its credit account, its counter-accounts by name). Which rows
+# they are never changes (the ledger never deletes an account: every reference to one is
+# PROTECT), so the write paths, which lock them and so read them afresh, skip the read.
+# Only what was read outside a transaction (so committed) is kept. Bounded: emptied when
+# full. Tests empty it between tests (conftest.py).
+_KNOWN: dict = {}
+_KNOWN_AT_MOST = 10_000
+_FIELDS = tuple(f.attname for f in Account._meta.concrete_fields)
+
+
+def _known_clear() -> None:
+    _KNOWN.clear()
+
+
+def _account(values: tuple) -> Account:
+    return Account.from_db(Account.objects.db, _FIELDS, values)
+
+
+def _values(account: Account) -> tuple:
+    return tuple(getattr(account, f) for f in _FIELDS)
 
 
 def _accounts(customer: Customer) -> tuple[Account, dict[str, Account]]:
     """(the customer's credit account, its counter-accounts), read in one statement and
-    created on first use."""
+    created on first use; once known to this process, not read again (_KNOWN). For the
+    write paths only: they lock what they use, so the balances on these rows are not read
+    (they are as first read); fresh instances on every call, none shared between callers."""
+    known = _KNOWN.get(customer.pk)
+    if known is not None:
+        account_values, counter_values = known
+        return _account(account_values), {counter: _account(values) for counter, values in counter_values.items()}
+    account, counters = _accounts_read(customer)
+    if connection.in_atomic_block:
+        return account, counters  # what it created may yet be rolled back: known only once committed
+    if len(_KNOWN) >= _KNOWN_AT_MOST:
+        _KNOWN.clear()
+    _KNOWN[customer.pk] = (_values(account), {counter: _values(a) for counter, a in counters.items()})
+    return account, counters
+
+
+def _accounts_read(customer: Customer) -> tuple[Account, dict[str, Account]]:
     shard = counter_shard(customer.pk)
     names = {counter_account_name(counter, shard): counter for counter in MERCHANT_ACCOUNTS}
     found = rows.select(

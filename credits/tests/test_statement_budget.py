@@ -1,7 +1,8 @@
 """The statement budget of a credits debit (POST /api/v1/use-credits with an end-user
 JWT), counted on a warm process outside any test transaction (transaction=True), BEGIN
-and COMMIT not counted: 9. The customer (the JWT's subject); the credit account with its
-counter-accounts; then, in one transaction: the credit account locked, its live grants
+and COMMIT not counted: 8. The customer (the JWT's subject) with its merchant; then (the
+credit account and its counter-accounts known to the process since the first debit, not
+read again) in one transaction: the credit account locked, its live grants
 (the due expiries found among them), the ledger's lock of the counter-account, the ledger
 write, the grant's remaining units, the debit, the outbox event.
 """
@@ -16,7 +17,7 @@ from credits.services import credits_grant
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_credits_debit_costs_at_most_nine_statements(customer, jwt_client):
+def test_a_credits_debit_costs_at_most_eight_statements(customer, jwt_client):
     credits_grant(customer=customer, units=10, source=Grant.Source.MERCHANT, reason="budget")
     client = jwt_client(customer)
 
@@ -30,4 +31,4 @@ def test_a_credits_debit_costs_at_most_nine_statements(customer, jwt_client):
     assert response.json() == {"data": {"balance": 8}}
     statements = [q["sql"] for q in ctx.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
     listing = "\n".join(f"{n}. {sql[:300]}" for n, sql in enumerate(statements, 1))
-    assert len(statements) <= 9, f"{len(statements)} statements:\n{listing}"
+    assert len(statements) <= 8, f"{len(statements)} statements:\n{listing}"
