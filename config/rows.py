@@ -430,6 +430,51 @@ def update(model: type[models.Model], where: dict, values: dict) -> int:
         return cursor.rowcount
 
 
+def update_then_insert(model: type[models.Model], pk, values: dict, instance: models.Model) -> int:
+    """update() of the one row of `model` whose primary key is `pk`, then insert() of
+    `instance` (a new row of any model) only if that row was there: on PostgreSQL one
+    statement, a data-modifying WITH (one round trip where there were two); elsewhere the
+    two statements. For a row's change and the record of it, which always go together.
+    Returns how many rows were updated (1, or 0: nothing inserted either)."""
+    if connection.vendor != "postgresql":
+        updated = update(model, {model._meta.pk.attname: pk}, values)
+        if updated:
+            insert(instance)
+        return updated
+    other = type(instance)
+    auto_pk = _auto_pk(other) if instance.pk is None else None
+    written = _written(other, auto_pk is not None)
+    sql = _update_then_insert_sql(model, tuple(values), other, auto_pk is not None)
+    fields = _fields(model)
+    params = [fields[a].get_db_prep_save(v, connection) for a, v in values.items()]
+    params += _prep(model, model._meta.pk.attname, [pk])
+    params += [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in written]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return 0
+    if auto_pk is not None:
+        instance.pk = row[0]
+    instance._state.adding, instance._state.db = False, connection.alias
+    return 1
+
+
+@lru_cache(maxsize=64)
+def _update_then_insert_sql(model, assigned: tuple, other, auto_pk: bool) -> str:
+    quote = connection.ops.quote_name
+    written = _written(other, auto_pk)
+    # Typed placeholders: in a SELECT list PostgreSQL would take an untyped one for text.
+    casts = ", ".join(f"CAST(%s AS {f.cast_db_type(connection)})" for f in written)
+    returned = quote(_auto_pk(other).column) if auto_pk else "1"
+    update_sql = _update_sql(model, assigned, (model._meta.pk.attname,), connection.vendor)
+    return (
+        f"WITH updated AS ({update_sql} RETURNING 1) "
+        f"INSERT INTO {quote(other._meta.db_table)} ({', '.join(quote(f.column) for f in written)}) "
+        f"SELECT {casts} FROM updated RETURNING {returned}"
+    )
+
+
 def _prep_all(model, conjunction: dict) -> list:
     return [p for attname, value in conjunction.items() for p in _prep(model, attname, [value])]
 

@@ -76,16 +76,18 @@ def timeline_add(
 ) -> PaymentEvent:
     # save()'s INSERT with its SQL built once (config/rows.py): every write of a payment
     # adds one of these, and compiling the ORM's INSERT cost more than running it.
-    return rows.insert(
-        PaymentEvent(
-            payment=payment,
-            type=type,
-            source=source,
-            data=data or {},
-            from_status=from_status,
-            to_status=to_status,
-            flagged=flagged,
-        )
+    return rows.insert(_timeline_event(payment, type, source, data, from_status, to_status, flagged))
+
+
+def _timeline_event(payment, type, source, data=None, from_status="", to_status="", flagged=False) -> PaymentEvent:
+    return PaymentEvent(
+        payment=payment,
+        type=type,
+        source=source,
+        data=data or {},
+        from_status=from_status,
+        to_status=to_status,
+        flagged=flagged,
     )
 
 
@@ -111,12 +113,13 @@ def _transition(payment: Payment, *, to: str, source: str, data: dict | None, re
         payment.failure_reason = reason
     elif to == "succeeded":
         payment.failure_reason = ""  # a failure the provider reported before it collected after all
-    # save(update_fields=...)'s UPDATE with its SQL built once (config/rows.py).
+    # save(update_fields=...)'s UPDATE and the timeline event's INSERT, in one statement
+    # with its SQL built once (config/rows.py): every settlement moves its payment.
     payment.updated_at = timezone.now()
     changed = {"status": payment.status, "failure_reason": payment.failure_reason, "updated_at": payment.updated_at}
-    if not rows.update(Payment, {"id": payment.pk}, changed):
+    event = _timeline_event(payment, f"payment.{to}", source, data, from_status=previous, to_status=to)
+    if not rows.update_then_insert(Payment, payment.pk, changed, event):
         raise DatabaseError("Save with update_fields did not affect any rows.")
-    timeline_add(payment=payment, type=f"payment.{to}", source=source, data=data, from_status=previous, to_status=to)
     if to in OUTBOUND:
         event_emit(merchant=payment.merchant, type=OUTBOUND[to], data=payment_data(payment))
     return payment

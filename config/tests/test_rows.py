@@ -132,6 +132,29 @@ def test_insert_and_insert_many_fill_auto_ids_in_order(merchant, count):
     assert stored == {e.pk: (e.type, e.data) for e in events}
 
 
+def test_update_then_insert_changes_the_row_and_records_it_or_does_neither(merchant):
+    from django.utils import timezone
+
+    from payments.models import Payment, PaymentEvent
+
+    payment = Payment.objects.create(merchant=merchant, order_id="o-then", amount=100, currency="usd", provider="mock")
+    now = timezone.now()
+    [event] = _events(payment, 1)
+    assert rows.update_then_insert(Payment, payment.pk, {"status": "failed", "updated_at": now}, event) == 1
+    assert event.pk is not None and not event._state.adding
+    stored = Payment.objects.get(pk=payment.pk)
+    assert (stored.status, stored.updated_at) == ("failed", now)
+    recorded = PaymentEvent.objects.get(pk=event.pk)
+    assert (recorded.payment_id, recorded.type, recorded.data) == (payment.pk, "test.0", {"i": 0})
+    assert recorded.created_at == event.created_at is not None
+
+    [orphan] = _events(payment, 1)
+    assert rows.update_then_insert(Payment, uuid.uuid4(), {"status": "succeeded", "updated_at": now}, orphan) == 0
+    assert orphan.pk is None and orphan._state.adding
+    assert PaymentEvent.objects.filter(payment=payment).count() == 1
+    assert Payment.objects.get(pk=payment.pk).status == "failed"
+
+
 def test_insert_many_stores_every_value_as_bulk_create_does(merchant, customer):
     """Times to the microsecond, uuids, big integers, text and JSON with what needs
     escaping (quotes, backslashes, newlines, non-ASCII), a JSON string, JSON null inside
