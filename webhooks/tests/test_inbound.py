@@ -16,9 +16,9 @@ from rest_framework.test import APIClient
 from config.tests.operator_actions_support import operator_url
 from payments.identity.models import Merchant
 from payments.identity.services import merchant_create
+from webhooks import services
 from webhooks.models import InboundEvent
 from webhooks.registry import Ignored, register_handler
-from webhooks import services
 from webhooks.services import HandlerFailed, inbound_event_process
 from webhooks.tasks import inbound_event_process_task, webhooks_sweep_task
 
