@@ -23,7 +23,7 @@ def _expire_due(
     """Post every due expiry of this (locked) account to the ledger. Returns the units expired.
 
     `live`: every grant of the account with units left, read under this lock (a debit's
-    one read of them, accounts._live_grants, when it held less than a page): the due
+    one read of them, accounts._live_grants_all, when they fit on a page): the due
     ones are found among them, without a statement, and set to 0 left in place."""
     if live is None:
         # A fixed-shape statement (config.rows): every caller asks, and almost always finds none.
